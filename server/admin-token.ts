@@ -1,0 +1,55 @@
+/**
+ * The admin token: taken from POSTERN_ADMIN_TOKEN, or generated on first start and written
+ * once to `<data-dir>/admin-token` (mode 0600). Only its SHA-256 is stored; requests are
+ * checked by hashing what they present and comparing in constant time. The token is a
+ * 256-bit random value, so a fast hash is enough (no password stretching needed).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { constantTimeEqual } from '../shared/signing.ts';
+import type { Store } from './store/types.ts';
+
+export const ADMIN_TOKEN_FILE = 'admin-token';
+
+export function sha256Hex(value: string): string {
+  return createHash('sha256').update(value, 'utf8').digest('hex');
+}
+
+export interface AdminTokenCheck {
+  /** Whether an `Authorization` header carries the admin token. */
+  accepts(authorization: string | undefined): boolean;
+  /** Where a generated token was written, when it was generated on this start. */
+  writtenTo: string | null;
+}
+
+export async function setUpAdminToken(
+  store: Store,
+  dataDir: string,
+  fromEnv: string | null,
+): Promise<AdminTokenCheck> {
+  let hash: string;
+  let writtenTo: string | null = null;
+  if (fromEnv !== null) {
+    hash = sha256Hex(fromEnv);
+  } else if (store.control().adminTokenHash) {
+    hash = store.control().adminTokenHash!;
+  } else {
+    const token = `pat_${randomBytes(32).toString('base64url')}`;
+    writtenTo = path.join(dataDir, ADMIN_TOKEN_FILE);
+    await writeFile(writtenTo, `${token}\n`, { mode: 0o600, flag: 'w' });
+    hash = sha256Hex(token);
+    await store.updateControl((s) => {
+      s.adminTokenHash = hash;
+    });
+  }
+  const expected = Buffer.from(hash, 'hex');
+  return {
+    writtenTo,
+    accepts(authorization) {
+      const token = /^Bearer (\S+)$/.exec(authorization ?? '')?.[1];
+      if (!token) return false;
+      return constantTimeEqual(Buffer.from(sha256Hex(token), 'hex'), expected);
+    },
+  };
+}

@@ -1,0 +1,248 @@
+/**
+ * Admin subcommands of the relay binary. Each one is a call to the admin API of a running
+ * relay: human tables by default, `--json` for scripts.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigError } from '../../shared/errors.ts';
+import { isObject, type Obj } from '../../shared/fields.ts';
+import { table } from './table.ts';
+
+export const ADMIN_USAGE = `Admin commands (talk to a running relay):
+  channel create NAME [--verify github --secret S] [--ordered] [--max-body-bytes N]
+  channel list | channel show ID|NAME | channel delete ID|NAME
+  agent add NAME --channel ID|NAME [--channel …]   prints a one-time pairing code
+  agent list | agent revoke ID
+  events list [--channel ID|NAME] [--status S] [--limit N] [--before ID]
+  events show ID | events replay ID
+  tail [--channel ID|NAME]                          one line per event as they arrive
+    --relay URL     relay to talk to  (POSTERN_RELAY_URL, default http://localhost:8080)
+    --token TOKEN   admin token       (POSTERN_ADMIN_TOKEN, or the file ./data/admin-token)
+    --json          print JSON instead of tables`;
+
+const OPTIONS = {
+  relay: { type: 'string' },
+  token: { type: 'string' },
+  json: { type: 'boolean' },
+  verify: { type: 'string' },
+  secret: { type: 'string' },
+  ordered: { type: 'boolean' },
+  'max-body-bytes': { type: 'string' },
+  channel: { type: 'string', multiple: true },
+  status: { type: 'string' },
+  limit: { type: 'string' },
+  before: { type: 'string' },
+} as const;
+
+class Client {
+  readonly #base: string;
+  readonly #token: string;
+  constructor(base: string, token: string) {
+    this.#base = base.replace(/\/$/, '');
+    this.#token = token;
+  }
+
+  async call(method: string, path: string, body?: unknown): Promise<Obj> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.#base}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.#token}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+    } catch {
+      throw new ConfigError(
+        `cannot reach the relay at ${this.#base}: is it running? (set --relay or POSTERN_RELAY_URL)`,
+      );
+    }
+    if (res.status === 204) return {};
+    const text = await res.text();
+    let value: unknown = {};
+    try {
+      value = text ? JSON.parse(text) : {};
+    } catch {
+      throw new ConfigError(`the relay answered ${res.status} with something that is not JSON`);
+    }
+    if (!isObject(value))
+      throw new ConfigError(`the relay answered ${res.status} with an unexpected shape`);
+    if (!res.ok) {
+      const error = isObject(value['error']) ? value['error'] : {};
+      const hint = res.status === 401 ? ' (check --token / POSTERN_ADMIN_TOKEN)' : '';
+      throw new ConfigError(`${String(error['message'] ?? `HTTP ${res.status}`)}${hint}`);
+    }
+    return value;
+  }
+}
+
+function resolveToken(flag: string | undefined, env: NodeJS.ProcessEnv): string {
+  const token = flag ?? env['POSTERN_ADMIN_TOKEN'];
+  if (token) return token;
+  try {
+    return readFileSync('data/admin-token', 'utf8').trim();
+  } catch {
+    throw new ConfigError(
+      'no admin token: pass --token, set POSTERN_ADMIN_TOKEN, or run from the directory holding data/admin-token',
+    );
+  }
+}
+
+const list = (v: unknown): Obj[] => (Array.isArray(v) ? v.filter(isObject) : []);
+const str = (v: unknown): string => (v === null || v === undefined ? '-' : String(v));
+
+function need(value: string | undefined, what: string): string {
+  if (!value) throw new ConfigError(`missing ${what}; see --help`);
+  return value;
+}
+
+export async function runAdminCommand(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: OPTIONS,
+    allowPositionals: true,
+    strict: true,
+  });
+  const client = new Client(
+    values.relay ?? env['POSTERN_RELAY_URL'] ?? 'http://localhost:8080',
+    resolveToken(values.token, env),
+  );
+  const out = (human: string, json: unknown): void => {
+    process.stdout.write(values.json ? `${JSON.stringify(json, null, 2)}\n` : human);
+  };
+  const [sub, arg] = positionals;
+  const key = `${command} ${sub ?? ''}`.trim();
+  const enc = encodeURIComponent;
+
+  switch (key) {
+    case 'channel create': {
+      const body: Obj = { name: need(sub === 'create' ? arg : undefined, 'channel NAME') };
+      if (values.verify)
+        body['verify'] = { provider: values.verify, secret: need(values.secret, '--secret') };
+      if (values.ordered) body['ordered'] = true;
+      if (values['max-body-bytes']) body['maxBodyBytes'] = Number(values['max-body-bytes']);
+      const c = await client.call('POST', '/api/channels', body);
+      return out(
+        `Created channel ${str(c['name'])} (${str(c['id'])})\nIngress URL: ${str(c['ingressUrl'])}\n`,
+        c,
+      );
+    }
+    case 'channel list': {
+      const r = await client.call('GET', '/api/channels');
+      const rows = list(r['channels']).map((c) => [
+        str(c['id']),
+        str(c['name']),
+        isObject(c['verify']) ? str(c['verify']['provider']) : 'none',
+        isObject(c['response']) ? str(c['response']['mode']) : '-',
+        str(c['ingressUrl']),
+      ]);
+      return out(table(['ID', 'NAME', 'VERIFY', 'MODE', 'INGRESS URL'], rows), r);
+    }
+    case 'channel show': {
+      const c = await client.call('GET', `/api/channels/${enc(need(arg, 'channel ID or NAME'))}`);
+      return out(`${JSON.stringify(c, null, 2)}\n`, c);
+    }
+    case 'channel delete': {
+      await client.call('DELETE', `/api/channels/${enc(need(arg, 'channel ID or NAME'))}`);
+      return out(`Deleted channel ${arg}\n`, { deleted: arg });
+    }
+    case 'agent add': {
+      const channels = values.channel ?? [];
+      if (channels.length === 0)
+        throw new ConfigError('agent add needs at least one --channel ID|NAME');
+      const a = await client.call('POST', '/api/agents', {
+        name: need(arg, 'agent NAME'),
+        channels,
+      });
+      return out(
+        `Added agent ${str(a['name'])} (${str(a['id'])}).\n` +
+          `One-time pairing code (expires ${str(a['expiresAt'])}): ${str(a['pairingCode'])}\n` +
+          `On the agent's host: npm run agent -- pair --relay <relay URL> --code ${str(a['pairingCode'])}\n`,
+        a,
+      );
+    }
+    case 'agent list': {
+      const r = await client.call('GET', '/api/agents');
+      const rows = list(r['agents']).map((a) => [
+        str(a['id']),
+        str(a['name']),
+        a['connected'] ? 'yes' : 'no',
+        a['paired'] ? 'yes' : 'no',
+        str(a['lastSeenAt']),
+        str(a['version']),
+      ]);
+      return out(table(['ID', 'NAME', 'CONNECTED', 'PAIRED', 'LAST SEEN', 'VERSION'], rows), r);
+    }
+    case 'agent revoke': {
+      await client.call('DELETE', `/api/agents/${enc(need(arg, 'agent ID'))}`);
+      return out(`Revoked agent ${arg}; its tunnels are closed\n`, { revoked: arg });
+    }
+    case 'events list': {
+      const q = new URLSearchParams();
+      if (values.channel?.[0]) q.set('channel', values.channel[0]);
+      if (values.status) q.set('status', values.status);
+      if (values.limit) q.set('limit', values.limit);
+      if (values.before) q.set('before', values.before);
+      const r = await client.call('GET', `/api/events?${q}`);
+      const rows = list(r['events']).map(eventRow);
+      const more = r['next'] ? `(more: --before ${str(r['next'])})\n` : '';
+      return out(table(EVENT_COLUMNS, rows) + more, r);
+    }
+    case 'events show': {
+      const e = await client.call('GET', `/api/events/${enc(need(arg, 'event ID'))}`);
+      return out(`${JSON.stringify(e, null, 2)}\n`, e);
+    }
+    case 'events replay': {
+      const e = await client.call('POST', `/api/events/${enc(need(arg, 'event ID'))}/replay`);
+      return out(`Queued ${str(e['id'])} again\n`, e);
+    }
+    case 'tail':
+      return tail(client, values.channel?.[0], Boolean(values.json));
+    default:
+      throw new ConfigError(`unknown command "${key}"; run with --help`);
+  }
+}
+
+const EVENT_COLUMNS = ['ID', 'RECEIVED', 'CHANNEL', 'STATUS', 'ATTEMPTS', 'METHOD', 'PATH', 'SIZE'];
+
+function eventRow(e: Obj): string[] {
+  return [
+    str(e['id']),
+    str(e['receivedAt']),
+    str(e['channelId']),
+    str(e['status']),
+    str(e['attemptCount']),
+    str(e['method']),
+    `${str(e['path']) === '-' ? '' : str(e['path'])}${e['query'] ? `?${str(e['query'])}` : ''}` ||
+      '/',
+    str(e['size']),
+  ];
+}
+
+/** Polls the newest events once a second and prints each one once (and again on status change). */
+async function tail(client: Client, channel: string | undefined, json: boolean): Promise<void> {
+  const seen = new Map<string, string>();
+  const q = new URLSearchParams({ limit: '100' });
+  if (channel) q.set('channel', channel);
+  let first = true;
+  for (;;) {
+    const r = await client.call('GET', `/api/events?${q}`);
+    for (const e of list(r['events']).reverse()) {
+      const id = str(e['id']);
+      const status = str(e['status']);
+      if (seen.get(id) === status) continue;
+      seen.set(id, status);
+      if (first) continue;
+      process.stdout.write(json ? `${JSON.stringify(e)}\n` : `${eventRow(e).join('  ')}\n`);
+    }
+    if (first) process.stderr.write('tailing events (Ctrl-C to stop)…\n');
+    first = false;
+    while (seen.size > 10_000) seen.delete(seen.keys().next().value!);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * The relay's configuration, parsed once from flags and environment into a frozen object.
+ * Flags override environment variables; secrets are never printed.
+ */
+import path from 'node:path';
+import { ConfigError } from '../shared/errors.ts';
+
+export interface RelayConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly publicUrl: string;
+  /** From POSTERN_ADMIN_TOKEN; when absent one is generated on first start. */
+  readonly adminToken: string | null;
+  readonly logLevel: string;
+  /** Interval of tunnel heartbeats; a peer silent for 3 intervals is dropped. */
+  readonly heartbeatMs: number;
+  /** Unacknowledged deliveries allowed per tunnel session. */
+  readonly window: number;
+  /** A delivery unacknowledged this long marks the session as stalled and replaces it. */
+  readonly ackTimeoutMs: number;
+  /** Journal segment size bound. */
+  readonly segmentBytes: number;
+  /** How long a pairing code stays valid. */
+  readonly pairingTtlMs: number;
+  /** Longest wait for in-flight work on SIGTERM. */
+  readonly shutdownGraceMs: number;
+}
+
+export interface RelayConfigInput {
+  host?: string | undefined;
+  port?: string | undefined;
+  dataDir?: string | undefined;
+  publicUrl?: string | undefined;
+  logLevel?: string | undefined;
+  heartbeatMs?: string | undefined;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function intIn(name: string, raw: string, min: number, max: number): number {
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < min || n > max) {
+    throw new ConfigError(`${name}: expected an integer from ${min} to ${max}, got "${raw}"`);
+  }
+  return n;
+}
+
+/** Builds the config from flags (first) and environment (second). */
+export function parseRelayConfig(
+  flags: RelayConfigInput,
+  env: NodeJS.ProcessEnv = {},
+): RelayConfig {
+  const host = flags.host ?? env['POSTERN_HOST'] ?? '0.0.0.0';
+  const port = intIn(
+    '--port / POSTERN_PORT',
+    flags.port ?? env['POSTERN_PORT'] ?? '8080',
+    0,
+    65_535,
+  );
+  const dataDir = path.resolve(flags.dataDir ?? env['POSTERN_DATA_DIR'] ?? './data');
+  const rawPublic = flags.publicUrl ?? env['POSTERN_PUBLIC_URL'] ?? `http://localhost:${port}`;
+  let publicUrl: string;
+  try {
+    const url = new URL(rawPublic);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('scheme');
+    if (url.search || url.hash) throw new Error('query');
+    publicUrl = url.href.replace(/\/$/, '');
+  } catch {
+    throw new ConfigError(
+      `--public-url / POSTERN_PUBLIC_URL: expected an http(s) URL without query, got "${rawPublic}"`,
+    );
+  }
+  const logLevel = flags.logLevel ?? env['POSTERN_LOG_LEVEL'] ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError(
+      `--log-level: expected one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`,
+    );
+  }
+  const heartbeatMs = intIn(
+    '--heartbeat-ms / POSTERN_HEARTBEAT_MS',
+    flags.heartbeatMs ?? env['POSTERN_HEARTBEAT_MS'] ?? '10000',
+    50,
+    600_000,
+  );
+  const adminToken = env['POSTERN_ADMIN_TOKEN'] || null;
+  if (adminToken !== null && adminToken.length < 16) {
+    throw new ConfigError('POSTERN_ADMIN_TOKEN: expected at least 16 characters');
+  }
+  return Object.freeze({
+    host,
+    port,
+    dataDir,
+    publicUrl,
+    adminToken,
+    logLevel,
+    heartbeatMs,
+    window: 256,
+    ackTimeoutMs: 330_000,
+    segmentBytes: 64 * 1024 * 1024,
+    pairingTtlMs: 15 * 60_000,
+    shutdownGraceMs: 10_000,
+  });
+}

@@ -1,0 +1,24 @@
+/** What the HTTP handlers need from the relay, passed in rather than imported. */
+import type { Logger } from 'pino';
+import type { AdminTokenCheck } from '../admin-token.ts';
+import type { RelayConfig } from '../config.ts';
+import type { Dispatcher } from '../dispatch/dispatcher.ts';
+import type { Metrics } from '../metrics.ts';
+import type { ChannelRecord, Store } from '../store/types.ts';
+import type { TunnelEndpoint } from '../tunnel/endpoint.ts';
+
+export interface RelayContext {
+  config: RelayConfig;
+  store: Store;
+  dispatcher: Dispatcher;
+  tunnel: TunnelEndpoint;
+  admin: AdminTokenCheck;
+  metrics: Metrics;
+  logger: Logger;
+  now: () => number;
+  nextEventId: () => string;
+  /** Whether the relay still takes traffic (false while shutting down). */
+  accepting: () => boolean;
+  /** A channel by id, or by name when `byName` (admin API only; ingress takes ids). */
+  channel: (idOrName: string, byName?: boolean) => ChannelRecord | undefined;
+}

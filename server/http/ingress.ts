@@ -1,0 +1,102 @@
+/**
+ * Ingress: `ANY /h/:channelId[/suffix][?query]`. Takes the body under the channel's size
+ * limit, verifies the provider's signature, makes the event durable, and only then answers
+ * 202 `{id}`. Method, path suffix, query, header values and body bytes are kept exactly.
+ */
+import type { Context } from 'koa';
+import { PosternError } from '../../shared/errors.ts';
+import { pairsFromRaw } from '../../shared/http.ts';
+import { verifyRequest } from '../verify/index.ts';
+import { readBody } from './body.ts';
+import type { RelayContext } from './context.ts';
+
+/** Splits the raw request target into the path suffix after `/h/:id` and the query. */
+export function splitTarget(rawUrl: string): { suffix: string; query: string } {
+  const q = rawUrl.indexOf('?');
+  const pathname = q < 0 ? rawUrl : rawUrl.slice(0, q);
+  const query = q < 0 ? '' : rawUrl.slice(q + 1);
+  const slash = pathname.indexOf('/', 3); // after "/h/"
+  return { suffix: slash < 0 ? '' : pathname.slice(slash), query };
+}
+
+export function ingressHandler(relay: RelayContext) {
+  return async (ctx: Context): Promise<void> => {
+    const channelId = ctx.params['channelId'] as string;
+    const channel = relay.channel(channelId);
+    if (!channel) {
+      relay.metrics.ingress.inc({ channel: '', outcome: 'unknown_channel' });
+      throw new PosternError('ERR_NOT_FOUND', 'no such channel', { status: 404 });
+    }
+    if (!relay.accepting()) {
+      ctx.set('Retry-After', '5');
+      throw new PosternError('ERR_SHUTTING_DOWN', 'relay is restarting', {
+        status: 503,
+        expose: true,
+      });
+    }
+    const outcome = (o: string) => relay.metrics.ingress.inc({ channel: channel.name, outcome: o });
+    let body: Buffer;
+    try {
+      body = await readBody(ctx.req, channel.maxBodyBytes);
+    } catch (err) {
+      if ((err as PosternError).status === 413) {
+        outcome('too_large');
+        ctx.set('Connection', 'close');
+      }
+      throw err;
+    }
+    const rawUrl = ctx.req.url ?? '/';
+    const headers = pairsFromRaw(ctx.req.rawHeaders);
+    const receivedAt = relay.now();
+    const originalUrl = `${relay.config.publicUrl}${rawUrl}`;
+    if (channel.verify) {
+      const result = verifyRequest(channel.verify, {
+        method: ctx.method,
+        url: originalUrl,
+        headers,
+        body,
+        now: receivedAt,
+      });
+      if (!result.ok) {
+        outcome('rejected');
+        relay.logger.warn(
+          { channelId: channel.id, reason: result.reason },
+          'webhook refused: verification failed',
+        );
+        ctx.status = 401;
+        ctx.body = { error: { code: 'ERR_SIGNATURE', message: result.reason } };
+        return;
+      }
+    }
+    const { suffix, query } = splitTarget(rawUrl);
+    const started = performance.now();
+    let summary;
+    try {
+      summary = await relay.store.appendEvent({
+        id: relay.nextEventId(),
+        channelId: channel.id,
+        receivedAt,
+        method: ctx.method,
+        path: suffix,
+        query,
+        headers,
+        originalUrl,
+        remoteAddress: ctx.req.socket.remoteAddress ?? '',
+        body,
+      });
+    } catch (err) {
+      outcome('store_error');
+      relay.logger.error({ err, channelId: channel.id }, 'could not store webhook; answered 503');
+      ctx.set('Retry-After', '5');
+      throw new PosternError('ERR_STORE_WRITE', 'could not store the webhook; retry later', {
+        status: 503,
+        expose: true,
+      });
+    }
+    relay.metrics.commitSeconds.observe((performance.now() - started) / 1000);
+    outcome('accepted');
+    relay.dispatcher.enqueue(summary);
+    ctx.status = 202;
+    ctx.body = { id: summary.id };
+  };
+}

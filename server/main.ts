@@ -1,0 +1,114 @@
+#!/usr/bin/env node
+/**
+ * The relay binary: `serve` runs the relay; every other subcommand talks to a running relay's
+ * admin API (see `cli/admin.ts`). The only module that reads argv and the environment.
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError, isPosternError } from '../shared/errors.ts';
+import { createLogger } from '../shared/logging.ts';
+import { VERSION } from '../shared/version.ts';
+import { runAdminCommand, ADMIN_USAGE } from './cli/admin.ts';
+import { parseRelayConfig } from './config.ts';
+import { createRelay } from './relay.ts';
+
+const USAGE = `Usage: postern-relay <command> [options]
+
+  serve                 run the relay
+    --host HOST           address to listen on       (POSTERN_HOST, default 0.0.0.0)
+    --port PORT           port to listen on          (POSTERN_PORT, default 8080)
+    --data-dir DIR        where state is kept        (POSTERN_DATA_DIR, default ./data)
+    --public-url URL      URL providers and agents use (POSTERN_PUBLIC_URL,
+                          default http://localhost:<port>)
+    --heartbeat-ms MS     tunnel heartbeat interval  (POSTERN_HEARTBEAT_MS, default 10000)
+    --log-level LEVEL     fatal|error|warn|info|debug|trace|silent (POSTERN_LOG_LEVEL, default info)
+    The admin token comes from POSTERN_ADMIN_TOKEN, or is generated on first start and
+    written to <data-dir>/admin-token.
+
+${ADMIN_USAGE}
+  --version             print the version
+`;
+
+async function serve(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'data-dir': { type: 'string' },
+      'public-url': { type: 'string' },
+      'heartbeat-ms': { type: 'string' },
+      'log-level': { type: 'string' },
+    },
+    strict: true,
+  });
+  const config = parseRelayConfig(
+    {
+      host: values.host,
+      port: values.port,
+      dataDir: values['data-dir'],
+      publicUrl: values['public-url'],
+      heartbeatMs: values['heartbeat-ms'],
+      logLevel: values['log-level'],
+    },
+    process.env,
+  );
+  const logger = createLogger('postern-relay', config.logLevel);
+  const relay = createRelay(config, { logger });
+  await relay.start();
+  if (relay.adminTokenFile) {
+    process.stderr.write(
+      `\nPostern relay ${VERSION} on ${relay.url} (public URL ${config.publicUrl})\n` +
+        `Admin token generated and written to ${relay.adminTokenFile} (mode 0600).\n` +
+        `Use it with: export POSTERN_ADMIN_TOKEN=$(cat ${relay.adminTokenFile})\n\n`,
+    );
+  } else {
+    process.stderr.write(
+      `\nPostern relay ${VERSION} on ${relay.url} (public URL ${config.publicUrl})\n` +
+        (config.adminToken
+          ? 'Admin token: the value of POSTERN_ADMIN_TOKEN.\n\n'
+          : `Admin token: in ${config.dataDir}/admin-token, written on first start.\n\n`),
+    );
+  }
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'signal received');
+    relay.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(USAGE);
+    return;
+  }
+  if (command === '--version') {
+    process.stdout.write(`${VERSION}\n`);
+    return;
+  }
+  if (command === 'serve') return serve(rest);
+  return runAdminCommand(command, rest, process.env);
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (
+    err instanceof ConfigError ||
+    isPosternError(err) ||
+    (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
+  ) {
+    process.stderr.write(`postern-relay: ${(err as Error).message}\n`);
+  } else {
+    process.stderr.write(`postern-relay: ${(err as Error).stack ?? String(err)}\n`);
+  }
+  process.exitCode = 1;
+});

@@ -1,0 +1,41 @@
+/** Prometheus metrics of the relay (prom-client), on a registry of its own. */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'postern_' });
+  return {
+    registry,
+    ingress: new Counter({
+      name: 'postern_ingress_requests_total',
+      help: 'Webhooks received, by channel name and outcome',
+      labelNames: ['channel', 'outcome'] as const,
+      registers: [registry],
+    }),
+    attempts: new Counter({
+      name: 'postern_delivery_attempts_total',
+      help: 'Delivery attempts reported by agents, by outcome',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    agentsConnected: new Gauge({
+      name: 'postern_agents_connected',
+      help: 'Agents with a live tunnel',
+      registers: [registry],
+    }),
+    events: new Gauge({
+      name: 'postern_events',
+      help: 'Stored events by status',
+      labelNames: ['status'] as const,
+      registers: [registry],
+    }),
+    commitSeconds: new Histogram({
+      name: 'postern_store_commit_seconds',
+      help: 'Time to make an ingress event durable',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+      registers: [registry],
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

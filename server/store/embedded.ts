@@ -1,0 +1,249 @@
+/**
+ * The embedded store: control-plane state in one lowdb document, events in the journal, and
+ * an in-memory index of every event's metadata and delivery state rebuilt from the journal on
+ * open. Bodies stay on disk; recent ones are cached in memory up to a byte budget.
+ */
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { Low } from 'lowdb';
+import { PosternError } from '../../shared/errors.ts';
+import { isObject } from '../../shared/fields.ts';
+import { DurableJsonFile } from './durable-file.ts';
+import { Journal, type Location } from './journal.ts';
+import { decodeRecord, encodeEventRecord, encodeUpdateRecord, STATUSES } from './records.ts';
+import type {
+  ControlState,
+  EventFilter,
+  EventPayload,
+  EventStatus,
+  EventSummary,
+  EventUpdate,
+  Store,
+} from './types.ts';
+
+/** Attempts kept per event; older ones are dropped from the log (the count is kept). */
+export const MAX_ATTEMPTS_KEPT = 20;
+
+export interface EmbeddedStoreOptions {
+  dataDir: string;
+  /** Journal segment size bound. Default 64 MiB. */
+  segmentBytes?: number;
+  /** Bodies of undelivered events kept in memory up to this total. Default 64 MiB. */
+  cacheBytes?: number;
+}
+
+interface Entry {
+  summary: EventSummary;
+  loc: Location;
+}
+
+function emptyControl(): ControlState {
+  return { adminTokenHash: null, channels: [], agents: [], pairings: [] };
+}
+
+function parseControl(value: unknown, file: string): ControlState {
+  const ok =
+    isObject(value) &&
+    Array.isArray(value['channels']) &&
+    Array.isArray(value['agents']) &&
+    Array.isArray(value['pairings']) &&
+    (value['adminTokenHash'] === null || typeof value['adminTokenHash'] === 'string');
+  if (!ok) {
+    throw new PosternError(
+      'ERR_STORE_CORRUPT',
+      `${file}: expected {adminTokenHash, channels: [], agents: [], pairings: []}`,
+    );
+  }
+  return value as unknown as ControlState;
+}
+
+function payloadBytes(p: EventPayload): number {
+  let n = p.body.length + 256;
+  for (const [k, v] of p.headers) n += k.length + v.length;
+  return n;
+}
+
+export class EmbeddedStore implements Store {
+  readonly #db: Low<ControlState>;
+  readonly #journal: Journal;
+  readonly #dataDir: string;
+  readonly #cacheLimit: number;
+  readonly #events = new Map<string, Entry>();
+  /** Event ids in arrival order, for listing newest first. */
+  readonly #order: string[] = [];
+  readonly #position = new Map<string, number>();
+  readonly #cache = new Map<string, EventPayload>();
+  #cacheBytes = 0;
+  readonly #counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<EventStatus, number>;
+
+  constructor(opts: EmbeddedStoreOptions) {
+    this.#dataDir = opts.dataDir;
+    this.#cacheLimit = opts.cacheBytes ?? 64 * 1024 * 1024;
+    this.#db = new Low(
+      new DurableJsonFile(path.join(opts.dataDir, 'state.json'), parseControl),
+      emptyControl(),
+    );
+    this.#journal = new Journal(path.join(opts.dataDir, 'journal'), {
+      segmentBytes: opts.segmentBytes ?? 64 * 1024 * 1024,
+    });
+  }
+
+  async open(): Promise<void> {
+    await mkdir(this.#dataDir, { recursive: true, mode: 0o700 });
+    await this.#db.read();
+    await this.#journal.open((buf, loc) => {
+      const record = decodeRecord(buf);
+      if (record.kind === 'event') this.#index(record.payload, loc);
+      else if (this.#events.has(record.id)) this.#apply(record.id, record.update);
+    });
+    // Nothing is in flight after a restart: what was being delivered is queued again.
+    for (const { summary } of this.#events.values()) {
+      if (summary.status === 'delivering') this.#setStatus(summary, 'queued');
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#journal.close();
+  }
+
+  control(): Readonly<ControlState> {
+    return this.#db.data;
+  }
+
+  async updateControl(change: (state: ControlState) => void): Promise<void> {
+    const next = structuredClone(this.#db.data);
+    change(next);
+    await this.#db.adapter.write(next);
+    this.#db.data = next;
+  }
+
+  async appendEvent(payload: EventPayload): Promise<EventSummary> {
+    const loc = await this.#journal.append(encodeEventRecord(payload));
+    const summary = this.#index(payload, loc);
+    this.#remember(payload);
+    return summary;
+  }
+
+  async updateEvent(id: string, update: EventUpdate): Promise<EventSummary> {
+    const entry = this.#events.get(id);
+    if (!entry) throw new PosternError('ERR_NOT_FOUND', `no event ${id}`, { status: 404 });
+    // Memory first, so that dispatch sees one consistent state; disk follows. Losing this
+    // record in a crash only means the event is offered again: at least once, never lost.
+    this.#apply(id, update);
+    await this.#journal.append(encodeUpdateRecord(id, update));
+    return entry.summary;
+  }
+
+  getEvent(id: string): EventSummary | undefined {
+    return this.#events.get(id)?.summary;
+  }
+
+  /** Marks an event as handed to an agent or back in the queue; memory only (see `open`). */
+  markDelivering(id: string, delivering: boolean): void {
+    const entry = this.#events.get(id);
+    if (!entry) return;
+    const { summary } = entry;
+    if (delivering && summary.status === 'queued') this.#setStatus(summary, 'delivering');
+    if (!delivering && summary.status === 'delivering') this.#setStatus(summary, 'queued');
+  }
+
+  async readPayload(id: string): Promise<EventPayload> {
+    const cached = this.#cache.get(id);
+    if (cached) return cached;
+    const entry = this.#events.get(id);
+    if (!entry) throw new PosternError('ERR_NOT_FOUND', `no event ${id}`, { status: 404 });
+    const record = decodeRecord(await this.#journal.read(entry.loc));
+    if (record.kind !== 'event') {
+      throw new PosternError('ERR_STORE_CORRUPT', `event ${id} points at a non-event record`);
+    }
+    return record.payload;
+  }
+
+  listEvents(filter: EventFilter): { events: EventSummary[]; next: string | null } {
+    let i = this.#order.length - 1;
+    if (filter.before !== undefined) {
+      const at = this.#position.get(filter.before);
+      if (at === undefined) {
+        throw new PosternError('ERR_BAD_REQUEST', `unknown cursor ${filter.before}`, {
+          status: 400,
+        });
+      }
+      i = at - 1;
+    }
+    const events: EventSummary[] = [];
+    for (; i >= 0; i--) {
+      const summary = this.#events.get(this.#order[i]!)!.summary;
+      if (filter.channelId !== undefined && summary.channelId !== filter.channelId) continue;
+      if (filter.status !== undefined && summary.status !== filter.status) continue;
+      if (events.length === filter.limit) return { events, next: events.at(-1)!.id };
+      events.push(summary);
+    }
+    return { events, next: null };
+  }
+
+  pendingEvents(): EventSummary[] {
+    const out: EventSummary[] = [];
+    for (const id of this.#order) {
+      const { summary } = this.#events.get(id)!;
+      if (summary.status === 'queued' || summary.status === 'delivering') out.push(summary);
+    }
+    return out;
+  }
+
+  countByStatus(): Record<EventStatus, number> {
+    return { ...this.#counts };
+  }
+
+  #index(p: EventPayload, loc: Location): EventSummary {
+    const summary: EventSummary = {
+      id: p.id,
+      channelId: p.channelId,
+      status: 'queued',
+      receivedAt: p.receivedAt,
+      method: p.method,
+      path: p.path,
+      query: p.query,
+      size: p.body.length,
+      attemptCount: 0,
+      attempts: [],
+      nextAttemptAt: 0,
+    };
+    this.#events.set(p.id, { summary, loc });
+    this.#position.set(p.id, this.#order.length);
+    this.#order.push(p.id);
+    this.#counts.queued++;
+    return summary;
+  }
+
+  #apply(id: string, update: EventUpdate): void {
+    const { summary } = this.#events.get(id)!;
+    this.#setStatus(summary, update.status);
+    summary.attemptCount = update.attemptCount;
+    summary.nextAttemptAt = update.nextAttemptAt;
+    if (update.attempt) {
+      summary.attempts.push(update.attempt);
+      if (summary.attempts.length > MAX_ATTEMPTS_KEPT) summary.attempts.shift();
+    }
+    if (update.status === 'delivered' || update.status === 'failed') this.#forget(id);
+  }
+
+  #setStatus(summary: EventSummary, status: EventStatus): void {
+    this.#counts[summary.status]--;
+    this.#counts[status]++;
+    summary.status = status;
+  }
+
+  #remember(p: EventPayload): void {
+    const size = payloadBytes(p);
+    if (this.#cacheBytes + size > this.#cacheLimit) return;
+    this.#cache.set(p.id, p);
+    this.#cacheBytes += size;
+  }
+
+  #forget(id: string): void {
+    const p = this.#cache.get(id);
+    if (!p) return;
+    this.#cache.delete(id);
+    this.#cacheBytes -= payloadBytes(p);
+  }
+}

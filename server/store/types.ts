@@ -1,0 +1,137 @@
+/**
+ * The relay's storage contract. Async and backend-neutral: the embedded lowdb + journal store
+ * implements it today; a clustered backend (PostgreSQL) can implement it later.
+ */
+import type { HeaderPair } from '../../shared/protocol.ts';
+
+export type VerifyConfig =
+  | { provider: 'github'; secret: string; previousSecret?: string }
+  | { provider: string; [key: string]: unknown };
+
+export interface ChannelRecord {
+  id: string;
+  name: string;
+  verify: VerifyConfig | null;
+  response: { mode: 'async' | 'sync'; timeoutMs: number };
+  retry: { delaysMs: number[] };
+  ordered: boolean;
+  maxBodyBytes: number;
+  createdAt: number;
+}
+
+export interface AgentRecord {
+  id: string;
+  name: string;
+  channels: string[];
+  /** Ed25519 public key (JWK), set by pairing. */
+  publicKey: { kty: 'OKP'; crv: 'Ed25519'; x: string } | null;
+  createdAt: number;
+  pairedAt: number | null;
+  lastSeenAt: number | null;
+  version: string | null;
+}
+
+export interface PairingRecord {
+  /** SHA-256 of the code, hex: the code itself is never stored. */
+  codeHash: string;
+  agentId: string;
+  expiresAt: number;
+}
+
+export type EventStatus = 'queued' | 'delivering' | 'delivered' | 'failed' | 'rejected';
+
+export interface Attempt {
+  at: number;
+  agentId: string;
+  outcome: 'delivered' | 'failed' | 'no_route' | 'lost';
+  status: number | null;
+  durationMs: number;
+  error: string | null;
+}
+
+/** What ingress captured of one webhook; written once, never changed. */
+export interface EventPayload {
+  id: string;
+  channelId: string;
+  receivedAt: number;
+  method: string;
+  path: string;
+  query: string;
+  headers: HeaderPair[];
+  originalUrl: string;
+  remoteAddress: string;
+  body: Buffer;
+}
+
+/** An event's metadata and delivery state, kept in memory by the embedded store. */
+export interface EventSummary {
+  id: string;
+  channelId: string;
+  status: EventStatus;
+  receivedAt: number;
+  method: string;
+  path: string;
+  query: string;
+  size: number;
+  /** Attempts that consumed the retry budget (failures and the success). */
+  attemptCount: number;
+  /** The most recent attempts, oldest first, bounded. */
+  attempts: Attempt[];
+  /** When the next attempt may start (ms since epoch); 0 when due now. */
+  nextAttemptAt: number;
+}
+
+/** A change to an event's delivery state, appended after each attempt or replay. */
+export interface EventUpdate {
+  status: EventStatus;
+  attemptCount: number;
+  nextAttemptAt: number;
+  /** The attempt that caused this update, if any. */
+  attempt?: Attempt;
+  /** A replay resets the attempts budget (the log of attempts stays). */
+  replay?: boolean;
+}
+
+export interface EventFilter {
+  channelId?: string;
+  status?: EventStatus;
+  /** Only events older than this one (cursor). */
+  before?: string;
+  limit: number;
+}
+
+export interface ControlState {
+  adminTokenHash: string | null;
+  channels: ChannelRecord[];
+  agents: AgentRecord[];
+  pairings: PairingRecord[];
+}
+
+export interface Store {
+  /** Reads everything from disk; must be called before anything else. */
+  open(): Promise<void>;
+  /** Waits for in-flight commits, then releases files. */
+  close(): Promise<void>;
+
+  // control plane
+  control(): Readonly<ControlState>;
+  /** Applies `change` to the control state and persists it durably before resolving. */
+  updateControl(change: (state: ControlState) => void): Promise<void>;
+
+  // events
+  /** Resolves once the event is written and fsynced: only then may ingress answer 2xx. */
+  appendEvent(payload: EventPayload): Promise<EventSummary>;
+  /** Records a delivery-state change; durable before it resolves. */
+  updateEvent(id: string, update: EventUpdate): Promise<EventSummary>;
+  getEvent(id: string): EventSummary | undefined;
+  /** Marks an event as handed to an agent, or back in the queue. Not persisted: after a
+   * restart nothing is in flight, so `delivering` events are read back as `queued`. */
+  markDelivering(id: string, delivering: boolean): void;
+  /** Reads headers and body back (from memory when still cached, else from disk). */
+  readPayload(id: string): Promise<EventPayload>;
+  listEvents(filter: EventFilter): { events: EventSummary[]; next: string | null };
+  /** Events not yet delivered or failed, oldest first: what dispatch must still do. */
+  pendingEvents(): EventSummary[];
+  /** Events by status, for metrics and readiness. */
+  countByStatus(): Record<EventStatus, number>;
+}

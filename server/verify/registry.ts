@@ -1,0 +1,36 @@
+/** The providers the relay can verify, by name. */
+import { isObject, readString, type Fail } from '../../shared/fields.ts';
+import type { VerifyConfig } from '../store/types.ts';
+import { github } from './github.ts';
+import type { SignedRequest, Verifier, VerifyResult } from './verifier.ts';
+
+export const verifiers: ReadonlyMap<string, Verifier<never>> = new Map(
+  [github].map((v) => [v.provider, v as unknown as Verifier<never>]),
+);
+
+function lookup(provider: string): Verifier<VerifyConfig & { provider: string }> | undefined {
+  return verifiers.get(provider) as Verifier<VerifyConfig & { provider: string }> | undefined;
+}
+
+/** Validates a channel's `verify` option (null or absent means no verification). */
+export function parseVerifyConfig(raw: unknown, fail: Fail): VerifyConfig | null {
+  if (raw === undefined || raw === null) return null;
+  if (!isObject(raw)) return fail('verify', 'an object {provider, secret, …} or null');
+  const provider = readString(raw, 'provider', fail, { min: 1, max: 64 });
+  const verifier = lookup(provider);
+  if (!verifier) {
+    return fail('verify.provider', `one of ${[...verifiers.keys()].join(', ')}`);
+  }
+  return verifier.parse(raw, (field, expected) => fail(`verify.${field}`, expected));
+}
+
+export function describeVerifyConfig(config: VerifyConfig | null): Record<string, unknown> | null {
+  if (!config) return null;
+  return lookup(config.provider)?.describe(config) ?? { provider: config.provider };
+}
+
+export function verifyRequest(config: VerifyConfig, request: SignedRequest): VerifyResult {
+  const verifier = lookup(config.provider);
+  if (!verifier) return { ok: false, reason: 'unknown_provider' };
+  return verifier.verify(config, request);
+}

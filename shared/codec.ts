@@ -1,0 +1,198 @@
+/**
+ * Encoding and validating decoding of tunnel frames (see `protocol.ts` for the layout).
+ * Every inbound frame goes through `decodeAgentFrame` or `decodeRelayFrame`; nothing casts.
+ */
+import { ProtocolError } from './errors.ts';
+import {
+  isObject,
+  readEnum,
+  readBoolean,
+  readHeaderPairs,
+  readInt,
+  readOptionalInt,
+  readOptionalString,
+  readString,
+  type Fail,
+  type Obj,
+} from './fields.ts';
+import {
+  MAX_AGENT_FRAME_BYTES,
+  MAX_ERROR_CHARS,
+  MAX_FRAME_HEADER_BYTES,
+  MAX_HEADER_PAIRS,
+  MAX_RELAY_FRAME_BYTES,
+  MAX_RESPONSE_BODY_BYTES,
+  MAX_BODY_BYTES,
+  MAX_WINDOW,
+  type AgentFrame,
+  type ChannelRef,
+  type RelayFrame,
+} from './protocol.ts';
+
+const ID_MAX = 64;
+const TS_MAX = Number.MAX_SAFE_INTEGER;
+
+/** Encodes a frame: its fields as JSON, then its body bytes, if any. */
+export function encodeFrame(frame: AgentFrame | RelayFrame): Buffer {
+  const { body, ...fields } = frame as { body?: Uint8Array };
+  const json = Buffer.from(JSON.stringify(fields), 'utf8');
+  const out = Buffer.allocUnsafe(4 + json.length + (body?.length ?? 0));
+  out.writeUInt32BE(json.length, 0);
+  json.copy(out, 4);
+  if (body) out.set(body, 4 + json.length);
+  return out;
+}
+
+/** Splits a raw frame into its JSON fields and its body, checking sizes. */
+function split(data: Buffer, maxBytes: number): { fields: Obj; body: Buffer } {
+  if (data.length > maxBytes) {
+    throw new ProtocolError(
+      'ERR_PROTOCOL_FRAME_TOO_LARGE',
+      `frame of ${data.length} bytes exceeds ${maxBytes}`,
+    );
+  }
+  if (data.length < 4)
+    throw new ProtocolError('ERR_PROTOCOL_MALFORMED', 'frame shorter than 4 bytes');
+  const jsonLength = data.readUInt32BE(0);
+  if (jsonLength > MAX_FRAME_HEADER_BYTES || 4 + jsonLength > data.length) {
+    throw new ProtocolError('ERR_PROTOCOL_MALFORMED', `bad frame header length ${jsonLength}`);
+  }
+  let fields: unknown;
+  try {
+    fields = JSON.parse(data.toString('utf8', 4, 4 + jsonLength));
+  } catch {
+    throw new ProtocolError('ERR_PROTOCOL_MALFORMED', 'frame fields are not valid JSON');
+  }
+  if (!isObject(fields)) {
+    throw new ProtocolError('ERR_PROTOCOL_MALFORMED', 'frame fields are not a JSON object');
+  }
+  return { fields, body: data.subarray(4 + jsonLength) };
+}
+
+function failer(type: string): Fail {
+  return (field, expected) => {
+    throw new ProtocolError('ERR_PROTOCOL_BAD_FIELD', `${type}.${field}: expected ${expected}`);
+  };
+}
+
+function noBody(type: string, body: Buffer): void {
+  if (body.length > 0) {
+    throw new ProtocolError('ERR_PROTOCOL_MALFORMED', `${type} frame carries no body`);
+  }
+}
+
+function unknownType(type: unknown): never {
+  throw new ProtocolError(
+    'ERR_PROTOCOL_UNKNOWN_TYPE',
+    `unknown frame type ${JSON.stringify(type)?.slice(0, 64)}`,
+  );
+}
+
+function readChannels(obj: Obj, fail: Fail): ChannelRef[] {
+  const value = obj['channels'];
+  if (!Array.isArray(value) || value.length > 10_000) fail('channels', 'a list of channels');
+  return value.map((item: unknown) => {
+    if (!isObject(item)) fail('channels', 'a list of {id, name}');
+    return {
+      id: readString(item, 'id', fail, { min: 1, max: ID_MAX }),
+      name: readString(item, 'name', fail, { min: 1, max: 200 }),
+    };
+  });
+}
+
+/** Validates a frame sent by an agent. Throws `ProtocolError` on anything else. */
+export function decodeAgentFrame(data: Buffer): AgentFrame {
+  const { fields, body } = split(data, MAX_AGENT_FRAME_BYTES);
+  const type = fields['type'];
+  const fail = failer(String(type));
+  switch (type) {
+    case 'hello':
+      noBody(type, body);
+      return {
+        type,
+        protocol: readInt(fields, 'protocol', fail, 0, 65_535),
+        agentVersion: readString(fields, 'agentVersion', fail, { max: 64 }),
+      };
+    case 'ack': {
+      if (body.length > MAX_RESPONSE_BODY_BYTES)
+        fail('body', `at most ${MAX_RESPONSE_BODY_BYTES} bytes`);
+      const frame: AgentFrame = {
+        type,
+        eventId: readString(fields, 'eventId', fail, { min: 1, max: ID_MAX }),
+        outcome: readEnum(fields, 'outcome', ['delivered', 'failed', 'no_route'], fail),
+        durationMs: readInt(fields, 'durationMs', fail, 0, TS_MAX),
+      };
+      const status = readOptionalInt(fields, 'status', fail, 100, 999);
+      if (status !== undefined) frame.status = status;
+      const error = readOptionalString(fields, 'error', fail, { max: MAX_ERROR_CHARS });
+      if (error !== undefined) frame.error = error;
+      const retryAfterMs = readOptionalInt(fields, 'retryAfterMs', fail, 0, TS_MAX);
+      if (retryAfterMs !== undefined) frame.retryAfterMs = retryAfterMs;
+      if (fields['responseHeaders'] !== undefined) {
+        frame.responseHeaders = readHeaderPairs(fields, 'responseHeaders', fail, MAX_HEADER_PAIRS);
+        frame.body = body;
+      } else {
+        noBody(type, body);
+      }
+      return frame;
+    }
+    case 'ping':
+    case 'pong':
+      noBody(type, body);
+      return { type, ts: readInt(fields, 'ts', fail, 0, TS_MAX) };
+    default:
+      return unknownType(type);
+  }
+}
+
+/** Validates a frame sent by the relay. Throws `ProtocolError` on anything else. */
+export function decodeRelayFrame(data: Buffer): RelayFrame {
+  const { fields, body } = split(data, MAX_RELAY_FRAME_BYTES);
+  const type = fields['type'];
+  const fail = failer(String(type));
+  switch (type) {
+    case 'welcome':
+      noBody(type, body);
+      return {
+        type,
+        sessionId: readString(fields, 'sessionId', fail, { min: 1, max: ID_MAX }),
+        heartbeatMs: readInt(fields, 'heartbeatMs', fail, 10, 3_600_000),
+        window: readInt(fields, 'window', fail, 1, MAX_WINDOW),
+        channels: readChannels(fields, fail),
+      };
+    case 'deliver': {
+      if (body.length > MAX_BODY_BYTES) fail('body', `at most ${MAX_BODY_BYTES} bytes`);
+      const path = readString(fields, 'path', fail, { max: 16_384 });
+      if (path !== '' && !path.startsWith('/')) fail('path', 'empty or a path starting with "/"');
+      return {
+        type,
+        eventId: readString(fields, 'eventId', fail, { min: 1, max: ID_MAX }),
+        channelId: readString(fields, 'channelId', fail, { min: 1, max: ID_MAX }),
+        channelName: readString(fields, 'channelName', fail, { min: 1, max: 200 }),
+        attempt: readInt(fields, 'attempt', fail, 1, 1_000_000),
+        method: readString(fields, 'method', fail, { min: 1, max: 32 }),
+        path,
+        query: readString(fields, 'query', fail, { max: 16_384 }),
+        headers: readHeaderPairs(fields, 'headers', fail, MAX_HEADER_PAIRS),
+        originalUrl: readString(fields, 'originalUrl', fail, { min: 1, max: 20_000 }),
+        remoteAddress: readString(fields, 'remoteAddress', fail, { max: 64 }),
+        receivedAt: readInt(fields, 'receivedAt', fail, 0, TS_MAX),
+        wantResponse: readBoolean(fields, 'wantResponse', fail),
+        body,
+      };
+    }
+    case 'ping':
+    case 'pong':
+      noBody(type, body);
+      return { type, ts: readInt(fields, 'ts', fail, 0, TS_MAX) };
+    case 'goaway':
+      noBody(type, body);
+      return {
+        type,
+        reason: readString(fields, 'reason', fail, { max: 200 }),
+        reconnectAfterMs: readInt(fields, 'reconnectAfterMs', fail, 0, 3_600_000),
+      };
+    default:
+      return unknownType(type);
+  }
+}

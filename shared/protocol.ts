@@ -1,0 +1,131 @@
+/**
+ * Tunnel protocol v1: every frame both ends exchange, with the limits beside them.
+ *
+ * A frame is one binary WebSocket message: a 4-byte big-endian length N, N bytes of UTF-8 JSON
+ * (the frame's fields, keyed by `type`), then the raw body bytes, if the frame carries one.
+ * Bodies never travel as base64 inside JSON. `codec.ts` encodes and validates.
+ */
+
+export const PROTOCOL_VERSION = 1;
+
+/** Largest webhook body a channel may accept (GitHub's own cap); channels may set less. */
+export const MAX_BODY_BYTES = 25 * 1024 * 1024;
+/** Largest app response carried back in an `ack` (sync channels). */
+export const MAX_RESPONSE_BODY_BYTES = 5 * 1024 * 1024;
+/** Largest JSON part of a frame. Node limits request headers to 16 KiB, so 256 KiB is ample. */
+export const MAX_FRAME_HEADER_BYTES = 256 * 1024;
+/** Largest frame the relay sends (`ws` maxPayload on the agent). */
+export const MAX_RELAY_FRAME_BYTES = 4 + MAX_FRAME_HEADER_BYTES + MAX_BODY_BYTES;
+/** Largest frame an agent sends (`ws` maxPayload on the relay). */
+export const MAX_AGENT_FRAME_BYTES = 4 + MAX_FRAME_HEADER_BYTES + MAX_RESPONSE_BODY_BYTES;
+/** An agent must send `hello` this soon after the upgrade, or the relay closes. */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Longest error text carried in an ack. */
+export const MAX_ERROR_CHARS = 1024;
+/** Most header pairs in one request or response. */
+export const MAX_HEADER_PAIRS = 512;
+/** Most unacknowledged deliveries the relay may grant one session. */
+export const MAX_WINDOW = 4096;
+
+/** WebSocket close codes used by Postern beyond RFC 6455's own (1000–1015). */
+export const CloseCode = {
+  normal: 1000,
+  goingAway: 1001,
+  protocolError: 1002,
+  tooBig: 1009,
+  /** The agent speaks a protocol version the relay does not. */
+  unsupportedVersion: 4000,
+  /** No `hello` in time, or no frame for several heartbeat intervals. */
+  timeout: 4001,
+  /** The agent was revoked while connected. */
+  revoked: 4003,
+  /** Deliveries stayed unacknowledged past the deadline: the session is replaced. */
+  stalled: 4004,
+} as const;
+
+/** One HTTP header as received: name and value, duplicates and order kept. */
+export type HeaderPair = [name: string, value: string];
+
+/** A channel the agent is granted, as the relay names it. */
+export interface ChannelRef {
+  id: string;
+  name: string;
+}
+
+/** Outcome of one delivery attempt as the agent saw it. */
+export type DeliveryOutcome =
+  /** The app answered 2xx. */
+  | 'delivered'
+  /** The app answered non-2xx, timed out, refused the connection, or redirected. */
+  | 'failed'
+  /** The agent's config has no route for this channel: the event stays queued. */
+  | 'no_route';
+
+// ---- agent → relay -------------------------------------------------------------------------
+
+export type AgentFrame =
+  /** First frame on a connection: the protocol the agent speaks and its version. */
+  | { type: 'hello'; protocol: number; agentVersion: string }
+  /** Result of one `deliver`. `body` carries the app's response when `deliver.wantResponse`. */
+  | {
+      type: 'ack';
+      eventId: string;
+      outcome: DeliveryOutcome;
+      /** The app's HTTP status, when it answered. */
+      status?: number;
+      /** Why it failed, in words, when it did. */
+      error?: string;
+      durationMs: number;
+      /** The app's Retry-After, in ms, on 429 or 503. */
+      retryAfterMs?: number;
+      /** The app's response headers, when the relay asked for the response. */
+      responseHeaders?: HeaderPair[];
+      body?: Uint8Array;
+    }
+  /** Heartbeat; the relay answers with `pong`. */
+  | { type: 'ping'; ts: number }
+  /** Answer to the relay's `ping`. */
+  | { type: 'pong'; ts: number };
+
+// ---- relay → agent -------------------------------------------------------------------------
+
+export type RelayFrame =
+  /** Answer to `hello`: the session, the heartbeat interval, and the delivery window. */
+  | {
+      type: 'welcome';
+      sessionId: string;
+      heartbeatMs: number;
+      window: number;
+      channels: ChannelRef[];
+    }
+  /** One attempt at one event. The agent picks the target from its own routes. */
+  | {
+      type: 'deliver';
+      eventId: string;
+      channelId: string;
+      channelName: string;
+      attempt: number;
+      method: string;
+      /** Path suffix after `/h/:channelId`: empty, or starting with `/`. */
+      path: string;
+      /** Query string without `?`, exactly as received; empty when none. */
+      query: string;
+      headers: HeaderPair[];
+      /** The public URL the provider called. */
+      originalUrl: string;
+      /** The provider's address as the relay saw it. */
+      remoteAddress: string;
+      receivedAt: number;
+      /** Whether the relay waits for the app's response (sync channels). */
+      wantResponse: boolean;
+      body: Uint8Array;
+    }
+  /** Heartbeat; the agent answers with `pong`. */
+  | { type: 'ping'; ts: number }
+  /** Answer to the agent's `ping`. */
+  | { type: 'pong'; ts: number }
+  /** The relay is going away: reconnect after `reconnectAfterMs`. */
+  | { type: 'goaway'; reason: string; reconnectAfterMs: number };
+
+export type AgentFrameType = AgentFrame['type'];
+export type RelayFrameType = RelayFrame['type'];
