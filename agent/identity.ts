@@ -1,0 +1,89 @@
+/**
+ * The agent's identity in its state directory: `identity.json` (agent id, relay URLs) and
+ * `agent.key`, the Ed25519 private key (PKCS#8 PEM, mode 0600). The key never leaves the host.
+ */
+import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError } from '../shared/errors.ts';
+import { isObject, readString, type Fail } from '../shared/fields.ts';
+
+export interface Identity {
+  agentId: string;
+  name: string;
+  /** Where the agent dials (as given to `pair --relay`). */
+  relayUrl: string;
+  /** The relay's public URL: the `aud` of every token. */
+  audience: string;
+  privateKey: KeyObject;
+}
+
+export const IDENTITY_FILE = 'identity.json';
+export const KEY_FILE = 'agent.key';
+
+export function defaultStateDir(env: NodeJS.ProcessEnv): string {
+  return env['POSTERN_AGENT_STATE_DIR'] ?? path.join(os.homedir(), '.postern-agent');
+}
+
+/** A fresh Ed25519 key pair; the public half as a JWK for the relay. */
+export function newKeyPair(): { privateKey: KeyObject; publicJwk: { kty: string; crv: string; x: string } } {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const jwk = publicKey.export({ format: 'jwk' });
+  return { privateKey, publicJwk: { kty: 'OKP', crv: 'Ed25519', x: String(jwk.x) } };
+}
+
+async function writePrivate(file: string, data: string): Promise<void> {
+  const temp = `${file}.tmp`;
+  await writeFile(temp, data, { mode: 0o600 });
+  await chmod(temp, 0o600);
+  await rename(temp, file);
+}
+
+export async function saveIdentity(stateDir: string, identity: Identity): Promise<void> {
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const pem = identity.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+  await writePrivate(path.join(stateDir, KEY_FILE), pem);
+  const { privateKey: _omit, ...rest } = identity;
+  await writePrivate(path.join(stateDir, IDENTITY_FILE), `${JSON.stringify(rest, null, 2)}\n`);
+}
+
+export async function loadIdentity(stateDir: string): Promise<Identity> {
+  const idFile = path.join(stateDir, IDENTITY_FILE);
+  const keyFile = path.join(stateDir, KEY_FILE);
+  let text: string;
+  let pem: string;
+  try {
+    [text, pem] = await Promise.all([readFile(idFile, 'utf8'), readFile(keyFile, 'utf8')]);
+  } catch {
+    throw new ConfigError(
+      `${stateDir}: no agent identity here; pair first: postern-agent pair --relay URL --code CODE`,
+    );
+  }
+  const fail: Fail = (field, expected) => {
+    throw new ConfigError(`${idFile}: ${field}: expected ${expected}`);
+  };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return fail('(file)', 'valid JSON');
+  }
+  if (!isObject(raw)) return fail('(file)', 'a JSON object');
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(pem);
+  } catch {
+    throw new ConfigError(`${keyFile}: expected an Ed25519 private key in PEM`);
+  }
+  if (privateKey.asymmetricKeyType !== 'ed25519') {
+    throw new ConfigError(`${keyFile}: expected an Ed25519 private key, got ${privateKey.asymmetricKeyType}`);
+  }
+  return {
+    agentId: readString(raw, 'agentId', fail, { min: 1 }),
+    name: readString(raw, 'name', fail),
+    relayUrl: readString(raw, 'relayUrl', fail, { min: 1 }),
+    audience: readString(raw, 'audience', fail, { min: 1 }),
+    privateKey,
+  };
+}

@@ -1,0 +1,208 @@
+/**
+ * The agent's side of the tunnel: dials out, authenticates with a fresh JWT, says `hello`,
+ * keeps heartbeats both ways, and reconnects for ever with capped full-jitter backoff.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Logger } from 'pino';
+import { WebSocket, type RawData } from 'ws';
+import { fullJitterBackoff } from '../shared/backoff.ts';
+import { decodeRelayFrame, encodeFrame } from '../shared/codec.ts';
+import { ProtocolError } from '../shared/errors.ts';
+import {
+  CloseCode,
+  HANDSHAKE_TIMEOUT_MS,
+  MAX_RELAY_FRAME_BYTES,
+  PROTOCOL_VERSION,
+  type AgentFrame,
+  type RelayFrame,
+} from '../shared/protocol.ts';
+
+type Welcome = Extract<RelayFrame, { type: 'welcome' }>;
+type Deliver = Extract<RelayFrame, { type: 'deliver' }>;
+
+export interface TunnelClientOptions {
+  /** ws:// or wss:// URL of the relay's `/tunnel`. */
+  url: string;
+  token: () => Promise<string>;
+  agentVersion: string;
+  logger: Logger;
+  onWelcome: (welcome: Welcome) => void;
+  /** Called for each `deliver`; `reply` sends the ack if this connection is still up. */
+  onDeliver: (frame: Deliver, reply: (ack: AgentFrame) => void) => void;
+  backoffBaseMs?: number;
+  backoffCapMs?: number;
+  random?: () => number;
+}
+
+const MISSED_HEARTBEATS = 3;
+
+function toBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+export class TunnelClient {
+  readonly #opts: TunnelClientOptions;
+  readonly #log: Logger;
+  #ws: WebSocket | null = null;
+  #stopped = false;
+  #failures = 0;
+  #reconnectTimer: NodeJS.Timeout | null = null;
+  #connected = false;
+
+  constructor(opts: TunnelClientOptions) {
+    this.#opts = opts;
+    this.#log = opts.logger;
+  }
+
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  start(): void {
+    this.#stopped = false;
+    void this.#connect();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
+    const ws = this.#ws;
+    if (!ws || ws.readyState === WebSocket.CLOSED) return;
+    await new Promise<void>((resolve) => {
+      ws.once('close', () => resolve());
+      ws.close(CloseCode.normal, 'agent stopping');
+      setTimeout(() => ws.terminate(), 2_000).unref();
+    });
+  }
+
+  async #connect(): Promise<void> {
+    if (this.#stopped) return;
+    let token: string;
+    try {
+      token = await this.#opts.token();
+    } catch (err) {
+      this.#log.error({ err }, 'cannot sign a tunnel token');
+      this.#retry(undefined);
+      return;
+    }
+    const ws = new WebSocket(this.#opts.url, {
+      headers: { authorization: `Bearer ${token}` },
+      maxPayload: MAX_RELAY_FRAME_BYTES,
+      perMessageDeflate: false,
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+    });
+    this.#ws = ws;
+    let goawayMs: number | undefined;
+    let lastFrameAt = Date.now();
+    let heartbeat: NodeJS.Timeout | null = null;
+    let welcomeTimer: NodeJS.Timeout | null = null;
+    const send = (frame: AgentFrame) => {
+      if (ws.readyState === WebSocket.OPEN) ws.send(encodeFrame(frame));
+    };
+
+    ws.on('unexpected-response', (_req, res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.length < 16 && chunks.push(c));
+      res.on('end', () => {
+        const detail = Buffer.concat(chunks).toString('utf8').slice(0, 300);
+        if (res.statusCode === 401) {
+          this.#log.error(
+            { status: 401, detail },
+            'the relay refused this agent\'s credentials: it may have been revoked or re-paired (pair again), or this host\'s clock is off',
+          );
+        } else {
+          this.#log.error({ status: res.statusCode, detail }, 'the relay refused the tunnel connection');
+        }
+      });
+      ws.terminate();
+    });
+    ws.on('open', () => {
+      send({ type: 'hello', protocol: PROTOCOL_VERSION, agentVersion: this.#opts.agentVersion });
+      welcomeTimer = setTimeout(() => {
+        this.#log.warn('no welcome from the relay in time; reconnecting');
+        ws.terminate();
+      }, HANDSHAKE_TIMEOUT_MS);
+    });
+    ws.on('message', (data, isBinary) => {
+      lastFrameAt = Date.now();
+      let frame: RelayFrame;
+      try {
+        if (!isBinary) throw new ProtocolError('ERR_PROTOCOL_MALFORMED', 'text frames are not used');
+        frame = decodeRelayFrame(toBuffer(data));
+      } catch (err) {
+        this.#log.error({ code: (err as ProtocolError).code }, `protocol error from the relay: ${(err as Error).message}`);
+        ws.close(CloseCode.protocolError, 'bad frame');
+        return;
+      }
+      switch (frame.type) {
+        case 'welcome': {
+          if (welcomeTimer) clearTimeout(welcomeTimer);
+          this.#connected = true;
+          this.#failures = 0;
+          const hb = frame.heartbeatMs;
+          heartbeat = setInterval(() => {
+            if (Date.now() - lastFrameAt > hb * MISSED_HEARTBEATS) {
+              this.#log.warn({ silentMs: Date.now() - lastFrameAt }, 'the relay stopped answering heartbeats; reconnecting');
+              ws.terminate();
+              return;
+            }
+            send({ type: 'ping', ts: Date.now() });
+          }, hb);
+          this.#log.info(
+            { sessionId: frame.sessionId, window: frame.window, channels: frame.channels.map((c) => c.name) },
+            'connected to the relay',
+          );
+          this.#opts.onWelcome(frame);
+          return;
+        }
+        case 'deliver':
+          this.#opts.onDeliver(frame, send);
+          return;
+        case 'ping':
+          send({ type: 'pong', ts: frame.ts });
+          return;
+        case 'pong':
+          return;
+        case 'goaway':
+          goawayMs = frame.reconnectAfterMs;
+          this.#log.info({ reason: frame.reason, reconnectAfterMs: goawayMs }, 'the relay asked us to reconnect later');
+          return;
+      }
+    });
+    ws.on('error', (err) => {
+      this.#log.debug({ err: err.message }, 'tunnel socket error');
+    });
+    ws.on('close', (code, reason) => {
+      if (heartbeat) clearInterval(heartbeat);
+      if (welcomeTimer) clearTimeout(welcomeTimer);
+      const was = this.#connected;
+      this.#connected = false;
+      if (this.#ws === ws) this.#ws = null;
+      if (this.#stopped) return;
+      const why = reason.toString() || (code === 1006 ? 'connection lost' : `code ${code}`);
+      if (was) this.#log.warn({ code, reason: why }, 'disconnected from the relay; reconnecting');
+      else this.#log.warn({ code, reason: why }, 'could not connect to the relay; retrying');
+      if (code === CloseCode.revoked) {
+        this.#log.error('this agent was revoked or re-paired on the relay; it will keep retrying until paired again');
+      }
+      this.#retry(goawayMs);
+    });
+  }
+
+  #retry(goawayMs: number | undefined): void {
+    if (this.#stopped) return;
+    const random = this.#opts.random ?? Math.random;
+    const delay =
+      goawayMs !== undefined
+        ? goawayMs + Math.floor(random() * 1000)
+        : fullJitterBackoff(this.#failures++, {
+            baseMs: this.#opts.backoffBaseMs ?? 500,
+            capMs: this.#opts.backoffCapMs ?? 30_000,
+            random,
+          });
+    this.#log.debug({ delayMs: delay }, 'reconnecting after a pause');
+    this.#reconnectTimer = setTimeout(() => void this.#connect(), delay);
+  }
+}
