@@ -34,7 +34,11 @@ export function tunnelUrl(relayUrl: string): string {
   return url.href;
 }
 
-export function createAgent(config: AgentConfig, identity: Identity, deps: AgentDeps): PosternAgent {
+export function createAgent(
+  config: AgentConfig,
+  identity: Identity,
+  deps: AgentDeps,
+): PosternAgent {
   const log = deps.logger;
   const now = deps.now ?? Date.now;
   const deliverer = new Deliverer();
@@ -48,12 +52,18 @@ export function createAgent(config: AgentConfig, identity: Identity, deps: Agent
   function checkRoutes(granted: ChannelRef[]): void {
     for (const route of config.routes) {
       if (!granted.some((c) => c.id === route.channel || c.name === route.channel)) {
-        log.warn({ channel: route.channel }, `${config.file}: a route names channel "${route.channel}", which this agent is not granted`);
+        log.warn(
+          { channel: route.channel },
+          `${config.file}: a route names channel "${route.channel}", which this agent is not granted`,
+        );
       }
     }
     for (const c of granted) {
       if (!config.routes.some((r) => r.channel === c.id || r.channel === c.name)) {
-        log.warn({ channelId: c.id }, `channel "${c.name}" has no route in ${config.file}: its events stay queued on the relay`);
+        log.warn(
+          { channelId: c.id },
+          `channel "${c.name}" has no route in ${config.file}: its events stay queued on the relay`,
+        );
       }
     }
   }
@@ -61,16 +71,31 @@ export function createAgent(config: AgentConfig, identity: Identity, deps: Agent
   async function attempt(frame: Deliver): Promise<AckFrame> {
     const route = findRoute(frame);
     if (!route) {
-      return { type: 'ack', eventId: frame.eventId, outcome: 'no_route', durationMs: 0, error: `no route for channel "${frame.channelName}"` };
+      return {
+        type: 'ack',
+        eventId: frame.eventId,
+        outcome: 'no_route',
+        durationMs: 0,
+        error: `no route for channel "${frame.channelName}"`,
+      };
     }
     const ack = await deliverer.deliver(route, frame, now);
-    const fields = { eventId: frame.eventId, channelId: frame.channelId, attempt: frame.attempt, status: ack.status, durationMs: ack.durationMs };
+    const fields = {
+      eventId: frame.eventId,
+      channelId: frame.channelId,
+      attempt: frame.attempt,
+      status: ack.status,
+      durationMs: ack.durationMs,
+    };
     if (ack.outcome === 'delivered') {
       delivered.add(frame.eventId);
       if (delivered.size > DELIVERED_MEMORY) delivered.delete(delivered.values().next().value!);
       log.debug(fields, 'delivered');
     } else {
-      log.warn({ ...fields, target: route.target.origin }, `delivery to ${route.target.origin} failed: ${ack.error ?? 'unknown error'}`);
+      log.warn(
+        { ...fields, target: route.target.origin },
+        `delivery to ${route.target.origin} failed: ${ack.error ?? 'unknown error'}`,
+      );
     }
     return ack;
   }
@@ -99,7 +124,10 @@ export function createAgent(config: AgentConfig, identity: Identity, deps: Agent
 
   return {
     start() {
-      log.info({ agentId: identity.agentId, relay: identity.relayUrl, routes: config.routes.length }, 'agent starting');
+      log.info(
+        { agentId: identity.agentId, relay: identity.relayUrl, routes: config.routes.length },
+        'agent starting',
+      );
       tunnel.start();
     },
     async stop() {

@@ -58,7 +58,8 @@ export function parseAgentConfig(text: string, file: string): AgentConfig {
   const seen = new Map<string, number>();
   const routes = routesRaw.map((raw: unknown, i: number): Route => {
     const f = fail(`routes[${i}]`);
-    if (!isObject(raw)) return f('(route)', 'a mapping {channel, target, timeoutMs?, signingSecret?}');
+    if (!isObject(raw))
+      return f('(route)', 'a mapping {channel, target, timeoutMs?, signingSecret?}');
     for (const key of Object.keys(raw)) {
       if (!['channel', 'target', 'timeoutMs', 'signingSecret'].includes(key)) {
         f(key, 'no such field (channel, target, timeoutMs, signingSecret)');
@@ -66,7 +67,8 @@ export function parseAgentConfig(text: string, file: string): AgentConfig {
     }
     const channel = readString(raw, 'channel', f, { min: 1, max: 64 });
     const earlier = seen.get(channel);
-    if (earlier !== undefined) f('channel', `a channel without another route (routes[${earlier}] has "${channel}")`);
+    if (earlier !== undefined)
+      f('channel', `a channel without another route (routes[${earlier}] has "${channel}")`);
     seen.set(channel, i);
     const targetText = readString(raw, 'target', f, { min: 1, max: 2048 });
     let target: URL;
@@ -81,8 +83,10 @@ export function parseAgentConfig(text: string, file: string): AgentConfig {
     if (target.search || target.hash || target.username || target.password) {
       f('target', `a URL without query, fragment or credentials, got "${targetText}"`);
     }
-    const timeoutMs = readOptionalInt(raw, 'timeoutMs', f, 100, MAX_TIMEOUT_MS) ?? DEFAULT_TIMEOUT_MS;
-    const signingSecret = readOptionalString(raw, 'signingSecret', f, { min: 16, max: 256 }) ?? null;
+    const timeoutMs =
+      readOptionalInt(raw, 'timeoutMs', f, 100, MAX_TIMEOUT_MS) ?? DEFAULT_TIMEOUT_MS;
+    const signingSecret =
+      readOptionalString(raw, 'signingSecret', f, { min: 16, max: 256 }) ?? null;
     if (signingSecret !== null && !/^whsec_[A-Za-z0-9+/=]+$/.test(signingSecret)) {
       f('signingSecret', 'a Standard Webhooks secret: "whsec_" followed by base64');
     }
@@ -96,7 +100,9 @@ export async function loadAgentConfig(file: string): Promise<AgentConfig> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(`${file}: cannot read the config file (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new ConfigError(
+      `${file}: cannot read the config file (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
   }
   return parseAgentConfig(text, file);
 }

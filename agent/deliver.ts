@@ -42,7 +42,9 @@ export function targetUrl(route: Route, frame: DeliverFrame): URL | null {
   }
   const prefix = route.target.pathname.replace(/\/$/, '');
   const inside =
-    url.pathname === route.target.pathname || url.pathname.startsWith(`${prefix}/`) || prefix === '';
+    url.pathname === route.target.pathname ||
+    url.pathname.startsWith(`${prefix}/`) ||
+    prefix === '';
   return url.origin === route.target.origin && inside ? url : null;
 }
 
@@ -51,7 +53,11 @@ export function appHeaders(route: Route, frame: DeliverFrame, now: number): Head
   const signing = route.signingSecret !== null;
   const kept = withoutHopByHop(frame.headers).filter(([name]) => {
     const lower = name.toLowerCase();
-    return !REPLACED.has(lower) && lower !== 'x-forwarded-for' && !(signing && SIGNATURE_HEADERS.has(lower));
+    return (
+      !REPLACED.has(lower) &&
+      lower !== 'x-forwarded-for' &&
+      !(signing && SIGNATURE_HEADERS.has(lower))
+    );
   });
   const original = new URL(frame.originalUrl);
   const forwardedFor = headerValue(frame.headers, 'x-forwarded-for');
@@ -62,7 +68,10 @@ export function appHeaders(route: Route, frame: DeliverFrame, now: number): Head
     ['x-postern-attempt', String(frame.attempt)],
     ['x-postern-channel', frame.channelName],
     ['x-postern-original-url', frame.originalUrl],
-    ['x-forwarded-for', forwardedFor ? `${forwardedFor}, ${frame.remoteAddress}` : frame.remoteAddress],
+    [
+      'x-forwarded-for',
+      forwardedFor ? `${forwardedFor}, ${frame.remoteAddress}` : frame.remoteAddress,
+    ],
     ['x-forwarded-host', headerValue(frame.headers, 'host') ?? original.host],
     ['x-forwarded-proto', original.protocol.replace(':', '')],
   ];
@@ -71,7 +80,10 @@ export function appHeaders(route: Route, frame: DeliverFrame, now: number): Head
     headers.push(
       ['webhook-id', frame.eventId],
       ['webhook-timestamp', String(ts)],
-      ['webhook-signature', standardWebhooksSignature(route.signingSecret, frame.eventId, ts, frame.body)],
+      [
+        'webhook-signature',
+        standardWebhooksSignature(route.signingSecret, frame.eventId, ts, frame.body),
+      ],
     );
   }
   return headers;
@@ -95,7 +107,11 @@ export class Deliverer {
   readonly #http = new HttpAgent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 120_000 });
 
   /** Makes one attempt and reports it as an `ack` frame. Never throws. */
-  async deliver(route: Route, frame: DeliverFrame, now: () => number = Date.now): Promise<AckFrame> {
+  async deliver(
+    route: Route,
+    frame: DeliverFrame,
+    now: () => number = Date.now,
+  ): Promise<AckFrame> {
     const started = performance.now();
     const duration = () => Math.round(performance.now() - started);
     const signal = AbortSignal.timeout(route.timeoutMs);
@@ -119,7 +135,13 @@ export class Deliverer {
         signal,
       });
       const status = res.statusCode;
-      const ack: AckFrame = { type: 'ack', eventId: frame.eventId, outcome: 'failed', status, durationMs: 0 };
+      const ack: AckFrame = {
+        type: 'ack',
+        eventId: frame.eventId,
+        outcome: 'failed',
+        status,
+        durationMs: 0,
+      };
       if (frame.wantResponse) {
         const body = Buffer.from(await res.body.arrayBuffer());
         if (body.length <= MAX_RESPONSE_BODY_BYTES) {
@@ -133,7 +155,10 @@ export class Deliverer {
       if (status >= 200 && status < 300) {
         ack.outcome = 'delivered';
       } else {
-        ack.error = status >= 300 && status < 400 ? `app redirected (${status}); redirects are not followed` : `app answered ${status}`;
+        ack.error =
+          status >= 300 && status < 400
+            ? `app redirected (${status}); redirects are not followed`
+            : `app answered ${status}`;
         if (status === 429 || status === 503) {
           const header = res.headers['retry-after'];
           const retryAfterMs = parseRetryAfter(Array.isArray(header) ? header[0] : header, now());

@@ -27,7 +27,10 @@ export function defaultStateDir(env: NodeJS.ProcessEnv): string {
 }
 
 /** A fresh Ed25519 key pair; the public half as a JWK for the relay. */
-export function newKeyPair(): { privateKey: KeyObject; publicJwk: { kty: string; crv: string; x: string } } {
+export function newKeyPair(): {
+  privateKey: KeyObject;
+  publicJwk: { kty: string; crv: string; x: string };
+} {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   const jwk = publicKey.export({ format: 'jwk' });
   return { privateKey, publicJwk: { kty: 'OKP', crv: 'Ed25519', x: String(jwk.x) } };
@@ -77,7 +80,9 @@ export async function loadIdentity(stateDir: string): Promise<Identity> {
     throw new ConfigError(`${keyFile}: expected an Ed25519 private key in PEM`);
   }
   if (privateKey.asymmetricKeyType !== 'ed25519') {
-    throw new ConfigError(`${keyFile}: expected an Ed25519 private key, got ${privateKey.asymmetricKeyType}`);
+    throw new ConfigError(
+      `${keyFile}: expected an Ed25519 private key, got ${privateKey.asymmetricKeyType}`,
+    );
   }
   return {
     agentId: readString(raw, 'agentId', fail, { min: 1 }),

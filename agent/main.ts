@@ -34,10 +34,15 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'pair') {
     const { values } = parseArgs({
       args: rest,
-      options: { relay: { type: 'string' }, code: { type: 'string' }, 'state-dir': { type: 'string' } },
+      options: {
+        relay: { type: 'string' },
+        code: { type: 'string' },
+        'state-dir': { type: 'string' },
+      },
       strict: true,
     });
-    if (!values.relay || !values.code) throw new ConfigError('pair needs --relay URL and --code CODE');
+    if (!values.relay || !values.code)
+      throw new ConfigError('pair needs --relay URL and --code CODE');
     const stateDir = values['state-dir'] ?? defaultStateDir(process.env);
     const identity = await pair(values.relay, values.code, stateDir);
     process.stdout.write(
@@ -60,7 +65,10 @@ async function main(argv: string[]): Promise<void> {
     if (!values.config) throw new ConfigError('run needs --config agent.yaml');
     const config = await loadAgentConfig(values.config);
     const identity = await loadIdentity(values['state-dir'] ?? defaultStateDir(process.env));
-    const logger = createLogger('postern-agent', values['log-level'] ?? process.env['POSTERN_LOG_LEVEL'] ?? 'info');
+    const logger = createLogger(
+      'postern-agent',
+      values['log-level'] ?? process.env['POSTERN_LOG_LEVEL'] ?? 'info',
+    );
     const agent = createAgent(config, identity, { logger });
     agent.start();
     let stopping = false;
@@ -84,7 +92,10 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
-  const known = isPosternError(err) || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
-  process.stderr.write(`postern-agent: ${known ? (err as Error).message : ((err as Error).stack ?? String(err))}\n`);
+  const known =
+    isPosternError(err) || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+  process.stderr.write(
+    `postern-agent: ${known ? (err as Error).message : ((err as Error).stack ?? String(err))}\n`,
+  );
   process.exitCode = 1;
 });

@@ -32,7 +32,10 @@ export async function pair(relayUrl: string, code: string, stateDir: string): Pr
     throw new ConfigError(`the relay answered ${res.statusCode} with something that is not JSON`);
   }
   if (res.statusCode !== 200 || !isObject(body)) {
-    const error = isObject(body) && isObject(body['error']) ? String(body['error']['message']) : `HTTP ${res.statusCode}`;
+    const error =
+      isObject(body) && isObject(body['error'])
+        ? String(body['error']['message'])
+        : `HTTP ${res.statusCode}`;
     const hint = res.statusCode === 429 ? ' (too many attempts: wait a minute)' : '';
     throw new ConfigError(`pairing refused: ${error}${hint}`);
   }

@@ -110,10 +110,13 @@ export class TunnelClient {
         if (res.statusCode === 401) {
           this.#log.error(
             { status: 401, detail },
-            'the relay refused this agent\'s credentials: it may have been revoked or re-paired (pair again), or this host\'s clock is off',
+            "the relay refused this agent's credentials: it may have been revoked or re-paired (pair again), or this host's clock is off",
           );
         } else {
-          this.#log.error({ status: res.statusCode, detail }, 'the relay refused the tunnel connection');
+          this.#log.error(
+            { status: res.statusCode, detail },
+            'the relay refused the tunnel connection',
+          );
         }
       });
       ws.terminate();
@@ -129,10 +132,14 @@ export class TunnelClient {
       lastFrameAt = Date.now();
       let frame: RelayFrame;
       try {
-        if (!isBinary) throw new ProtocolError('ERR_PROTOCOL_MALFORMED', 'text frames are not used');
+        if (!isBinary)
+          throw new ProtocolError('ERR_PROTOCOL_MALFORMED', 'text frames are not used');
         frame = decodeRelayFrame(toBuffer(data));
       } catch (err) {
-        this.#log.error({ code: (err as ProtocolError).code }, `protocol error from the relay: ${(err as Error).message}`);
+        this.#log.error(
+          { code: (err as ProtocolError).code },
+          `protocol error from the relay: ${(err as Error).message}`,
+        );
         ws.close(CloseCode.protocolError, 'bad frame');
         return;
       }
@@ -144,14 +151,21 @@ export class TunnelClient {
           const hb = frame.heartbeatMs;
           heartbeat = setInterval(() => {
             if (Date.now() - lastFrameAt > hb * MISSED_HEARTBEATS) {
-              this.#log.warn({ silentMs: Date.now() - lastFrameAt }, 'the relay stopped answering heartbeats; reconnecting');
+              this.#log.warn(
+                { silentMs: Date.now() - lastFrameAt },
+                'the relay stopped answering heartbeats; reconnecting',
+              );
               ws.terminate();
               return;
             }
             send({ type: 'ping', ts: Date.now() });
           }, hb);
           this.#log.info(
-            { sessionId: frame.sessionId, window: frame.window, channels: frame.channels.map((c) => c.name) },
+            {
+              sessionId: frame.sessionId,
+              window: frame.window,
+              channels: frame.channels.map((c) => c.name),
+            },
             'connected to the relay',
           );
           this.#opts.onWelcome(frame);
@@ -167,7 +181,10 @@ export class TunnelClient {
           return;
         case 'goaway':
           goawayMs = frame.reconnectAfterMs;
-          this.#log.info({ reason: frame.reason, reconnectAfterMs: goawayMs }, 'the relay asked us to reconnect later');
+          this.#log.info(
+            { reason: frame.reason, reconnectAfterMs: goawayMs },
+            'the relay asked us to reconnect later',
+          );
           return;
       }
     });
@@ -185,7 +202,9 @@ export class TunnelClient {
       if (was) this.#log.warn({ code, reason: why }, 'disconnected from the relay; reconnecting');
       else this.#log.warn({ code, reason: why }, 'could not connect to the relay; retrying');
       if (code === CloseCode.revoked) {
-        this.#log.error('this agent was revoked or re-paired on the relay; it will keep retrying until paired again');
+        this.#log.error(
+          'this agent was revoked or re-paired on the relay; it will keep retrying until paired again',
+        );
       }
       this.#retry(goawayMs);
     });

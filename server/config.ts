@@ -9,7 +9,8 @@ export interface RelayConfig {
   readonly host: string;
   readonly port: number;
   readonly dataDir: string;
-  readonly publicUrl: string;
+  /** The URL providers and agents use; null means http://localhost:<the port listened on>. */
+  readonly publicUrl: string | null;
   /** From POSTERN_ADMIN_TOKEN; when absent one is generated on first start. */
   readonly adminToken: string | null;
   readonly logLevel: string;
@@ -59,17 +60,19 @@ export function parseRelayConfig(
     65_535,
   );
   const dataDir = path.resolve(flags.dataDir ?? env['POSTERN_DATA_DIR'] ?? './data');
-  const rawPublic = flags.publicUrl ?? env['POSTERN_PUBLIC_URL'] ?? `http://localhost:${port}`;
-  let publicUrl: string;
-  try {
-    const url = new URL(rawPublic);
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('scheme');
-    if (url.search || url.hash) throw new Error('query');
-    publicUrl = url.href.replace(/\/$/, '');
-  } catch {
-    throw new ConfigError(
-      `--public-url / POSTERN_PUBLIC_URL: expected an http(s) URL without query, got "${rawPublic}"`,
-    );
+  const rawPublic = flags.publicUrl ?? env['POSTERN_PUBLIC_URL'];
+  let publicUrl: string | null = null;
+  if (rawPublic !== undefined) {
+    try {
+      const url = new URL(rawPublic);
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('scheme');
+      if (url.search || url.hash) throw new Error('query');
+      publicUrl = url.href.replace(/\/$/, '');
+    } catch {
+      throw new ConfigError(
+        `--public-url / POSTERN_PUBLIC_URL: expected an http(s) URL without query, got "${rawPublic}"`,
+      );
+    }
   }
   const logLevel = flags.logLevel ?? env['POSTERN_LOG_LEVEL'] ?? 'info';
   if (!LOG_LEVELS.includes(logLevel)) {

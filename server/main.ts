@@ -57,13 +57,13 @@ async function serve(args: string[]): Promise<void> {
   await relay.start();
   if (relay.adminTokenFile) {
     process.stderr.write(
-      `\nPostern relay ${VERSION} on ${relay.url} (public URL ${config.publicUrl})\n` +
+      `\nPostern relay ${VERSION} on ${relay.url} (public URL ${relay.publicUrl})\n` +
         `Admin token generated and written to ${relay.adminTokenFile} (mode 0600).\n` +
         `Use it with: export POSTERN_ADMIN_TOKEN=$(cat ${relay.adminTokenFile})\n\n`,
     );
   } else {
     process.stderr.write(
-      `\nPostern relay ${VERSION} on ${relay.url} (public URL ${config.publicUrl})\n` +
+      `\nPostern relay ${VERSION} on ${relay.url} (public URL ${relay.publicUrl})\n` +
         (config.adminToken
           ? 'Admin token: the value of POSTERN_ADMIN_TOKEN.\n\n'
           : `Admin token: in ${config.dataDir}/admin-token, written on first start.\n\n`),

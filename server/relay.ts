@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
-import { setUpAdminToken, type AdminTokenCheck } from './admin-token.ts';
+import { setUpAdminToken } from './admin-token.ts';
 import type { RelayConfig } from './config.ts';
 import { Dispatcher } from './dispatch/dispatcher.ts';
 import { apiRouter } from './http/api.ts';
@@ -15,7 +15,7 @@ import type { RelayContext } from './http/context.ts';
 import { errorMiddleware } from './http/errors.ts';
 import { ingressHandler } from './http/ingress.ts';
 import { eventIdGenerator } from './ids.ts';
-import { createMetrics } from './metrics.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
 import { EmbeddedStore } from './store/embedded.ts';
 import type { ChannelRecord, Store } from './store/types.ts';
 import { AgentTokenVerifier } from './tunnel/auth.ts';
@@ -33,8 +33,44 @@ export interface Relay {
   stop(): Promise<void>;
   /** The address actually listened on (after `start`), e.g. http://127.0.0.1:8080. */
   readonly url: string;
+  /** The URL providers and agents use (after `start`). */
+  readonly publicUrl: string;
   /** Set when this start generated the admin token file. */
   readonly adminTokenFile: string | null;
+}
+
+function buildApp(ctx: RelayContext, metrics: Metrics): Koa {
+  const app = new Koa({ proxy: false });
+  app.silent = true;
+  const router = new Router();
+  router.all('/h/:channelId{/*rest}', ingressHandler(ctx));
+  router.get('/healthz', (c) => {
+    c.body = { status: 'ok' };
+  });
+  router.get('/readyz', (c) => {
+    const ready = ctx.accepting();
+    c.status = ready ? 200 : 503;
+    c.body = { status: ready ? 'ready' : 'not ready' };
+  });
+  router.get('/metrics', async (c) => {
+    if (!ctx.admin.accepts(c.get('authorization'))) {
+      c.status = 401;
+      c.body = { error: { code: 'ERR_UNAUTHORIZED', message: 'admin token missing or wrong' } };
+      return;
+    }
+    for (const [status, n] of Object.entries(ctx.store.countByStatus())) {
+      metrics.events.set({ status }, n);
+    }
+    c.type = metrics.registry.contentType;
+    c.body = await metrics.registry.metrics();
+  });
+  const api = apiRouter(ctx);
+  app.use(errorMiddleware(ctx.logger));
+  app.use(router.routes());
+  app.use(router.allowedMethods());
+  app.use(api.routes());
+  app.use(api.allowedMethods());
+  return app;
 }
 
 export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
@@ -42,116 +78,38 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
   const now = deps.now ?? Date.now;
   const store =
     deps.store ?? new EmbeddedStore({ dataDir: config.dataDir, segmentBytes: config.segmentBytes });
-  const metrics = createMetrics();
   let server: Server | null = null;
+  let tunnel: TunnelEndpoint | null = null;
+  let dispatcher: Dispatcher | null = null;
   let accepting = false;
-  let admin: AdminTokenCheck | null = null;
 
   const channel = (idOrName: string, byName = false): ChannelRecord | undefined =>
     store.control().channels.find((c) => c.id === idOrName || (byName && c.name === idOrName));
   const agent = (id: string) => store.control().agents.find((a) => a.id === id);
 
-  const dispatcher = new Dispatcher({ store, logger, channel, publicUrl: config.publicUrl, now });
-  const tunnel = new TunnelEndpoint({
-    verifier: new AgentTokenVerifier({ audience: config.publicUrl, agent, now }),
-    dispatcher,
-    logger,
-    heartbeatMs: config.heartbeatMs,
-    window: config.window,
-    ackTimeoutMs: config.ackTimeoutMs,
-    agent,
-    channel,
-    onConnect: (agentId, version) => {
-      metrics.agentsConnected.set(tunnel.connectedCount());
-      void store
-        .updateControl((s) => {
-          const a = s.agents.find((x) => x.id === agentId);
-          if (a) Object.assign(a, { version, lastSeenAt: now() });
-        })
-        .catch((err: unknown) =>
-          logger.error({ err, agentId }, 'could not record agent connection'),
-        );
-    },
-    onDisconnect: (agentId) => {
-      metrics.agentsConnected.set(tunnel.connectedCount());
-      if (!accepting) return;
-      void store
-        .updateControl((s) => {
-          const a = s.agents.find((x) => x.id === agentId);
-          if (a) a.lastSeenAt = now();
-        })
-        .catch((err: unknown) =>
-          logger.error({ err, agentId }, 'could not record agent disconnection'),
-        );
-    },
-  });
-
-  function buildApp(ctx: RelayContext): Koa {
-    const app = new Koa({ proxy: false });
-    app.silent = true;
-    const router = new Router();
-    router.all('/h/:channelId{/*rest}', ingressHandler(ctx));
-    router.get('/healthz', (c) => {
-      c.body = { status: 'ok' };
-    });
-    router.get('/readyz', (c) => {
-      c.status = accepting ? 200 : 503;
-      c.body = { status: accepting ? 'ready' : 'not ready' };
-    });
-    router.get('/metrics', async (c) => {
-      if (!ctx.admin.accepts(c.get('authorization'))) {
-        c.status = 401;
-        c.body = { error: { code: 'ERR_UNAUTHORIZED', message: 'admin token missing or wrong' } };
-        return;
-      }
-      for (const [status, n] of Object.entries(store.countByStatus())) {
-        metrics.events.set({ status }, n);
-      }
-      c.type = metrics.registry.contentType;
-      c.body = await metrics.registry.metrics();
-    });
-    const api = apiRouter(ctx);
-    app.use(errorMiddleware(logger));
-    app.use(router.routes());
-    app.use(router.allowedMethods());
-    app.use(api.routes());
-    app.use(api.allowedMethods());
-    return app;
-  }
+  const recordAgent = (agentId: string, change: { version?: string }) => {
+    store
+      .updateControl((s) => {
+        const a = s.agents.find((x) => x.id === agentId);
+        if (a) Object.assign(a, change, { lastSeenAt: now() });
+      })
+      .catch((err: unknown) => logger.error({ err, agentId }, 'could not record agent state'));
+  };
 
   const relay: Relay = {
     url: '',
+    publicUrl: '',
     adminTokenFile: null,
     async start() {
       await store.open();
-      admin = await setUpAdminToken(store, config.dataDir, config.adminToken);
-      const nextEventId = eventIdGenerator(now);
-      const ctx: RelayContext = {
-        config,
-        store,
-        dispatcher,
-        tunnel,
-        admin,
-        metrics,
-        logger,
-        now,
-        nextEventId,
-        accepting: () => accepting,
-        channel,
-      };
-      dispatcher.start();
-      const app = buildApp(ctx);
-      server = createServer(
-        {
-          // Explicit limits: a slow or stuck client cannot hold a connection for ever.
-          headersTimeout: 20_000,
-          requestTimeout: 120_000,
-          keepAliveTimeout: 65_000,
-          maxHeaderSize: 16 * 1024,
-        },
-        app.callback(),
-      );
-      tunnel.listen(server);
+      const admin = await setUpAdminToken(store, config.dataDir, config.adminToken);
+      server = createServer({
+        // Explicit limits: a slow or stuck client cannot hold a connection for ever.
+        headersTimeout: 20_000,
+        requestTimeout: 120_000,
+        keepAliveTimeout: 65_000,
+        maxHeaderSize: 16 * 1024,
+      });
       await new Promise<void>((resolve, reject) => {
         server!.once('error', reject);
         server!.listen(config.port, config.host, () => {
@@ -159,17 +117,56 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
           resolve();
         });
       });
-      accepting = true;
+      // Nothing is served until the handlers below are attached, in this same tick.
       const address = server.address() as AddressInfo;
       const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      const publicUrl = config.publicUrl ?? `http://localhost:${address.port}`;
+      const metrics = createMetrics();
+      dispatcher = new Dispatcher({ store, logger, channel, now });
+      tunnel = new TunnelEndpoint({
+        verifier: new AgentTokenVerifier({ audience: publicUrl, agent, now }),
+        dispatcher,
+        logger,
+        heartbeatMs: config.heartbeatMs,
+        window: config.window,
+        ackTimeoutMs: config.ackTimeoutMs,
+        agent,
+        channel,
+        onConnect: (agentId, version) => {
+          metrics.agentsConnected.set(tunnel!.connectedCount());
+          recordAgent(agentId, { version });
+        },
+        onDisconnect: (agentId) => {
+          metrics.agentsConnected.set(tunnel!.connectedCount());
+          if (accepting) recordAgent(agentId, {});
+        },
+      });
+      const ctx: RelayContext = {
+        config: { ...config, publicUrl },
+        store,
+        dispatcher,
+        tunnel,
+        admin,
+        metrics,
+        logger,
+        now,
+        nextEventId: eventIdGenerator(now),
+        accepting: () => accepting,
+        channel,
+      };
+      server.on('request', buildApp(ctx, metrics).callback());
+      tunnel.listen(server);
+      dispatcher.start();
+      accepting = true;
       Object.assign(relay, {
         url: `http://${host}:${address.port}`,
+        publicUrl,
         adminTokenFile: admin.writtenTo,
       });
       logger.info(
         {
           url: relay.url,
-          publicUrl: config.publicUrl,
+          publicUrl,
           dataDir: config.dataDir,
           pending: store.countByStatus().queued,
         },
@@ -180,13 +177,13 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       if (!server) return;
       accepting = false;
       logger.info('shutting down: refusing new webhooks, telling agents to reconnect later');
-      tunnel.goAway(1_000);
+      tunnel?.goAway(1_000);
       const closed = new Promise<void>((resolve) => server!.close(() => resolve()));
       server.closeIdleConnections();
       const grace = setTimeout(() => server?.closeAllConnections(), config.shutdownGraceMs);
       await closed;
       clearTimeout(grace);
-      dispatcher.stop();
+      dispatcher?.stop();
       await store.close();
       server = null;
       logger.info('relay stopped');

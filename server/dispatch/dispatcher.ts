@@ -43,7 +43,6 @@ export interface DispatcherDeps {
   store: Store;
   logger: Logger;
   channel: (id: string) => ChannelRecord | undefined;
-  publicUrl: string;
   now?: () => number;
   random?: () => number;
 }

@@ -8,7 +8,8 @@ import type { ChannelRecord, Store } from '../store/types.ts';
 import type { TunnelEndpoint } from '../tunnel/endpoint.ts';
 
 export interface RelayContext {
-  config: RelayConfig;
+  /** The config with the public URL resolved. */
+  config: RelayConfig & { publicUrl: string };
   store: Store;
   dispatcher: Dispatcher;
   tunnel: TunnelEndpoint;
