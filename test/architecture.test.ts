@@ -49,9 +49,7 @@ test('shared/ imports neither end', async () => {
   assert.deepEqual(await crossings('shared', ['agent', 'server', 'test', 'scripts']), []);
 });
 
-test('the check itself sees a crossing when there is one', async () => {
-  // Guard against a check that cannot fail: test/ imports from server/ in many suites.
-  assert.ok((await crossings('test', ['server', 'agent'])).length >= 0);
-  const text = "import { x } from '../server/relay.ts';";
-  assert.equal([...text.matchAll(IMPORT)][0]?.[1], '../server/relay.ts');
+test('the check itself finds imports when there are some', async () => {
+  // Guard against a check that cannot fail: test files do import from test/helpers.
+  assert.ok((await crossings('test', ['test'])).length > 0);
 });
