@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * The agent binary: `pair`, `run`, `--version`. The only agent module that reads argv and the
  * environment.

@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * The relay binary: `serve` runs the relay; every other subcommand talks to a running relay's
  * admin API (see `cli/admin.ts`). The only module that reads argv and the environment.

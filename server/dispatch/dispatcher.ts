@@ -61,6 +61,8 @@ export class Dispatcher {
   readonly #timers = new TimerHeap<string>();
   #timer: NodeJS.Timeout | null = null;
   #timerAt = Infinity;
+  /** Ingress requests of sync channels waiting for the app's response, by event id. */
+  readonly #responseWaiters = new Map<string, (ack: AckFrame) => void>();
 
   constructor(deps: DispatcherDeps) {
     this.#store = deps.store;
@@ -95,6 +97,32 @@ export class Dispatcher {
     }
     this.#pump(summary.channelId);
     this.#arm();
+  }
+
+  /** Whether some connected session can take this channel's events now or soon. */
+  hasSink(channelId: string): boolean {
+    const q = this.#queues.get(channelId);
+    if (!q) return false;
+    for (const sink of q.sinks) if (sink.open) return true;
+    return false;
+  }
+
+  /**
+   * For sync channels: resolves with the agent's ack (carrying the app's response) for the
+   * event's next attempt, or null after `timeoutMs`. The event stays queued either way.
+   */
+  awaitResponse(eventId: string, timeoutMs: number): Promise<AckFrame | null> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#responseWaiters.delete(eventId);
+        resolve(null);
+      }, timeoutMs);
+      this.#responseWaiters.set(eventId, (ack) => {
+        clearTimeout(timer);
+        this.#responseWaiters.delete(eventId);
+        resolve(ack);
+      });
+    });
   }
 
   isInFlight(eventId: string): boolean {
@@ -158,6 +186,7 @@ export class Dispatcher {
     }
     inflight.delete(frame.eventId);
     this.#where.delete(frame.eventId);
+    this.#responseWaiters.get(frame.eventId)?.(frame);
     this.#store.markDelivering(frame.eventId, false);
     const summary = this.#store.getEvent(frame.eventId);
     if (!summary) return;
@@ -348,7 +377,7 @@ export class Dispatcher {
           originalUrl: p.originalUrl,
           remoteAddress: p.remoteAddress,
           receivedAt: p.receivedAt,
-          wantResponse: false,
+          wantResponse: this.#responseWaiters.has(p.id),
           body: p.body,
         });
       },

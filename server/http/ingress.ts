@@ -5,7 +5,7 @@
  */
 import type { Context } from 'koa';
 import { PosternError } from '../../shared/errors.ts';
-import { pairsFromRaw } from '../../shared/http.ts';
+import { pairsFromRaw, withoutHopByHop } from '../../shared/http.ts';
 import { verifyRequest } from '../verify/index.ts';
 import { readBody } from './body.ts';
 import type { RelayContext } from './context.ts';
@@ -95,8 +95,26 @@ export function ingressHandler(relay: RelayContext) {
     }
     relay.metrics.commitSeconds.observe((performance.now() - started) / 1000);
     outcome('accepted');
+    const sync = channel.response.mode === 'sync' && relay.dispatcher.hasSink(channel.id);
+    const response = sync
+      ? relay.dispatcher.awaitResponse(summary.id, channel.response.timeoutMs)
+      : null;
     relay.dispatcher.enqueue(summary);
+    const ack = await response;
+    if (ack?.status !== undefined && ack.responseHeaders && ack.body) {
+      // The app's own answer, as the provider expects it (Slack commands, TwiML, …).
+      ctx.status = ack.status;
+      for (const [name, value] of withoutHopByHop(ack.responseHeaders)) {
+        if (!SKIPPED_RESPONSE_HEADERS.has(name.toLowerCase())) ctx.append(name, value);
+      }
+      ctx.set('x-postern-event-id', summary.id);
+      ctx.body = Buffer.from(ack.body);
+      return;
+    }
     ctx.status = 202;
     ctx.body = { id: summary.id };
   };
 }
+
+/** Set by the relay's own HTTP layer for the body it sends. */
+const SKIPPED_RESPONSE_HEADERS = new Set(['content-length', 'date']);

@@ -1,0 +1,116 @@
+/**
+ * `npm run build`: esbuild bundles of both binaries, and the agent as one executable.
+ *
+ * - dist/postern-relay.mjs, dist/postern-agent.mjs: single-file ESM bundles for `node`;
+ * - dist/postern-agent: a Node single executable application (SEA). Node 20 embeds exactly one
+ *   CommonJS file, so the agent is bundled a second time as CJS and injected with postject.
+ *
+ * The agent bundle must hold no server code: the build fails if any input comes from server/,
+ * koa or lowdb.
+ */
+import { execFileSync } from 'node:child_process';
+import { copyFile, chmod, mkdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build, type BuildOptions, type Metafile, type Plugin } from 'esbuild';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const DIST = path.join(ROOT, 'dist');
+const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+
+/**
+ * ws loads these native helpers inside a try/catch when present. They are never bundled: each
+ * resolves to a module that throws, so ws falls back to its JavaScript code, and no require()
+ * of a file on disk is left in the bundle (a single executable could not load one).
+ */
+const optionalNative: Plugin = {
+  name: 'optional-native',
+  setup(b) {
+    b.onResolve({ filter: /^(bufferutil|utf-8-validate)$/ }, (args) => ({
+      path: args.path,
+      namespace: 'optional-native',
+    }));
+    b.onLoad({ filter: /.*/, namespace: 'optional-native' }, (args) => ({
+      contents: `throw new Error('${args.path} is not bundled');`,
+      loader: 'js',
+    }));
+  },
+};
+
+const ESM_REQUIRE_SHIM =
+  "import { createRequire as __postern_createRequire } from 'node:module';\n" +
+  'const require = __postern_createRequire(import.meta.url);';
+
+function common(entry: string): BuildOptions {
+  return {
+    entryPoints: [path.join(ROOT, entry)],
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    plugins: [optionalNative],
+    metafile: true,
+    legalComments: 'none',
+    logLevel: 'warning',
+  };
+}
+
+function assertNoServerCode(metafile: Metafile, bundle: string): void {
+  const bad = Object.keys(metafile.inputs).filter((input) =>
+    /(^|\/)server\/|node_modules\/(koa|@koa|lowdb)\//.test(input),
+  );
+  if (bad.length > 0) {
+    throw new Error(`${bundle} contains server code:\n  ${bad.join('\n  ')}`);
+  }
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  await rm(DIST, { recursive: true, force: true });
+  await mkdir(DIST, { recursive: true });
+
+  await build({
+    ...common('server/main.ts'),
+    format: 'esm',
+    outfile: path.join(DIST, 'postern-relay.mjs'),
+    banner: { js: `#!/usr/bin/env node\n${ESM_REQUIRE_SHIM}` },
+  });
+  process.stdout.write('built dist/postern-relay.mjs\n');
+
+  const agentEsm = await build({
+    ...common('agent/main.ts'),
+    format: 'esm',
+    outfile: path.join(DIST, 'postern-agent.mjs'),
+    banner: { js: `#!/usr/bin/env node\n${ESM_REQUIRE_SHIM}` },
+  });
+  assertNoServerCode(agentEsm.metafile!, 'dist/postern-agent.mjs');
+  process.stdout.write('built dist/postern-agent.mjs\n');
+
+  const cjs = path.join(DIST, 'postern-agent.cjs');
+  const agentCjs = await build({ ...common('agent/main.ts'), format: 'cjs', outfile: cjs });
+  assertNoServerCode(agentCjs.metafile!, 'dist/postern-agent.cjs');
+
+  const blob = path.join(DIST, 'postern-agent.blob');
+  const seaConfig = path.join(DIST, 'sea-config.json');
+  await writeFile(
+    seaConfig,
+    JSON.stringify({ main: cjs, output: blob, disableExperimentalSEAWarning: true }),
+  );
+  execFileSync(process.execPath, ['--experimental-sea-config', seaConfig], { stdio: 'inherit' });
+  const exe = path.join(DIST, 'postern-agent');
+  await copyFile(process.execPath, exe);
+  await chmod(exe, 0o755);
+  execFileSync(
+    path.join(ROOT, 'node_modules', '.bin', 'postject'),
+    [exe, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SEA_FUSE],
+    { stdio: 'ignore' },
+  );
+  await Promise.all([rm(blob), rm(seaConfig), rm(cjs)]);
+  process.stdout.write(
+    `built dist/postern-agent (single executable) in ${Date.now() - started} ms\n`,
+  );
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`build failed: ${(err as Error).message}\n`);
+  process.exitCode = 1;
+});
