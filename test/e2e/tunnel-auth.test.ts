@@ -52,7 +52,6 @@ before(async () => {
 });
 
 after(async () => {
-  console.log(JSON.stringify(relay.proc.lines.filter((l) => l.msg === "tunnel upgrade refused").map((l) => l["reason"])));
   for (const ws of sockets) ws.terminate();
   await relay?.stop();
   if (relay) await removeDir(relay.dataDir);
@@ -234,7 +233,10 @@ test('a tampered payload (claim changed, signature kept) is refused 401', async 
   const variants: [string, Record<string, unknown>][] = [
     ['jti changed', { ...original, jti: randomUUID() }],
     ['exp changed', { ...original, exp: Number(original['exp']) - 10 }],
-    ['iss/sub relabelled as another paired agent', { ...original, iss: other.agentId, sub: other.agentId }],
+    [
+      'iss/sub relabelled as another paired agent',
+      { ...original, iss: other.agentId, sub: other.agentId },
+    ],
   ];
   for (const [what, changed] of variants) {
     await expectRefused(`${header}.${b64json(changed)}.${signature}`, `tampered: ${what}`);
@@ -292,10 +294,14 @@ test('a token whose lifetime is over 60 s is refused 401', async () => {
   const now = nowS();
   await expectRefused(await mint(identity, { iat: now, exp: now + 120 }), 'exp = iat + 120');
   await expectRefused(await mint(identity, { iat: now, exp: now + 61 }), 'exp = iat + 61');
-  await expectRefused(
-    await mint(identity, { iat: now - 10, exp: now + 3600 }),
-    'exp = iat + 3610',
-  );
+  await expectRefused(await mint(identity, { iat: now - 10, exp: now + 3600 }), 'exp = iat + 3610');
+});
+
+test('a token issued in the future (beyond the clock tolerance) is refused 401', async () => {
+  const now = nowS();
+  // Otherwise a token made now could be kept and used for an hour.
+  await expectRefused(await mint(identity, { iat: now + 3600, exp: now + 3660 }), 'iat in 1 h');
+  await expectRefused(await mint(identity, { iat: now + 120, exp: now + 180 }), 'iat in 2 min');
 });
 
 test('a wrong aud is refused 401', async () => {

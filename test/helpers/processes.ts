@@ -10,7 +10,6 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const TSX = path.join(ROOT, 'node_modules', '.bin', 'tsx');
 
 export interface LogLine {
   msg?: string;
@@ -28,7 +27,8 @@ export class Proc {
   #waiters: { match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
 
   constructor(args: string[], env: NodeJS.ProcessEnv, cwd = ROOT) {
-    this.child = spawn(TSX, args, {
+    // One process, not tsx's wrapper + child: a SIGKILL must reach the real relay or agent.
+    this.child = spawn(process.execPath, ['--import', 'tsx', ...args], {
       cwd,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
