@@ -9,7 +9,7 @@
  * koa or lowdb.
  */
 import { execFileSync } from 'node:child_process';
-import { copyFile, chmod, mkdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type BuildOptions, type Metafile, type Plugin } from 'esbuild';
@@ -41,13 +41,30 @@ const ESM_REQUIRE_SHIM =
   "import { createRequire as __postern_createRequire } from 'node:module';\n" +
   'const require = __postern_createRequire(import.meta.url);';
 
+/** Inlines the version string, instead of the whole package.json the source imports. */
+function versionInline(version: string): Plugin {
+  return {
+    name: 'version-inline',
+    setup(b) {
+      b.onLoad({ filter: /shared[\\/]version\.ts$/ }, () => ({
+        contents: `export const VERSION = ${JSON.stringify(version)};`,
+        loader: 'ts',
+      }));
+    },
+  };
+}
+
+const { version } = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')) as {
+  version: string;
+};
+
 function common(entry: string): BuildOptions {
   return {
     entryPoints: [path.join(ROOT, entry)],
     bundle: true,
     platform: 'node',
     target: 'node20',
-    plugins: [optionalNative],
+    plugins: [optionalNative, versionInline(version)],
     metafile: true,
     legalComments: 'none',
     logLevel: 'warning',

@@ -26,9 +26,13 @@ export class Proc {
   readonly exited: Promise<number | null>;
   #waiters: { match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
 
-  constructor(args: string[], env: NodeJS.ProcessEnv, cwd = ROOT) {
-    // One process, not tsx's wrapper + child: a SIGKILL must reach the real relay or agent.
-    this.child = spawn(process.execPath, ['--import', 'tsx', ...args], {
+  /**
+   * Runs `node --import tsx ...args`, or `command` as given (e.g. a built executable). One
+   * process, not tsx's wrapper + child: a SIGKILL must reach the real relay or agent.
+   */
+  constructor(args: string[], env: NodeJS.ProcessEnv, cwd = ROOT, command?: string[]) {
+    const [file, ...argv] = command ?? [process.execPath, '--import', 'tsx', ...args];
+    this.child = spawn(file!, argv, {
       cwd,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
