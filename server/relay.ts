@@ -124,7 +124,17 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       const metrics = createMetrics();
       dispatcher = new Dispatcher({ store, logger, channel, now });
       tunnel = new TunnelEndpoint({
-        verifier: new AgentTokenVerifier({ audience: publicUrl, agent, now }),
+        verifier: new AgentTokenVerifier({
+          audience: publicUrl,
+          agent,
+          now,
+          used: () => store.control().usedTokenIds,
+          recordUsed: (entry, nowS) =>
+            store.updateControl((s) => {
+              s.usedTokenIds = s.usedTokenIds.filter((u) => u.until >= nowS);
+              s.usedTokenIds.push(entry);
+            }),
+        }),
         dispatcher,
         logger,
         heartbeatMs: config.heartbeatMs,

@@ -38,7 +38,7 @@ interface Entry {
 }
 
 function emptyControl(): ControlState {
-  return { adminTokenHash: null, channels: [], agents: [], pairings: [] };
+  return { adminTokenHash: null, channels: [], agents: [], pairings: [], usedTokenIds: [] };
 }
 
 function parseControl(value: unknown, file: string): ControlState {
@@ -54,7 +54,10 @@ function parseControl(value: unknown, file: string): ControlState {
       `${file}: expected {adminTokenHash, channels: [], agents: [], pairings: []}`,
     );
   }
-  return value as unknown as ControlState;
+  const state = value as unknown as ControlState;
+  // Documents written before the field existed have no used token ids yet.
+  if (!Array.isArray(state.usedTokenIds)) state.usedTokenIds = [];
+  return state;
 }
 
 function payloadBytes(p: EventPayload): number {

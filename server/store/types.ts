@@ -100,11 +100,21 @@ export interface EventFilter {
   limit: number;
 }
 
+/** A tunnel token id already used, kept until the token could no longer be valid. */
+export interface UsedTokenId {
+  /** `agentId:jti` */
+  key: string;
+  /** Seconds since epoch after which the token is expired anyway. */
+  until: number;
+}
+
 export interface ControlState {
   adminTokenHash: string | null;
   channels: ChannelRecord[];
   agents: AgentRecord[];
   pairings: PairingRecord[];
+  /** Persisted so that a token cannot be replayed across a relay restart either. */
+  usedTokenIds: UsedTokenId[];
 }
 
 export interface Store {

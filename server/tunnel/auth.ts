@@ -11,7 +11,7 @@ import {
   AGENT_JWT_TYP,
 } from '../../shared/agent-token.ts';
 import { PosternError } from '../../shared/errors.ts';
-import type { AgentRecord } from '../store/types.ts';
+import type { AgentRecord, UsedTokenId } from '../store/types.ts';
 
 function refuse(reason: string): never {
   throw new PosternError('ERR_UNAUTHORIZED', reason, { status: 401, expose: true });
@@ -20,14 +20,17 @@ function refuse(reason: string): never {
 export interface AgentTokenVerifierDeps {
   audience: string;
   agent: (id: string) => AgentRecord | undefined;
+  /** Token ids already used (from the store), and how to record a new one durably. */
+  used: () => readonly UsedTokenId[];
+  recordUsed: (entry: UsedTokenId, nowS: number) => Promise<void>;
   now?: () => number;
 }
 
 export class AgentTokenVerifier {
   readonly #deps: AgentTokenVerifierDeps;
   readonly #now: () => number;
-  /** `jti` → expiry (s). Entries live as long as their token could be valid. */
-  readonly #seen = new Map<string, number>();
+  /** Keys of tokens being accepted right now, before their id is durably recorded. */
+  readonly #pending = new Set<string>();
   readonly #keys = new Map<string, { x: string; key: CryptoKey | KeyObject }>();
 
   constructor(deps: AgentTokenVerifierDeps) {
@@ -73,10 +76,18 @@ export class AgentTokenVerifier {
     if (typeof jti !== 'string' || jti.length < 16 || jti.length > 128) {
       return refuse('token jti must be 16–128 characters');
     }
-    this.#prune(nowS);
-    const seenKey = `${agentId}:${jti}`;
-    if (this.#seen.has(seenKey)) return refuse('token replayed (jti already used)');
-    this.#seen.set(seenKey, exp + AGENT_JWT_CLOCK_TOLERANCE_S);
+    const used = `${agentId}:${jti}`;
+    if (this.#pending.has(used) || this.#deps.used().some((u) => u.key === used)) {
+      return refuse('token replayed (jti already used)');
+    }
+    this.#pending.add(used);
+    try {
+      await this.#deps.recordUsed({ key: used, until: exp + AGENT_JWT_CLOCK_TOLERANCE_S }, nowS);
+    } catch {
+      return refuse('cannot record the token id; try again');
+    } finally {
+      this.#pending.delete(used);
+    }
     return agentId;
   }
 
@@ -88,10 +99,5 @@ export class AgentTokenVerifier {
     if (key instanceof Uint8Array) return refuse('agent key is not a public key');
     this.#keys.set(agent.id, { x: jwk.x, key });
     return key;
-  }
-
-  #prune(nowS: number): void {
-    if (this.#seen.size < 1024) return;
-    for (const [k, expiry] of this.#seen) if (expiry < nowS) this.#seen.delete(k);
   }
 }

@@ -4,6 +4,7 @@
  * and its key file, the admin token on every admin endpoint, and write-only channel secrets.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { access, readFile, readdir, stat } from 'node:fs/promises';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
@@ -11,14 +12,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { findPairing, hashPairingCode } from '../../server/pairing.ts';
 import type { PairingRecord } from '../../server/store/types.ts';
-import {
-  Proc,
-  ROOT,
-  removeDir,
-  startRelay,
-  tempDir,
-  type RelayHandle,
-} from '../helpers/processes.ts';
+import { ROOT, removeDir, startRelay, tempDir, type RelayHandle } from '../helpers/processes.ts';
 import { dial, loadIdentity, mint, type TestIdentity } from '../helpers/tokens.ts';
 
 const FIFTEEN_MIN_MS = 15 * 60_000;
@@ -135,12 +129,27 @@ async function tunnelStatus(identity: TestIdentity): Promise<'open' | number> {
   return result.status ?? 0;
 }
 
-async function runCli(args: string[]): Promise<{ code: number | null; output: string }> {
-  const proc = new Proc([path.join(ROOT, 'agent/main.ts'), ...args], {});
-  const code = await proc.exited;
-  // Let readline deliver the last lines.
-  await new Promise((resolve) => setImmediate(resolve));
-  return { code, output: proc.raw.join('\n') };
+/** Runs the agent CLI the way a user would: `node_modules/.bin/tsx agent/main.ts …`. */
+function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['agent/main.ts', ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout.on('data', (c: Buffer) => out.push(c));
+  child.stderr.on('data', (c: Buffer) => err.push(c));
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    // 'close' (not 'exit'): both output streams are fully read by then.
+    child.once('close', (code) =>
+      resolve({
+        code,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+      }),
+    );
+  });
 }
 
 // ---- codes
@@ -308,7 +317,8 @@ test('the agent CLI pair writes identity.json and agent.key (mode 0600)', async 
     '--state-dir',
     stateDir,
   ]);
-  assert.equal(run.code, 0, run.output);
+  assert.equal(run.code, 0, `${run.stdout}${run.stderr}`);
+  assert.ok(run.stdout.includes(added.id), `the CLI names the agent it paired: ${run.stdout}`);
   assert.deepEqual((await readdir(stateDir)).sort(), ['agent.key', 'identity.json']);
   const keyFile = path.join(stateDir, 'agent.key');
   assert.equal((await stat(keyFile)).mode & 0o777, 0o600);
@@ -346,9 +356,11 @@ test('the agent CLI pair with a wrong code exits non-zero saying the code is unk
     '--state-dir',
     stateDir,
   ]);
-  assert.notEqual(run.code, 0, run.output);
-  assert.notEqual(run.code, null, run.output);
-  assert.match(run.output, /unknown, used or expired/);
+  const output = `${run.stdout}${run.stderr}`;
+  assert.notEqual(run.code, 0, output);
+  assert.notEqual(run.code, null, output);
+  assert.match(run.stderr, /unknown, used or expired/);
+  assert.ok(!run.stdout.includes('Paired'), output);
   await assert.rejects(access(path.join(stateDir, 'agent.key')), { code: 'ENOENT' });
 });
 

@@ -38,6 +38,8 @@ const stateDirs: string[] = [];
 const sockets: WebSocket[] = [];
 /** Every token this suite sent, to check that none reaches the relay's logs. */
 const sent: string[] = [];
+/** Log lines of a relay process this suite restarted. */
+const earlierLogs: string[] = [];
 
 before(async () => {
   relay = await startRelay({ heartbeatMs: HEARTBEAT_MS });
@@ -392,6 +394,17 @@ test('revoking an agent closes its live tunnel within 1 s (4003) and refuses it 
   );
 });
 
+test('a token used before a relay restart is refused after it (used ids are durable)', async () => {
+  const token = await mint(identity);
+  await closeSocket(await expectOpen(token, 'first use before the restart'));
+  const port = Number(new URL(relay.url).port);
+  await relay.stop();
+  earlierLogs.push(...relay.proc.raw);
+  relay = await startRelay({ dataDir: relay.dataDir, port, heartbeatMs: HEARTBEAT_MS });
+  await expectRefused(token, 'the same token after the restart');
+  await closeSocket(await expectOpen(await mint(identity), 'a fresh token after the restart'));
+});
+
 // ---- afterwards
 
 test('the relay still serves after all refusals, and no token reached its logs', async () => {
@@ -403,7 +416,7 @@ test('the relay still serves after all refusals, and no token reached its logs',
   assert.equal((await hello(ws)).type, 'welcome');
   await closeSocket(ws);
   assert.ok(sent.length >= 30, `${sent.length} tokens sent`);
-  const logs = relay.proc.raw.join('\n');
+  const logs = [...earlierLogs, ...relay.proc.raw].join('\n');
   const leaked = sent.filter((t) => t.length > 20 && logs.includes(t));
   assert.deepEqual(leaked, [], 'no token appears in a relay log line');
   const signatures = sent
