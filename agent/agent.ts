@@ -24,7 +24,7 @@ export interface AgentDeps {
 
 export interface PosternAgent {
   start(): void;
-  stop(): Promise<void>;
+  stop(graceMs?: number): Promise<void>;
   readonly connected: boolean;
 }
 
@@ -44,6 +44,7 @@ export function createAgent(
   const deliverer = new Deliverer();
   const delivered = new Set<string>();
   const running = new Map<string, Promise<AckFrame>>();
+  let stopping = false;
 
   const findRoute = (frame: Deliver): Route | undefined =>
     config.routes.find((r) => r.channel === frame.channelId) ??
@@ -101,6 +102,8 @@ export function createAgent(
   }
 
   function onDeliver(frame: Deliver, reply: (ack: AgentFrame) => void): void {
+    // While stopping, start nothing new: unacknowledged, the event is offered again later.
+    if (stopping) return;
     if (delivered.has(frame.eventId)) {
       reply({ type: 'ack', eventId: frame.eventId, outcome: 'delivered', durationMs: 0 });
       return;
@@ -130,9 +133,16 @@ export function createAgent(
       );
       tunnel.start();
     },
-    async stop() {
+    /** Finishes deliveries in progress and sends their acks (up to `graceMs`), then leaves. */
+    async stop(graceMs = 10_000) {
+      stopping = true;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled(running.values()),
+        new Promise((resolve) => (timer = setTimeout(resolve, graceMs))),
+      ]);
+      clearTimeout(timer);
       await tunnel.stop();
-      await Promise.allSettled(running.values());
       await deliverer.close();
     },
     get connected() {

@@ -13,17 +13,12 @@ import type { Route } from './config.ts';
 type DeliverFrame = Extract<RelayFrame, { type: 'deliver' }>;
 export type AckFrame = Extract<AgentFrame, { type: 'ack' }>;
 
-/** Headers the agent sets itself; copies arriving from the outside are dropped. */
-const REPLACED = new Set([
-  'host',
-  'content-length',
-  'x-forwarded-host',
-  'x-forwarded-proto',
-  'x-postern-event-id',
-  'x-postern-attempt',
-  'x-postern-channel',
-  'x-postern-original-url',
-]);
+/**
+ * Headers the agent sets itself; copies arriving from the outside are dropped, as is every
+ * `x-postern-*` header: the prefix is reserved, so an app can trust what carries it.
+ */
+const REPLACED = new Set(['host', 'content-length', 'x-forwarded-host', 'x-forwarded-proto']);
+const RESERVED_PREFIX = 'x-postern-';
 const SIGNATURE_HEADERS = new Set(['webhook-id', 'webhook-timestamp', 'webhook-signature']);
 
 /**
@@ -55,6 +50,7 @@ export function appHeaders(route: Route, frame: DeliverFrame, now: number): Head
     const lower = name.toLowerCase();
     return (
       !REPLACED.has(lower) &&
+      !lower.startsWith(RESERVED_PREFIX) &&
       lower !== 'x-forwarded-for' &&
       !(signing && SIGNATURE_HEADERS.has(lower))
     );

@@ -44,6 +44,8 @@ export function headerValue(headers: readonly HeaderPair[], name: string): strin
   return undefined;
 }
 
+const IMF_FIXDATE = /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+
 /**
  * A `Retry-After` value (delay-seconds or an HTTP date, RFC 9110 §10.2.3) as milliseconds from
  * `now`; undefined when absent or unreadable.
@@ -52,6 +54,8 @@ export function parseRetryAfter(value: string | undefined, now: number): number 
   if (value === undefined) return undefined;
   const trimmed = value.trim();
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  // Only an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"): Date.parse alone takes "-5" or "1.5".
+  if (!IMF_FIXDATE.test(trimmed)) return undefined;
   const date = Date.parse(trimmed);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }

@@ -57,6 +57,8 @@ export class Dispatcher {
   /** Where each pending event is: in a ready FIFO, in the timer heap, or with a sink. */
   readonly #where = new Map<string, 'ready' | 'timer' | Sink>();
   readonly #inflight = new Map<Sink, Map<string, number>>();
+  /** The last pending send of each session, so that frames leave in the order they were taken. */
+  readonly #sendChains = new Map<Sink, Promise<void>>();
   /** Timer heap of event ids (retries) and channel ids (ordered channels waiting on their head). */
   readonly #timers = new TimerHeap<string>();
   #timer: NodeJS.Timeout | null = null;
@@ -143,6 +145,7 @@ export class Dispatcher {
     const inflight = this.#inflight.get(sink);
     if (!inflight) return;
     this.#inflight.delete(sink);
+    this.#sendChains.delete(sink);
     const ids = [...inflight.keys()].reverse();
     for (const id of ids) {
       const summary = this.#store.getEvent(id);
@@ -361,40 +364,47 @@ export class Dispatcher {
     q.inflight++;
     this.#store.markDelivering(summary.id, true);
     const attempt = summary.attemptCount + 1;
-    this.#store.readPayload(summary.id).then(
-      (p) => {
-        if (!sink.open || this.#where.get(summary.id) !== sink) return;
-        sink.send({
-          type: 'deliver',
-          eventId: p.id,
-          channelId: channel.id,
-          channelName: channel.name,
-          attempt,
-          method: p.method,
-          path: p.path,
-          query: p.query,
-          headers: p.headers,
-          originalUrl: p.originalUrl,
-          remoteAddress: p.remoteAddress,
-          receivedAt: p.receivedAt,
-          wantResponse: this.#responseWaiters.has(p.id),
-          body: p.body,
-        });
-      },
-      (err: unknown) => {
-        this.#log.error(
-          { err, eventId: summary.id },
-          'cannot read event back from the store; will try again',
-        );
-        if (this.#where.get(summary.id) !== sink) return;
-        inflight.delete(summary.id);
-        q.inflight--;
-        this.#store.markDelivering(summary.id, false);
-        this.#where.set(summary.id, 'timer');
-        this.#timers.push(this.#now() + READ_RETRY_MS, summary.id);
-        this.#arm();
-      },
-    );
+    // Reads run in parallel (a backlog comes from disk), sends leave in queue order.
+    const read = this.#store.readPayload(summary.id);
+    read.catch(() => undefined); // handled below, once the sends before it have left
+    const previous = this.#sendChains.get(sink) ?? Promise.resolve();
+    const next = previous
+      .then(() => read)
+      .then(
+        (p) => {
+          if (!sink.open || this.#where.get(summary.id) !== sink) return;
+          sink.send({
+            type: 'deliver',
+            eventId: p.id,
+            channelId: channel.id,
+            channelName: channel.name,
+            attempt,
+            method: p.method,
+            path: p.path,
+            query: p.query,
+            headers: p.headers,
+            originalUrl: p.originalUrl,
+            remoteAddress: p.remoteAddress,
+            receivedAt: p.receivedAt,
+            wantResponse: this.#responseWaiters.has(p.id),
+            body: p.body,
+          });
+        },
+        (err: unknown) => {
+          this.#log.error(
+            { err, eventId: summary.id },
+            'cannot read event back from the store; will try again',
+          );
+          if (this.#where.get(summary.id) !== sink) return;
+          inflight.delete(summary.id);
+          q.inflight--;
+          this.#store.markDelivering(summary.id, false);
+          this.#where.set(summary.id, 'timer');
+          this.#timers.push(this.#now() + READ_RETRY_MS, summary.id);
+          this.#arm();
+        },
+      );
+    this.#sendChains.set(sink, next);
   }
 
   #arm(): void {
@@ -418,6 +428,8 @@ export class Dispatcher {
       }
       const summary = this.#store.getEvent(key);
       if (this.#where.get(key) !== 'timer' || !summary) continue;
+      // A stale wake-up: the event was replayed and rescheduled since this one was set.
+      if (summary.nextAttemptAt > this.#now()) continue;
       this.#where.set(key, 'ready');
       this.#queue(summary.channelId).ready.push(key);
       channels.add(summary.channelId);

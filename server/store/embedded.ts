@@ -77,6 +77,7 @@ export class EmbeddedStore implements Store {
   readonly #position = new Map<string, number>();
   readonly #cache = new Map<string, EventPayload>();
   #cacheBytes = 0;
+  #controlQueue: Promise<void> = Promise.resolve();
   readonly #counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<EventStatus, number>;
 
   constructor(opts: EmbeddedStoreOptions) {
@@ -113,11 +114,16 @@ export class EmbeddedStore implements Store {
     return this.#db.data;
   }
 
-  async updateControl(change: (state: ControlState) => void): Promise<void> {
-    const next = structuredClone(this.#db.data);
-    change(next);
-    await this.#db.adapter.write(next);
-    this.#db.data = next;
+  updateControl(change: (state: ControlState) => void): Promise<void> {
+    // One change at a time, each applied to the state the previous one left.
+    const run = this.#controlQueue.then(async () => {
+      const next = structuredClone(this.#db.data);
+      change(next);
+      await this.#db.adapter.write(next);
+      this.#db.data = next;
+    });
+    this.#controlQueue = run.catch(() => undefined);
+    return run;
   }
 
   async appendEvent(payload: EventPayload): Promise<EventSummary> {
@@ -174,6 +180,7 @@ export class EmbeddedStore implements Store {
       i = at - 1;
     }
     const events: EventSummary[] = [];
+    if (filter.limit < 1) return { events, next: null };
     for (; i >= 0; i--) {
       const summary = this.#events.get(this.#order[i]!)!.summary;
       if (filter.channelId !== undefined && summary.channelId !== filter.channelId) continue;

@@ -68,6 +68,7 @@ export class Journal {
       const valid = this.#scan(n, data, onRecord);
       if (valid < data.length) {
         if (!last) {
+          await this.close();
           throw new PosternError(
             'ERR_STORE_CORRUPT',
             `${segmentFile(this.#dir, n)}: damaged record at byte ${valid} of a sealed segment`,
@@ -89,7 +90,8 @@ export class Journal {
       const length = data.readUInt32BE(at);
       const crc = data.readUInt32BE(at + 4);
       const start = at + HEADER_BYTES;
-      if (start + length > data.length) break;
+      // Every payload has at least its kind byte: a zero length is a zero-filled tail.
+      if (length === 0 || start + length > data.length) break;
       const payload = data.subarray(start, start + length);
       if (crc32(payload) !== crc) break;
       onRecord(payload, { segment, offset: start, length });
@@ -100,6 +102,9 @@ export class Journal {
 
   /** Resolves once the payload is on disk (written and fdatasynced). */
   append(payload: Buffer): Promise<Location> {
+    if (payload.length === 0) {
+      return Promise.reject(new PosternError('ERR_STORE_WRITE', 'empty journal record'));
+    }
     if (this.#closed) {
       return Promise.reject(new PosternError('ERR_SHUTTING_DOWN', 'journal is closed'));
     }

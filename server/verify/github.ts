@@ -33,8 +33,10 @@ export const github: Verifier<GithubConfig> = {
   verify(config, request) {
     const header = headerValue(request.headers, 'x-hub-signature-256');
     if (header === undefined) return { ok: false, reason: 'missing_signature' };
-    if (!header.startsWith(PREFIX)) return { ok: false, reason: 'malformed_signature' };
-    const given = Buffer.from(header.slice(PREFIX.length), 'hex');
+    const hex = header.startsWith(PREFIX) ? header.slice(PREFIX.length) : '';
+    // Buffer.from(…, 'hex') stops silently at a bad character: check the shape first.
+    if (!/^[0-9a-f]{64}$/i.test(hex)) return { ok: false, reason: 'malformed_signature' };
+    const given = Buffer.from(hex, 'hex');
     for (const secret of [config.secret, config.previousSecret]) {
       if (secret === undefined) continue;
       if (constantTimeEqual(hmac('sha256', secret, request.body), given)) return { ok: true };

@@ -16,7 +16,10 @@ function lookup(provider: string): Verifier<VerifyConfig & { provider: string }>
 export function parseVerifyConfig(raw: unknown, fail: Fail): VerifyConfig | null {
   if (raw === undefined || raw === null) return null;
   if (!isObject(raw)) return fail('verify', 'an object {provider, secret, …} or null');
-  const provider = readString(raw, 'provider', fail, { min: 1, max: 64 });
+  const provider = readString(raw, 'provider', (f, e) => fail(`verify.${f}`, e), {
+    min: 1,
+    max: 64,
+  });
   const verifier = lookup(provider);
   if (!verifier) {
     return fail('verify.provider', `one of ${[...verifiers.keys()].join(', ')}`);

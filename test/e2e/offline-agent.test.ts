@@ -15,6 +15,7 @@ import {
   removeDir,
   startAgent,
   startRelay,
+  tempDir,
   type AgentHandle,
   type RelayHandle,
   type Route,
@@ -40,6 +41,8 @@ let relay: RelayHandle | undefined;
 let app: TestApp | undefined;
 let agent: AgentHandle | undefined;
 let stateDir: string | undefined;
+/** Made here, not by startRelay, so that it is removed even if the relay fails to start. */
+let dataDir: string | undefined;
 let routes: Route[] = [];
 let channelId = '';
 /** Every webhook this suite sent (event id → body), across tests. */
@@ -48,7 +51,8 @@ const http = new Agent({ connections: 32, headersTimeout: 15_000, bodyTimeout: 1
 
 before(async () => {
   app = await startApp();
-  relay = await startRelay();
+  dataDir = await tempDir();
+  relay = await startRelay({ dataDir });
   const channel = await relay.api<{ id: string }>('POST', '/api/channels', { name: CHANNEL });
   channelId = channel.id;
   ({ stateDir } = await pairAgent(relay, [channelId]));
@@ -60,7 +64,7 @@ after(async () => {
   await relay?.stop();
   await app?.close();
   await http.close();
-  if (relay) await removeDir(relay.dataDir);
+  if (dataDir) await removeDir(dataDir);
   if (stateDir) await removeDir(stateDir);
 });
 
@@ -141,7 +145,7 @@ function eventIdOf(req: Received): string {
   return String(id);
 }
 
-/** Groups what the app received for these ids; fails on any request with an unknown id. */
+/** Groups what the app received by event id, keeping only the ids in `sent`. */
 function receivedFor(sent: Map<string, Buffer>, all: readonly Received[]): Map<string, Received[]> {
   const byId = new Map<string, Received[]>();
   for (const req of all) {

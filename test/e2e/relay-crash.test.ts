@@ -14,6 +14,7 @@ import {
   removeDir,
   startAgent,
   startRelay,
+  tempDir,
   type AgentHandle,
   type RelayHandle,
 } from '../helpers/processes.ts';
@@ -36,6 +37,8 @@ const relays: RelayHandle[] = [];
 let agent: AgentHandle | undefined;
 let app: TestApp | undefined;
 let stateDir: string | undefined;
+/** Made here, not by startRelay, so that it is removed even if the relay fails to start. */
+let dataDir: string | undefined;
 const http = new Agent({
   connections: IN_FLIGHT,
   headersTimeout: 15_000,
@@ -48,7 +51,7 @@ after(async () => {
   for (const r of relays) await r.stop();
   await app?.close();
   await http.close();
-  if (relays[0]) await removeDir(relays[0].dataDir);
+  if (dataDir) await removeDir(dataDir);
   if (stateDir) await removeDir(stateDir);
 });
 
@@ -93,7 +96,8 @@ function seqFromBody(body: Buffer): number | undefined {
 
 test('kill -9 of the relay mid-burst loses no acknowledged webhook', async () => {
   app = await startApp();
-  const relay = await startRelay();
+  dataDir = await tempDir();
+  const relay = await startRelay({ dataDir });
   relays.push(relay);
   const port = Number(new URL(relay.url).port);
   assert.ok(port > 0);
@@ -160,7 +164,7 @@ test('kill -9 of the relay mid-burst loses no acknowledged webhook', async () =>
   );
 
   // Restart on the same data dir and port; the agent finds it again by itself.
-  const restarted = await startRelay({ dataDir: relay.dataDir, port });
+  const restarted = await startRelay({ dataDir, port });
   relays.push(restarted);
   assert.equal(restarted.url, relay.url);
   await runningAgent.proc.waitForMsg('connected to the relay', 30_000, agentLinesAtKill);

@@ -67,11 +67,12 @@ test('a changed body, a wrong secret or a wrong digest is a mismatch', () => {
   );
   const flipped = `${HEADER.slice(0, -1)}6`;
   assert.deepEqual(github.verify(config, request([['X-Hub-Signature-256', flipped]])), mismatch);
-  assert.deepEqual(github.verify(config, request([['X-Hub-Signature-256', 'sha256=']])), mismatch);
-  // Half of the digest is not the digest.
+  // An empty or half digest is not a digest at all: malformed, before any comparison.
+  const malformed = { ok: false, reason: 'malformed_signature' };
+  assert.deepEqual(github.verify(config, request([['X-Hub-Signature-256', 'sha256=']])), malformed);
   assert.deepEqual(
     github.verify(config, request([['X-Hub-Signature-256', HEADER.slice(0, 7 + 32)]])),
-    mismatch,
+    malformed,
   );
 });
 

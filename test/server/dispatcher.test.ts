@@ -1,0 +1,703 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test, type TestContext } from 'node:test';
+import pino from 'pino';
+import { Dispatcher, type AckFrame, type Sink } from '../../server/dispatch/dispatcher.ts';
+import { EmbeddedStore } from '../../server/store/embedded.ts';
+import type { ChannelRecord, EventPayload } from '../../server/store/types.ts';
+import { PosternError } from '../../shared/errors.ts';
+import type { RelayFrame } from '../../shared/protocol.ts';
+
+type DeliverFrame = Extract<RelayFrame, { type: 'deliver' }>;
+
+const START = 1_700_000_000_000;
+/** The dispatcher's wait before looking again for a route (no attempt used). */
+const NO_ROUTE_RETRY_MS = 30_000;
+
+class FakeSink implements Sink {
+  readonly id: string;
+  readonly agentId: string;
+  readonly window: number;
+  readonly channels: readonly string[];
+  open = true;
+  readonly frames: DeliverFrame[] = [];
+
+  constructor(id: string, window: number, channels: string[], agentId = `ag_${id}`) {
+    this.id = id;
+    this.agentId = agentId;
+    this.window = window;
+    this.channels = channels;
+  }
+
+  send(frame: DeliverFrame): void {
+    this.frames.push(frame);
+  }
+
+  ids(): string[] {
+    return this.frames.map((f) => f.eventId);
+  }
+}
+
+function channelRecord(id: string, extra: Partial<ChannelRecord> = {}): ChannelRecord {
+  return {
+    id,
+    name: `name-of-${id}`,
+    verify: null,
+    response: { mode: 'async', timeoutMs: 10_000 },
+    retry: { delaysMs: [20, 40] },
+    ordered: false,
+    maxBodyBytes: 1_024,
+    createdAt: START,
+    ...extra,
+  };
+}
+
+/** Lets pending promise callbacks (payload reads from the cache) run. */
+async function flush(): Promise<void> {
+  for (let i = 0; i < 3; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+/** Turns the event loop until `done()` holds: a payload read from disk takes real I/O time. */
+async function until(done: () => boolean, turns = 10_000): Promise<void> {
+  for (let i = 0; i < turns && !done(); i++) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+interface Harness {
+  store: EmbeddedStore;
+  dispatcher: Dispatcher;
+  /** The fake clock the dispatcher reads. */
+  now(): number;
+  /** Moves the fake clock and the mocked setTimeout forward together. */
+  advance(ms: number): Promise<void>;
+  /** Stores an event and hands it to dispatch, as ingress does. */
+  add(channelId: string): Promise<string>;
+  ack(sink: Sink, eventId: string, extra?: Partial<AckFrame>): Promise<void>;
+  dataDir: string;
+}
+
+async function harness(t: TestContext, channels: ChannelRecord[]): Promise<Harness> {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'postern-dispatch-'));
+  const store = new EmbeddedStore({ dataDir });
+  await store.open();
+  let clock = START;
+  const byId = new Map(channels.map((c) => [c.id, c]));
+  const dispatcher = new Dispatcher({
+    store,
+    logger: pino({ level: 'silent' }),
+    channel: (id) => byId.get(id),
+    now: () => clock,
+    // Jitter factor 0.8 + 0.4 × 0.5 = exactly 1.
+    random: () => 0.5,
+  });
+  dispatcher.start();
+  t.after(async () => {
+    dispatcher.stop();
+    await store.close();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+  let seq = 0;
+  return {
+    store,
+    dispatcher,
+    dataDir,
+    now: () => clock,
+    async advance(ms) {
+      clock += ms;
+      t.mock.timers.tick(ms);
+      await flush();
+    },
+    async add(channelId) {
+      seq++;
+      const payload: EventPayload = {
+        id: `evt_${String(seq).padStart(4, '0')}`,
+        channelId,
+        receivedAt: clock,
+        method: 'POST',
+        path: `/p/${seq}`,
+        query: `n=${seq}`,
+        headers: [
+          ['Content-Type', 'application/json'],
+          ['X-Seq', String(seq)],
+        ],
+        originalUrl: `https://relay.example.com/h/${channelId}/p/${seq}?n=${seq}`,
+        remoteAddress: '203.0.113.9',
+        body: Buffer.from([0xff, seq & 0xff, 0x00]),
+      };
+      const summary = await store.appendEvent(payload);
+      dispatcher.enqueue(summary);
+      await flush();
+      return payload.id;
+    },
+    async ack(sink, eventId, extra = {}) {
+      await dispatcher.ack(sink, {
+        type: 'ack',
+        eventId,
+        outcome: 'delivered',
+        status: 200,
+        durationMs: 5,
+        ...extra,
+      });
+      await flush();
+    },
+  };
+}
+
+const CH = 'ch_main';
+
+test('an event with no sink waits, using no attempt, and goes out when a sink attaches', async (t) => {
+  const h = await harness(t, [channelRecord(CH)]);
+  const id = await h.add(CH);
+  await h.advance(3_600_000);
+  const waiting = h.store.getEvent(id);
+  assert.equal(waiting?.status, 'queued');
+  assert.equal(waiting?.attemptCount, 0);
+  assert.deepEqual(waiting?.attempts, []);
+
+  const other = new FakeSink('s0', 10, ['ch_other']);
+  h.dispatcher.attach(other);
+  await flush();
+  assert.equal(other.frames.length, 0);
+
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  await flush();
+  assert.equal(sink.frames.length, 1);
+  assert.deepEqual(sink.frames[0], {
+    type: 'deliver',
+    eventId: id,
+    channelId: CH,
+    channelName: `name-of-${CH}`,
+    attempt: 1,
+    method: 'POST',
+    path: '/p/1',
+    query: 'n=1',
+    headers: [
+      ['Content-Type', 'application/json'],
+      ['X-Seq', '1'],
+    ],
+    originalUrl: `https://relay.example.com/h/${CH}/p/1?n=1`,
+    remoteAddress: '203.0.113.9',
+    receivedAt: START,
+    wantResponse: false,
+    body: Buffer.from([0xff, 1, 0x00]),
+  });
+  assert.equal(h.store.getEvent(id)?.status, 'delivering');
+  assert.equal(h.dispatcher.isInFlight(id), true);
+  assert.equal(h.dispatcher.inFlightCount(sink), 1);
+});
+
+test('a sink that is not open is never picked', async (t) => {
+  const h = await harness(t, [channelRecord(CH)]);
+  const closed = new FakeSink('s1', 10, [CH]);
+  closed.open = false;
+  h.dispatcher.attach(closed);
+  const id = await h.add(CH);
+  assert.equal(closed.frames.length, 0);
+  assert.equal(h.store.getEvent(id)?.status, 'queued');
+});
+
+test('the window is respected: window 2, 5 events, 2 sent until acks arrive', async (t) => {
+  const h = await harness(t, [channelRecord(CH)]);
+  const sink = new FakeSink('s1', 2, [CH]);
+  h.dispatcher.attach(sink);
+  const ids: string[] = [];
+  for (let i = 0; i < 5; i++) ids.push(await h.add(CH));
+  assert.deepEqual(sink.ids(), ids.slice(0, 2));
+  assert.equal(h.dispatcher.inFlightCount(sink), 2);
+  assert.deepEqual(h.store.countByStatus(), {
+    queued: 3,
+    delivering: 2,
+    delivered: 0,
+    failed: 0,
+    rejected: 0,
+  });
+
+  await h.ack(sink, ids[0]!);
+  assert.deepEqual(sink.ids(), ids.slice(0, 3));
+  await h.ack(sink, ids[1]!);
+  await h.ack(sink, ids[2]!);
+  assert.deepEqual(sink.ids(), ids);
+  assert.equal(h.dispatcher.inFlightCount(sink), 2);
+  await h.ack(sink, ids[3]!);
+  await h.ack(sink, ids[4]!);
+  assert.equal(sink.frames.length, 5);
+  assert.equal(h.dispatcher.inFlightCount(sink), 0);
+  assert.equal(h.store.countByStatus().delivered, 5);
+});
+
+test('ack delivered: status delivered, attemptCount 1, the attempt recorded', async (t) => {
+  const h = await harness(t, [channelRecord(CH)]);
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  const id = await h.add(CH);
+  await h.advance(1_234);
+  await h.ack(sink, id, { status: 204, durationMs: 17 });
+  const summary = h.store.getEvent(id);
+  assert.equal(summary?.status, 'delivered');
+  assert.equal(summary?.attemptCount, 1);
+  assert.equal(summary?.nextAttemptAt, 0);
+  assert.deepEqual(summary?.attempts, [
+    {
+      at: START + 1_234,
+      agentId: 'ag_s1',
+      outcome: 'delivered',
+      status: 204,
+      durationMs: 17,
+      error: null,
+    },
+  ]);
+  assert.equal(h.dispatcher.isInFlight(id), false);
+  assert.equal(h.dispatcher.inFlightCount(sink), 0);
+  // Nothing is ever sent again.
+  await h.advance(10_000_000);
+  assert.equal(sink.frames.length, 1);
+});
+
+test('ack failed: queued with nextAttemptAt = now + delay, re-sent when due, then failed', async (t) => {
+  const h = await harness(t, [channelRecord(CH, { retry: { delaysMs: [20, 40] } })]);
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  const id = await h.add(CH);
+
+  await h.ack(sink, id, { outcome: 'failed', status: 500, error: 'app answered 500' });
+  let summary = h.store.getEvent(id);
+  assert.equal(summary?.status, 'queued');
+  assert.equal(summary?.attemptCount, 1);
+  assert.equal(summary?.nextAttemptAt, START + 20);
+  assert.deepEqual(summary?.attempts, [
+    {
+      at: START,
+      agentId: 'ag_s1',
+      outcome: 'failed',
+      status: 500,
+      durationMs: 5,
+      error: 'app answered 500',
+    },
+  ]);
+  assert.equal(h.dispatcher.isInFlight(id), false);
+
+  await h.advance(19);
+  assert.equal(sink.frames.length, 1);
+  await h.advance(1);
+  assert.equal(sink.frames.length, 2);
+  assert.equal(sink.frames[1]?.eventId, id);
+  assert.equal(sink.frames[1]?.attempt, 2);
+  assert.equal(h.store.getEvent(id)?.status, 'delivering');
+
+  await h.ack(sink, id, { outcome: 'failed', status: 502 });
+  summary = h.store.getEvent(id);
+  assert.equal(summary?.attemptCount, 2);
+  assert.equal(summary?.nextAttemptAt, START + 20 + 40);
+  await h.advance(39);
+  assert.equal(sink.frames.length, 2);
+  await h.advance(1);
+  assert.equal(sink.frames.length, 3);
+  assert.equal(sink.frames[2]?.attempt, 3);
+
+  // The third failure is past the last delay: the event is failed for good.
+  await h.ack(sink, id, { outcome: 'failed', error: 'app refused the connection' });
+  summary = h.store.getEvent(id);
+  assert.equal(summary?.status, 'failed');
+  assert.equal(summary?.attemptCount, 3);
+  assert.equal(summary?.nextAttemptAt, 0);
+  assert.equal(summary?.attempts.length, 3);
+  await h.advance(10_000_000);
+  assert.equal(sink.frames.length, 3);
+  assert.equal(h.dispatcher.isInFlight(id), false);
+});
+
+test('a failed event waiting for its retry does not hold back the events behind it', async (t) => {
+  const h = await harness(t, [channelRecord(CH, { retry: { delaysMs: [1_000] } })]);
+  const sink = new FakeSink('s1', 1, [CH]);
+  h.dispatcher.attach(sink);
+  const a = await h.add(CH);
+  const b = await h.add(CH);
+  assert.deepEqual(sink.ids(), [a]);
+  await h.ack(sink, a, { outcome: 'failed', status: 500 });
+  assert.deepEqual(sink.ids(), [a, b]);
+  await h.ack(sink, b);
+  await h.advance(1_000);
+  assert.deepEqual(sink.ids(), [a, b, a]);
+});
+
+test('Retry-After (ack.retryAfterMs) replaces the scheduled delay', async (t) => {
+  const h = await harness(t, [channelRecord(CH, { retry: { delaysMs: [20, 40] } })]);
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  const id = await h.add(CH);
+  await h.ack(sink, id, { outcome: 'failed', status: 503, retryAfterMs: 7_000 });
+  assert.equal(h.store.getEvent(id)?.nextAttemptAt, START + 7_000);
+  await h.advance(20);
+  assert.equal(sink.frames.length, 1);
+  await h.advance(6_979);
+  assert.equal(sink.frames.length, 1);
+  await h.advance(1);
+  assert.equal(sink.frames.length, 2);
+  assert.equal(sink.frames[1]?.attempt, 2);
+});
+
+test('no_route: stays queued, attemptCount unchanged, offered again later', async (t) => {
+  const h = await harness(t, [channelRecord(CH, { retry: { delaysMs: [] } })]);
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  const id = await h.add(CH);
+  await h.ack(sink, id, { outcome: 'no_route', status: undefined, error: 'no route' });
+  const summary = h.store.getEvent(id);
+  // An empty retry schedule would make a failure final; no_route is not a failure.
+  assert.equal(summary?.status, 'queued');
+  assert.equal(summary?.attemptCount, 0);
+  assert.equal(summary?.nextAttemptAt, START + NO_ROUTE_RETRY_MS);
+  assert.equal(summary?.attempts.length, 1);
+  assert.equal(summary?.attempts[0]?.outcome, 'no_route');
+  await h.advance(NO_ROUTE_RETRY_MS - 1);
+  assert.equal(sink.frames.length, 1);
+  await h.advance(1);
+  assert.equal(sink.frames.length, 2);
+  assert.equal(sink.frames[1]?.eventId, id);
+  assert.equal(sink.frames[1]?.attempt, 1);
+});
+
+test('detach returns in-flight events to the queue; another sink gets them, same ids', async (t) => {
+  const h = await harness(t, [channelRecord(CH)]);
+  const first = new FakeSink('s1', 3, [CH], 'ag_one');
+  h.dispatcher.attach(first);
+  const ids: string[] = [];
+  for (let i = 0; i < 5; i++) ids.push(await h.add(CH));
+  assert.deepEqual(first.ids(), ids.slice(0, 3));
+
+  first.open = false;
+  h.dispatcher.detach(first);
+  await flush();
+  for (const id of ids) {
+    assert.equal(h.store.getEvent(id)?.status, 'queued');
+    assert.equal(h.store.getEvent(id)?.attemptCount, 0);
+    assert.equal(h.dispatcher.isInFlight(id), false);
+  }
+  assert.equal(h.dispatcher.inFlightCount(first), 0);
+
+  const second = new FakeSink('s2', 10, [CH], 'ag_two');
+  h.dispatcher.attach(second);
+  await flush();
+  // Handed-back events go first, in their original order.
+  assert.deepEqual(second.ids(), ids);
+  assert.deepEqual(
+    second.frames.map((f) => f.attempt),
+    [1, 1, 1, 1, 1],
+  );
+  // A late ack from the old session is ignored.
+  await h.ack(first, ids[0]!);
+  assert.equal(h.store.getEvent(ids[0]!)?.status, 'delivering');
+  for (const id of ids) await h.ack(second, id);
+  assert.equal(h.store.countByStatus().delivered, 5);
+  assert.equal(h.store.getEvent(ids[0]!)?.attempts[0]?.agentId, 'ag_two');
+});
+
+test('two sinks on a channel: each event goes to exactly one; a detach hands over', async (t) => {
+  const h = await harness(t, [channelRecord(CH)]);
+  const a = new FakeSink('sa', 2, [CH]);
+  const b = new FakeSink('sb', 2, [CH]);
+  h.dispatcher.attach(a);
+  h.dispatcher.attach(b);
+  const ids: string[] = [];
+  for (let i = 0; i < 6; i++) ids.push(await h.add(CH));
+  assert.equal(a.frames.length, 2);
+  assert.equal(b.frames.length, 2);
+  assert.equal(new Set([...a.ids(), ...b.ids()]).size, 4);
+
+  a.open = false;
+  h.dispatcher.detach(a);
+  await flush();
+  // b is full: nothing moves yet.
+  assert.equal(b.frames.length, 2);
+  for (const id of b.ids().slice(0, 2)) await h.ack(b, id);
+  for (;;) {
+    const pending = b.ids().filter((id) => h.dispatcher.isInFlight(id));
+    if (pending.length === 0) break;
+    for (const id of pending) await h.ack(b, id);
+  }
+  assert.deepEqual(new Set(b.ids()), new Set(ids));
+  assert.equal(b.frames.length, 6);
+  assert.equal(h.store.countByStatus().delivered, 6);
+});
+
+test('ordered channel: one in flight at a time, in arrival order', async (t) => {
+  const ordered = 'ch_ordered';
+  const h = await harness(t, [
+    channelRecord(ordered, { ordered: true, retry: { delaysMs: [50] } }),
+  ]);
+  const sink = new FakeSink('s1', 10, [ordered]);
+  h.dispatcher.attach(sink);
+  const ids: string[] = [];
+  for (let i = 0; i < 4; i++) ids.push(await h.add(ordered));
+  assert.deepEqual(sink.ids(), [ids[0]]);
+  await h.ack(sink, ids[0]!);
+  assert.deepEqual(sink.ids(), ids.slice(0, 2));
+  await h.ack(sink, ids[1]!);
+  await h.ack(sink, ids[2]!);
+  await h.ack(sink, ids[3]!);
+  assert.deepEqual(sink.ids(), ids);
+  assert.equal(h.store.countByStatus().delivered, 4);
+});
+
+test('ordered channel: a failing head blocks those behind it until it is done', async (t) => {
+  const ordered = 'ch_ordered';
+  const h = await harness(t, [
+    channelRecord(ordered, { ordered: true, retry: { delaysMs: [50] } }),
+  ]);
+  const sink = new FakeSink('s1', 10, [ordered]);
+  h.dispatcher.attach(sink);
+  const [a, b, c] = [await h.add(ordered), await h.add(ordered), await h.add(ordered)];
+  assert.deepEqual(sink.ids(), [a]);
+  await h.ack(sink, a!);
+  assert.deepEqual(sink.ids(), [a, b]);
+
+  await h.ack(sink, b!, { outcome: 'failed', status: 500 });
+  // b waits 50 ms for its retry; c must not overtake it.
+  assert.deepEqual(sink.ids(), [a, b]);
+  assert.equal(h.store.getEvent(c!)?.status, 'queued');
+  await h.advance(49);
+  assert.deepEqual(sink.ids(), [a, b]);
+  await h.advance(1);
+  assert.deepEqual(sink.ids(), [a, b, b]);
+  assert.equal(sink.frames[2]?.attempt, 2);
+
+  // The last failure makes b failed; c may go now.
+  await h.ack(sink, b!, { outcome: 'failed', status: 500 });
+  assert.equal(h.store.getEvent(b!)?.status, 'failed');
+  assert.deepEqual(sink.ids(), [a, b, b, c]);
+  await h.ack(sink, c!);
+  assert.equal(h.store.getEvent(c!)?.status, 'delivered');
+});
+
+test('ordered channel: a detached head goes out again before the rest', async (t) => {
+  const ordered = 'ch_ordered';
+  const h = await harness(t, [channelRecord(ordered, { ordered: true })]);
+  const first = new FakeSink('s1', 10, [ordered]);
+  h.dispatcher.attach(first);
+  const ids = [await h.add(ordered), await h.add(ordered), await h.add(ordered)];
+  assert.deepEqual(first.ids(), [ids[0]]);
+  first.open = false;
+  h.dispatcher.detach(first);
+  const second = new FakeSink('s2', 10, [ordered]);
+  h.dispatcher.attach(second);
+  await flush();
+  assert.deepEqual(second.ids(), [ids[0]]);
+  await h.ack(second, ids[0]!);
+  await h.ack(second, ids[1]!);
+  assert.deepEqual(second.ids(), ids);
+});
+
+test('replay of a failed event: queued, attemptCount 0, re-sent with the same id', async (t) => {
+  const h = await harness(t, [channelRecord(CH, { retry: { delaysMs: [] } })]);
+  const first = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(first);
+  const id = await h.add(CH);
+  await h.ack(first, id, { outcome: 'failed', status: 500 });
+  assert.equal(h.store.getEvent(id)?.status, 'failed');
+  assert.equal(h.store.getEvent(id)?.attemptCount, 1);
+  first.open = false;
+  h.dispatcher.detach(first);
+
+  await h.advance(5_000);
+  const replayed = await h.dispatcher.replay(id);
+  assert.equal(replayed.id, id);
+  assert.equal(replayed.status, 'queued');
+  assert.equal(replayed.attemptCount, 0);
+  assert.equal(replayed.nextAttemptAt, 0);
+  assert.deepEqual(h.store.countByStatus(), {
+    queued: 1,
+    delivering: 0,
+    delivered: 0,
+    failed: 0,
+    rejected: 0,
+  });
+
+  const second = new FakeSink('s2', 10, [CH]);
+  h.dispatcher.attach(second);
+  // A failed event's body left the memory cache: it is read back from the journal.
+  await until(() => second.frames.length >= 1);
+  assert.equal(second.frames.length, 1);
+  assert.equal(second.frames[0]?.eventId, id);
+  assert.equal(second.frames[0]?.attempt, 1);
+  // The body is read back from disk (the cache let go of it when the event failed).
+  assert.deepEqual(second.frames[0]?.body, first.frames[0]?.body);
+
+  await h.ack(second, id);
+  const summary = h.store.getEvent(id);
+  assert.equal(summary?.status, 'delivered');
+  assert.equal(summary?.attemptCount, 1);
+  assert.deepEqual(
+    summary?.attempts.map((a) => a.outcome),
+    ['failed', 'delivered'],
+  );
+});
+
+test('replay with a sink connected sends the event at once', async (t) => {
+  const h = await harness(t, [channelRecord(CH, { retry: { delaysMs: [] } })]);
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  const id = await h.add(CH);
+  await h.ack(sink, id, { outcome: 'failed', status: 500 });
+  await h.dispatcher.replay(id);
+  // A failed event's body left the memory cache: the replay reads it back from the journal.
+  await until(() => sink.frames.length === 2);
+  assert.deepEqual(sink.ids(), [id, id]);
+  assert.deepEqual(
+    sink.frames.map((f) => f.attempt),
+    [1, 1],
+  );
+  assert.equal(h.store.getEvent(id)?.status, 'delivering');
+});
+
+test('replay of an event in flight changes nothing; unknown and rejected events are refused', async (t) => {
+  const h = await harness(t, [channelRecord(CH)]);
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  const id = await h.add(CH);
+  const inflight = await h.dispatcher.replay(id);
+  await flush();
+  assert.equal(inflight.status, 'delivering');
+  assert.equal(sink.frames.length, 1);
+
+  await assert.rejects(h.dispatcher.replay('evt_nope'), (err: unknown) => {
+    assert.ok(err instanceof PosternError);
+    assert.equal(err.code, 'ERR_NOT_FOUND');
+    assert.equal(err.status, 404);
+    return true;
+  });
+
+  const rejected = await h.store.appendEvent({
+    id: 'evt_rejected',
+    channelId: CH,
+    receivedAt: START,
+    method: 'POST',
+    path: '',
+    query: '',
+    headers: [],
+    originalUrl: `https://relay.example.com/h/${CH}`,
+    remoteAddress: '203.0.113.9',
+    body: Buffer.alloc(0),
+  });
+  await h.store.updateEvent(rejected.id, { status: 'rejected', attemptCount: 0, nextAttemptAt: 0 });
+  await assert.rejects(h.dispatcher.replay(rejected.id), (err: unknown) => {
+    assert.ok(err instanceof PosternError);
+    assert.equal(err.status, 409);
+    return true;
+  });
+  assert.equal(sink.frames.length, 1);
+});
+
+test('replay of an event waiting for a retry sends it now; a new failure keeps its new time', async (t) => {
+  const h = await harness(t, [channelRecord(CH, { retry: { delaysMs: [10_000, 10_000] } })]);
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  const id = await h.add(CH);
+  // The app asked for a retry in 100 ms.
+  await h.ack(sink, id, { outcome: 'failed', status: 503, retryAfterMs: 100 });
+  assert.equal(h.store.getEvent(id)?.nextAttemptAt, START + 100);
+
+  await h.advance(10);
+  await h.dispatcher.replay(id);
+  await flush();
+  assert.equal(sink.frames.length, 2);
+  assert.equal(sink.frames[1]?.attempt, 1);
+
+  // This time it fails without Retry-After: next attempt after the first delay, 10 s.
+  await h.ack(sink, id, { outcome: 'failed', status: 500 });
+  assert.equal(h.store.getEvent(id)?.nextAttemptAt, START + 10 + 10_000);
+  // The old 100 ms wake-up must not send it early.
+  await h.advance(90);
+  assert.equal(sink.frames.length, 2, 'sent again at the old retry time');
+  await h.advance(9_909);
+  assert.equal(sink.frames.length, 2);
+  await h.advance(1);
+  assert.equal(sink.frames.length, 3);
+});
+
+test('an ack for an event not in flight on that session is ignored', async (t) => {
+  const h = await harness(t, [channelRecord(CH)]);
+  const a = new FakeSink('sa', 10, [CH]);
+  const b = new FakeSink('sb', 10, ['ch_elsewhere']);
+  h.dispatcher.attach(a);
+  h.dispatcher.attach(b);
+  const id = await h.add(CH);
+  assert.deepEqual(a.ids(), [id]);
+
+  // Unknown event id.
+  await h.ack(a, 'evt_unknown');
+  // The right event, but from another session.
+  await h.ack(b, id, { outcome: 'failed' });
+  let summary = h.store.getEvent(id);
+  assert.equal(summary?.status, 'delivering');
+  assert.equal(summary?.attemptCount, 0);
+  assert.deepEqual(summary?.attempts, []);
+  assert.equal(h.dispatcher.inFlightCount(a), 1);
+
+  await h.ack(a, id);
+  // A duplicate ack counts nothing more.
+  await h.ack(a, id, { outcome: 'failed' });
+  summary = h.store.getEvent(id);
+  assert.equal(summary?.status, 'delivered');
+  assert.equal(summary?.attemptCount, 1);
+  assert.equal(summary?.attempts.length, 1);
+  assert.equal(a.frames.length, 1);
+});
+
+test('start() picks up pending events left in the store by a previous run', async (t) => {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'postern-dispatch-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  const before = new EmbeddedStore({ dataDir });
+  await before.open();
+  const ids: string[] = [];
+  for (let i = 1; i <= 4; i++) {
+    const s = await before.appendEvent({
+      id: `evt_${i}`,
+      channelId: CH,
+      receivedAt: START + i,
+      method: 'PUT',
+      path: '',
+      query: '',
+      headers: [],
+      originalUrl: `https://relay.example.com/h/${CH}`,
+      remoteAddress: '203.0.113.9',
+      body: Buffer.from(`body ${i}`),
+    });
+    ids.push(s.id);
+  }
+  await before.updateEvent('evt_2', { status: 'delivered', attemptCount: 1, nextAttemptAt: 0 });
+  await before.updateEvent('evt_3', { status: 'delivering', attemptCount: 2, nextAttemptAt: 0 });
+  await before.close();
+
+  const store = new EmbeddedStore({ dataDir });
+  await store.open();
+  const dispatcher = new Dispatcher({
+    store,
+    logger: pino({ level: 'silent' }),
+    channel: (id) => (id === CH ? channelRecord(CH) : undefined),
+    now: () => START + 100,
+    random: () => 0.5,
+  });
+  t.after(async () => {
+    dispatcher.stop();
+    await store.close();
+  });
+  dispatcher.start();
+  const sink = new FakeSink('s1', 10, [CH]);
+  dispatcher.attach(sink);
+  // Bodies are read from disk here; wait for all three.
+  for (let i = 0; i < 50 && sink.frames.length < 3; i++) await flush();
+  assert.deepEqual(sink.ids(), ['evt_1', 'evt_3', 'evt_4']);
+  assert.deepEqual(
+    sink.frames.map((f) => [f.attempt, f.method, f.body.toString()]),
+    [
+      [1, 'PUT', 'body 1'],
+      [3, 'PUT', 'body 3'],
+      [1, 'PUT', 'body 4'],
+    ],
+  );
+});

@@ -1,0 +1,602 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { EmbeddedStore, MAX_ATTEMPTS_KEPT } from '../../server/store/embedded.ts';
+import type {
+  Attempt,
+  ChannelRecord,
+  EventPayload,
+  EventStatus,
+  EventSummary,
+} from '../../server/store/types.ts';
+import { PosternError } from '../../shared/errors.ts';
+
+async function tempDir(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'postern-store-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function openStore(
+  t: TestContext,
+  dataDir: string,
+  opts: { cacheBytes?: number; segmentBytes?: number } = {},
+): Promise<EmbeddedStore> {
+  const store = new EmbeddedStore({ dataDir, ...opts });
+  await store.open();
+  t.after(() => store.close());
+  return store;
+}
+
+/** Closes `store` and opens the same data directory again. */
+async function reopen(
+  t: TestContext,
+  store: EmbeddedStore,
+  dataDir: string,
+  opts: { cacheBytes?: number; segmentBytes?: number } = {},
+): Promise<EmbeddedStore> {
+  await store.close();
+  return openStore(t, dataDir, opts);
+}
+
+function eventId(i: number): string {
+  return `evt_${String(i).padStart(26, '0')}`;
+}
+
+function payload(i: number, channelId = 'ch_a'): EventPayload {
+  return {
+    id: eventId(i),
+    channelId,
+    receivedAt: 1_700_000_000_000 + i,
+    method: 'POST',
+    path: `/push/${i}`,
+    query: i % 2 === 0 ? `n=${i}&x=%ZZ` : '',
+    headers: [
+      ['Content-Type', 'application/json'],
+      ['X-Dup', 'a'],
+      ['x-dup', 'b'],
+    ],
+    originalUrl: `https://relay.example.com/h/${channelId}/push/${i}`,
+    remoteAddress: '203.0.113.9',
+    body: Buffer.concat([Buffer.from(`{"n":${i}}`), Buffer.from([0xff, 0x00, 0x80])]),
+  };
+}
+
+function attempt(i: number, outcome: Attempt['outcome'] = 'failed'): Attempt {
+  return {
+    at: 1_700_000_100_000 + i,
+    agentId: 'ag_1',
+    outcome,
+    status: outcome === 'failed' ? 500 : outcome === 'delivered' ? 200 : null,
+    durationMs: i,
+    error: outcome === 'failed' ? `app answered 500 (#${i})` : null,
+  };
+}
+
+function counts(partial: Partial<Record<EventStatus, number>>): Record<EventStatus, number> {
+  return { queued: 0, delivering: 0, delivered: 0, failed: 0, rejected: 0, ...partial };
+}
+
+test('appendEvent returns a queued summary; getEvent and readPayload give it back', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  const p = payload(1);
+  const summary = await store.appendEvent(p);
+  const expected: EventSummary = {
+    id: p.id,
+    channelId: 'ch_a',
+    status: 'queued',
+    receivedAt: p.receivedAt,
+    method: 'POST',
+    path: '/push/1',
+    query: '',
+    size: p.body.length,
+    attemptCount: 0,
+    attempts: [],
+    nextAttemptAt: 0,
+  };
+  assert.deepEqual(summary, expected);
+  assert.deepEqual(store.getEvent(p.id), expected);
+  assert.deepEqual(await store.readPayload(p.id), p);
+  assert.equal(store.getEvent('evt_missing'), undefined);
+  await assert.rejects(store.readPayload('evt_missing'), (err: unknown) => {
+    assert.ok(err instanceof PosternError);
+    assert.equal(err.code, 'ERR_NOT_FOUND');
+    assert.equal(err.status, 404);
+    return true;
+  });
+});
+
+test('readPayload reads the bytes back from disk (no cache, and after reopen)', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir, { cacheBytes: 0 });
+  const events = [payload(1), payload(2, 'ch_b'), { ...payload(3), body: Buffer.alloc(0) }];
+  for (const p of events) await store.appendEvent(p);
+  for (const p of events) assert.deepEqual(await store.readPayload(p.id), p);
+  const again = await reopen(t, store, dir);
+  for (const p of events) assert.deepEqual(await again.readPayload(p.id), p);
+  assert.deepEqual(
+    again.pendingEvents().map((s) => s.id),
+    events.map((p) => p.id),
+  );
+});
+
+test('events survive reopen across journal segments', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir, { segmentBytes: 400 });
+  const events = Array.from({ length: 30 }, (_, i) => payload(i));
+  for (const p of events) await store.appendEvent(p);
+  const journalFiles = await readdir(path.join(dir, 'journal'));
+  assert.ok(journalFiles.length > 3, `only ${journalFiles.length} segments`);
+  const again = await reopen(t, store, dir, { segmentBytes: 400, cacheBytes: 0 });
+  for (const p of events) assert.deepEqual(await again.readPayload(p.id), p);
+});
+
+test('updateEvent changes state at once, and reopen rebuilds it from the journal', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  const a = payload(1);
+  const b = payload(2);
+  await store.appendEvent(a);
+  await store.appendEvent(b);
+
+  const afterFail = await store.updateEvent(a.id, {
+    status: 'queued',
+    attemptCount: 1,
+    nextAttemptAt: 1_700_000_105_000,
+    attempt: attempt(1),
+  });
+  assert.equal(afterFail.status, 'queued');
+  assert.equal(afterFail.attemptCount, 1);
+  assert.equal(afterFail.nextAttemptAt, 1_700_000_105_000);
+  assert.deepEqual(afterFail.attempts, [attempt(1)]);
+
+  await store.updateEvent(a.id, {
+    status: 'delivered',
+    attemptCount: 2,
+    nextAttemptAt: 0,
+    attempt: attempt(2, 'delivered'),
+  });
+  await store.updateEvent(b.id, {
+    status: 'failed',
+    attemptCount: 1,
+    nextAttemptAt: 0,
+    attempt: attempt(3),
+  });
+  const before = [store.getEvent(a.id), store.getEvent(b.id)];
+  assert.deepEqual(before, [
+    {
+      id: a.id,
+      channelId: 'ch_a',
+      status: 'delivered',
+      receivedAt: a.receivedAt,
+      method: 'POST',
+      path: '/push/1',
+      query: '',
+      size: a.body.length,
+      attemptCount: 2,
+      attempts: [attempt(1), attempt(2, 'delivered')],
+      nextAttemptAt: 0,
+    },
+    {
+      id: b.id,
+      channelId: 'ch_a',
+      status: 'failed',
+      receivedAt: b.receivedAt,
+      method: 'POST',
+      path: '/push/2',
+      query: 'n=2&x=%ZZ',
+      size: b.body.length,
+      attemptCount: 1,
+      attempts: [attempt(3)],
+      nextAttemptAt: 0,
+    },
+  ]);
+
+  const again = await reopen(t, store, dir);
+  assert.deepEqual([again.getEvent(a.id), again.getEvent(b.id)], before);
+  assert.deepEqual(again.countByStatus(), counts({ delivered: 1, failed: 1 }));
+  // Delivered and failed events still read back from disk.
+  assert.deepEqual(await again.readPayload(a.id), a);
+  assert.deepEqual(await again.readPayload(b.id), b);
+});
+
+test('the attempts log keeps the last MAX_ATTEMPTS_KEPT; the count keeps counting', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  const p = payload(1);
+  await store.appendEvent(p);
+  const total = MAX_ATTEMPTS_KEPT + 5;
+  for (let i = 1; i <= total; i++) {
+    await store.updateEvent(p.id, {
+      status: 'queued',
+      attemptCount: i,
+      nextAttemptAt: 1_700_000_200_000 + i,
+      attempt: attempt(i),
+    });
+  }
+  const kept = Array.from({ length: MAX_ATTEMPTS_KEPT }, (_, k) =>
+    attempt(total - MAX_ATTEMPTS_KEPT + 1 + k),
+  );
+  assert.equal(MAX_ATTEMPTS_KEPT, 20);
+  assert.equal(store.getEvent(p.id)?.attemptCount, total);
+  assert.deepEqual(store.getEvent(p.id)?.attempts, kept);
+
+  const again = await reopen(t, store, dir);
+  const summary = again.getEvent(p.id);
+  assert.equal(summary?.attemptCount, total);
+  assert.equal(summary?.nextAttemptAt, 1_700_000_200_000 + total);
+  assert.equal(summary?.attempts.length, MAX_ATTEMPTS_KEPT);
+  assert.deepEqual(summary?.attempts, kept);
+});
+
+test('an update without an attempt (a replay) keeps the attempts log', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  const p = payload(1);
+  await store.appendEvent(p);
+  await store.updateEvent(p.id, {
+    status: 'failed',
+    attemptCount: 3,
+    nextAttemptAt: 0,
+    attempt: attempt(1),
+  });
+  await store.updateEvent(p.id, {
+    status: 'queued',
+    attemptCount: 0,
+    nextAttemptAt: 0,
+    replay: true,
+  });
+  const again = await reopen(t, store, dir);
+  const summary = again.getEvent(p.id);
+  assert.equal(summary?.status, 'queued');
+  assert.equal(summary?.attemptCount, 0);
+  assert.deepEqual(summary?.attempts, [attempt(1)]);
+  assert.deepEqual(
+    again.pendingEvents().map((s) => s.id),
+    [p.id],
+  );
+});
+
+test('updateEvent on an unknown event is ERR_NOT_FOUND', async (t) => {
+  const store = await openStore(t, await tempDir(t));
+  await assert.rejects(
+    store.updateEvent('evt_nope', { status: 'queued', attemptCount: 0, nextAttemptAt: 0 }),
+    (err: unknown) => err instanceof PosternError && err.code === 'ERR_NOT_FOUND',
+  );
+});
+
+test('delivering comes back as queued after reopen', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  const a = payload(1);
+  const b = payload(2);
+  const c = payload(3);
+  for (const p of [a, b, c]) await store.appendEvent(p);
+  // Recorded as delivering in the journal…
+  await store.updateEvent(a.id, { status: 'delivering', attemptCount: 2, nextAttemptAt: 0 });
+  // …or only marked in memory.
+  store.markDelivering(b.id, true);
+  assert.equal(store.getEvent(b.id)?.status, 'delivering');
+  assert.deepEqual(store.countByStatus(), counts({ delivering: 2, queued: 1 }));
+
+  const again = await reopen(t, store, dir);
+  assert.equal(again.getEvent(a.id)?.status, 'queued');
+  assert.equal(again.getEvent(a.id)?.attemptCount, 2);
+  assert.equal(again.getEvent(b.id)?.status, 'queued');
+  assert.deepEqual(again.countByStatus(), counts({ queued: 3 }));
+  assert.deepEqual(
+    again.pendingEvents().map((s) => s.id),
+    [a.id, b.id, c.id],
+  );
+});
+
+test('markDelivering moves only queued → delivering and delivering → queued', async (t) => {
+  const store = await openStore(t, await tempDir(t));
+  const a = payload(1);
+  const b = payload(2);
+  await store.appendEvent(a);
+  await store.appendEvent(b);
+  await store.updateEvent(b.id, { status: 'delivered', attemptCount: 1, nextAttemptAt: 0 });
+  store.markDelivering(a.id, true);
+  store.markDelivering(a.id, true);
+  assert.deepEqual(store.countByStatus(), counts({ delivering: 1, delivered: 1 }));
+  store.markDelivering(b.id, true);
+  store.markDelivering(b.id, false);
+  assert.equal(store.getEvent(b.id)?.status, 'delivered');
+  store.markDelivering(a.id, false);
+  assert.deepEqual(store.countByStatus(), counts({ queued: 1, delivered: 1 }));
+  store.markDelivering('evt_unknown', true);
+  assert.deepEqual(store.countByStatus(), counts({ queued: 1, delivered: 1 }));
+});
+
+/** 25 events, alternating channels ch_a (even) and ch_b (odd); every third one delivered. */
+async function listing(t: TestContext): Promise<{ store: EmbeddedStore; dir: string }> {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  for (let i = 0; i < 25; i++) await store.appendEvent(payload(i, i % 2 === 0 ? 'ch_a' : 'ch_b'));
+  for (let i = 0; i < 25; i += 3) {
+    await store.updateEvent(eventId(i), { status: 'delivered', attemptCount: 1, nextAttemptAt: 0 });
+  }
+  return { store, dir };
+}
+
+function ids(indexes: number[]): string[] {
+  return indexes.map(eventId);
+}
+
+function range(from: number, downTo: number): number[] {
+  const out: number[] = [];
+  for (let i = from; i >= downTo; i--) out.push(i);
+  return out;
+}
+
+test('listEvents: newest first, pages of 10 with the before cursor', async (t) => {
+  const { store } = await listing(t);
+  const page1 = store.listEvents({ limit: 10 });
+  assert.deepEqual(
+    page1.events.map((e) => e.id),
+    ids(range(24, 15)),
+  );
+  assert.equal(page1.next, eventId(15));
+  const page2 = store.listEvents({ limit: 10, before: page1.next! });
+  assert.deepEqual(
+    page2.events.map((e) => e.id),
+    ids(range(14, 5)),
+  );
+  assert.equal(page2.next, eventId(5));
+  const page3 = store.listEvents({ limit: 10, before: page2.next! });
+  assert.deepEqual(
+    page3.events.map((e) => e.id),
+    ids(range(4, 0)),
+  );
+  assert.equal(page3.next, null);
+});
+
+test('listEvents: a last page that is exactly full has no next cursor', async (t) => {
+  const { store } = await listing(t);
+  const page = store.listEvents({ limit: 5, before: eventId(5) });
+  assert.deepEqual(
+    page.events.map((e) => e.id),
+    ids(range(4, 0)),
+  );
+  assert.equal(page.next, null);
+  const all = store.listEvents({ limit: 25 });
+  assert.equal(all.events.length, 25);
+  assert.equal(all.next, null);
+  assert.deepEqual(store.listEvents({ limit: 10, before: eventId(0) }), { events: [], next: null });
+});
+
+test('listEvents: channel filter with paging', async (t) => {
+  const { store } = await listing(t);
+  const even = range(24, 0).filter((i) => i % 2 === 0); // 13 events on ch_a
+  const p1 = store.listEvents({ channelId: 'ch_a', limit: 5 });
+  assert.deepEqual(
+    p1.events.map((e) => e.id),
+    ids(even.slice(0, 5)),
+  );
+  assert.equal(p1.next, eventId(16));
+  const p2 = store.listEvents({ channelId: 'ch_a', limit: 5, before: p1.next! });
+  assert.deepEqual(
+    p2.events.map((e) => e.id),
+    ids(even.slice(5, 10)),
+  );
+  assert.equal(p2.next, eventId(6));
+  const p3 = store.listEvents({ channelId: 'ch_a', limit: 5, before: p2.next! });
+  assert.deepEqual(
+    p3.events.map((e) => e.id),
+    ids(even.slice(10)),
+  );
+  assert.equal(p3.next, null);
+  assert.deepEqual(store.listEvents({ channelId: 'ch_zzz', limit: 5 }), { events: [], next: null });
+});
+
+test('listEvents: status filter, and status with channel', async (t) => {
+  const { store } = await listing(t);
+  const delivered = store.listEvents({ status: 'delivered', limit: 100 });
+  assert.deepEqual(
+    delivered.events.map((e) => e.id),
+    ids([24, 21, 18, 15, 12, 9, 6, 3, 0]),
+  );
+  assert.equal(delivered.next, null);
+  const deliveredB = store.listEvents({ status: 'delivered', channelId: 'ch_b', limit: 2 });
+  assert.deepEqual(
+    deliveredB.events.map((e) => e.id),
+    ids([21, 15]),
+  );
+  assert.equal(deliveredB.next, eventId(15));
+  const rest = store.listEvents({
+    status: 'delivered',
+    channelId: 'ch_b',
+    limit: 2,
+    before: eventId(15),
+  });
+  assert.deepEqual(
+    rest.events.map((e) => e.id),
+    ids([9, 3]),
+  );
+  assert.equal(rest.next, null);
+  const queued = store.listEvents({ status: 'queued', limit: 100 });
+  assert.equal(queued.events.length, 16);
+  assert.equal(
+    queued.events.every((e) => e.status === 'queued'),
+    true,
+  );
+});
+
+test('listEvents: an unknown cursor is a 400', async (t) => {
+  const { store } = await listing(t);
+  assert.throws(
+    () => store.listEvents({ limit: 10, before: 'evt_unknown' }),
+    (err: unknown) =>
+      err instanceof PosternError && err.code === 'ERR_BAD_REQUEST' && err.status === 400,
+  );
+});
+
+test('listEvents after reopen keeps arrival order', async (t) => {
+  const { store, dir } = await listing(t);
+  const again = await reopen(t, store, dir);
+  const page = again.listEvents({ limit: 3, before: eventId(10) });
+  assert.deepEqual(
+    page.events.map((e) => e.id),
+    ids([9, 8, 7]),
+  );
+  assert.equal(page.next, eventId(7));
+});
+
+test('countByStatus counts every status, and is a copy', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  assert.deepEqual(store.countByStatus(), counts({}));
+  for (let i = 0; i < 6; i++) await store.appendEvent(payload(i));
+  await store.updateEvent(eventId(0), { status: 'delivered', attemptCount: 1, nextAttemptAt: 0 });
+  await store.updateEvent(eventId(1), { status: 'delivered', attemptCount: 1, nextAttemptAt: 0 });
+  await store.updateEvent(eventId(2), { status: 'failed', attemptCount: 9, nextAttemptAt: 0 });
+  await store.updateEvent(eventId(3), { status: 'rejected', attemptCount: 0, nextAttemptAt: 0 });
+  store.markDelivering(eventId(4), true);
+  const c = store.countByStatus();
+  assert.deepEqual(c, { queued: 1, delivering: 1, delivered: 2, failed: 1, rejected: 1 });
+  c.queued = 100;
+  assert.equal(store.countByStatus().queued, 1);
+  const again = await reopen(t, store, dir);
+  assert.deepEqual(again.countByStatus(), {
+    queued: 2,
+    delivering: 0,
+    delivered: 2,
+    failed: 1,
+    rejected: 1,
+  });
+  assert.deepEqual(
+    again.pendingEvents().map((s) => s.id),
+    ids([4, 5]),
+  );
+});
+
+function channel(id: string, name: string): ChannelRecord {
+  return {
+    id,
+    name,
+    verify: { provider: 'github', secret: 'gh-secret' },
+    response: { mode: 'async', timeoutMs: 10_000 },
+    retry: { delaysMs: [5_000] },
+    ordered: false,
+    maxBodyBytes: 1_024,
+    createdAt: 1_700_000_000_000,
+  };
+}
+
+test('updateControl persists across reopen', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  // Other control fields may exist; these four start empty.
+  const initial = structuredClone(store.control());
+  assert.deepEqual(initial, {
+    ...initial,
+    adminTokenHash: null,
+    channels: [],
+    agents: [],
+    pairings: [],
+  });
+  await store.updateControl((s) => {
+    s.adminTokenHash = 'a'.repeat(64);
+    s.channels.push(channel('ch_1', 'one'));
+  });
+  await store.updateControl((s) => {
+    s.channels.push(channel('ch_2', 'two'));
+    s.pairings.push({ codeHash: 'b'.repeat(64), agentId: 'ag_1', expiresAt: 5 });
+  });
+  const expected = {
+    ...initial,
+    adminTokenHash: 'a'.repeat(64),
+    channels: [channel('ch_1', 'one'), channel('ch_2', 'two')],
+    agents: [],
+    pairings: [{ codeHash: 'b'.repeat(64), agentId: 'ag_1', expiresAt: 5 }],
+  };
+  assert.deepEqual(store.control(), expected);
+  const again = await reopen(t, store, dir);
+  assert.deepEqual(again.control(), expected);
+});
+
+test('a change that throws leaves the control state unchanged, in memory and on disk', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  await store.updateControl((s) => {
+    s.channels.push(channel('ch_1', 'one'));
+  });
+  const before = structuredClone(store.control());
+  await assert.rejects(
+    store.updateControl((s) => {
+      s.channels.push(channel('ch_2', 'two'));
+      s.adminTokenHash = 'changed';
+      s.channels[0]!.name = 'mutated';
+      throw new Error('change refused');
+    }),
+    /change refused/,
+  );
+  assert.deepEqual(store.control(), before);
+  const again = await reopen(t, store, dir);
+  assert.deepEqual(again.control(), before);
+});
+
+test('state.json is written by rename: it parses and no temp file remains', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  for (let i = 0; i < 3; i++) {
+    await store.updateControl((s) => {
+      s.channels.push(channel(`ch_${i}`, `n${i}`));
+    });
+  }
+  const names = (await readdir(dir)).sort();
+  assert.deepEqual(names, ['journal', 'state.json']);
+  const parsed: unknown = JSON.parse(await readFile(path.join(dir, 'state.json'), 'utf8'));
+  assert.deepEqual(parsed, {
+    ...store.control(),
+    adminTokenHash: null,
+    channels: [channel('ch_0', 'n0'), channel('ch_1', 'n1'), channel('ch_2', 'n2')],
+    agents: [],
+    pairings: [],
+  });
+});
+
+test('concurrent updateControl calls all apply: none is lost', async (t) => {
+  // Two admin requests at once (say, two POST /api/channels) must both be kept.
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  await Promise.all(
+    Array.from({ length: 10 }, (_, i) =>
+      store.updateControl((s) => {
+        s.channels.push(channel(`ch_${i}`, `n${i}`));
+      }),
+    ),
+  );
+  assert.deepEqual(
+    store.control().channels.map((c) => c.id),
+    Array.from({ length: 10 }, (_, i) => `ch_${i}`),
+  );
+  assert.deepEqual((await readdir(dir)).sort(), ['journal', 'state.json']);
+  const again = await reopen(t, store, dir);
+  assert.equal(again.control().channels.length, 10);
+});
+
+test('a state.json that is not valid JSON makes open() fail with ERR_STORE_CORRUPT', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  await store.updateControl((s) => {
+    s.adminTokenHash = 'x';
+  });
+  await store.close();
+  await writeFile(path.join(dir, 'state.json'), '{"adminTokenHash": ');
+  const broken = new EmbeddedStore({ dataDir: dir });
+  await assert.rejects(
+    broken.open(),
+    (err: unknown) => err instanceof PosternError && err.code === 'ERR_STORE_CORRUPT',
+  );
+  await writeFile(path.join(dir, 'state.json'), '{"channels": []}');
+  const wrongShape = new EmbeddedStore({ dataDir: dir });
+  await assert.rejects(
+    wrongShape.open(),
+    (err: unknown) => err instanceof PosternError && err.code === 'ERR_STORE_CORRUPT',
+  );
+});
