@@ -74,7 +74,12 @@ declare module 'autocannon' {
       stop(): void;
       on(
         event: 'response',
-        listener: (client: unknown, statusCode: number, resBytes: number, responseTime: number) => void,
+        listener: (
+          client: unknown,
+          statusCode: number,
+          resBytes: number,
+          responseTime: number,
+        ) => void,
       ): this;
       on(event: 'reqError', listener: (error: Error) => void): this;
       on(event: string, listener: (...args: unknown[]) => void): this;

@@ -13,7 +13,8 @@ export function isRecord(v: unknown): v is Record<string, unknown> {
 
 export function num(r: Record<string, unknown>, key: string): number {
   const v = r[key];
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new TypeError(`${key}: expected a number`);
+  if (typeof v !== 'number' || !Number.isFinite(v))
+    throw new TypeError(`${key}: expected a number`);
   return v;
 }
 

@@ -1,0 +1,198 @@
+/**
+ * `npm run bench`: Postern's benchmark. The load generator (autocannon), the target app, the
+ * relay and the agent each run in their own process on 127.0.0.1, so none of them takes CPU
+ * from another's event loop. Scenarios:
+ *
+ *   1. direct: load straight at the app, the reference;
+ *   2. async: load at an async channel, every accepted webhook followed to the app;
+ *   3. sync: one connection through a sync channel, beside one connection direct;
+ *   4. backlog: N webhooks queued while the agent is away, then drained;
+ *   5. CPU seconds of the relay and the agent per 1,000 webhooks of scenario 2.
+ *
+ * Prints one table on stdout (progress goes to stderr), writes bench-results.json, and exits
+ * non-zero if any accepted webhook was not delivered, or on error or the overall timeout.
+ * See scripts/bench/options.ts for the flags.
+ */
+import { writeFile } from 'node:fs/promises';
+import { AppClient } from './bench/app-client.ts';
+import { Children } from './bench/children.ts';
+import { Bench } from './bench/context.ts';
+import { LoadClient } from './bench/load-client.ts';
+import { parseOptions, USAGE, type BenchOptions } from './bench/options.ts';
+import {
+  createChannel,
+  pairAgent,
+  startAgent,
+  startRelay,
+  writeAgentConfig,
+} from './bench/postern.ts';
+import { machine, table, type Results } from './bench/report.ts';
+import { runAsync } from './bench/scenario-async.ts';
+import { runBacklog } from './bench/scenario-backlog.ts';
+import { runDirect } from './bench/scenario-direct.ts';
+import { runSync } from './bench/scenario-sync.ts';
+
+const SYNC_TIMEOUT_MS = 5_000;
+
+async function runAll(b: Bench): Promise<Results['scenarios']> {
+  const { opts, kids } = b;
+  b.progress(`1 direct: ${opts.connections} connections for ${opts.durationS} s`);
+  const direct = await runDirect(b, opts.connections);
+  b.progress(`1 direct: done, ${Math.round(direct.requestsPerS)} requests/s`);
+
+  const relay = await startRelay(kids);
+  const channel = await createChannel(relay, { name: 'bench' });
+  const syncChannel = await createChannel(relay, {
+    name: 'bench-sync',
+    response: { mode: 'sync', timeoutMs: SYNC_TIMEOUT_MS },
+  });
+  const { stateDir } = await pairAgent(kids, relay, 'bench-agent', [channel.id, syncChannel.id]);
+  const config = await writeAgentConfig(stateDir, [
+    { channel: channel.name, target: `${b.app.url}/` },
+    { channel: syncChannel.name, target: `${b.app.url}/` },
+  ]);
+  const agent = await startAgent(kids, stateDir, config);
+  b.progress(
+    `relay on ${relay.url} (pid ${relay.proc.pid}), agent connected (pid ${agent.proc.pid})`,
+  );
+
+  b.progress(`2 async: ${opts.connections} connections for ${opts.durationS} s`);
+  const asyncRun = await runAsync(b, relay, channel.ingress, agent.proc.pid);
+  const a = asyncRun.async;
+  b.progress(`2 async: done, ${Math.round(a.acceptedPerS)} accepted/s, ${a.lost} lost`);
+  b.check(
+    'async: nothing accepted was lost',
+    a.lost === 0,
+    `${a.lost} of ${a.accepted} never reached the app`,
+  );
+  b.check(
+    'async: delivered == accepted',
+    a.delivered === a.accepted,
+    `${a.delivered} delivered, ${a.accepted} accepted`,
+  );
+
+  b.progress(`3 sync: 1 connection for ${opts.durationS} s, direct then through the relay`);
+  const sync = await runSync(b, syncChannel.ingress);
+  b.progress(`3 sync: done, p50 ${sync.relay.latencyMs.p50.toFixed(2)} ms through the relay`);
+  b.check(
+    'sync: nothing accepted was lost',
+    sync.relay.lost === 0,
+    `${sync.relay.lost} never reached the app`,
+  );
+  b.check(
+    'sync: the app answered through the tunnel',
+    sync.relay.answeredByApp > 0,
+    `${sync.relay.answeredByApp} answers 200`,
+  );
+  await kids.stop(agent.proc.child);
+  await kids.stop(relay.proc.child);
+
+  b.progress(`4 backlog: ${opts.backlog} webhooks into a fresh relay with the agent away`);
+  const backlog = await runBacklog(b);
+  b.progress(`4 backlog: done, drained ${backlog.drained} of ${backlog.size}`);
+  b.check(
+    'backlog: all accepted',
+    backlog.accepted === backlog.size,
+    `${backlog.accepted} of ${backlog.size} answered 2xx with an id`,
+  );
+  b.check(
+    'backlog: none delivered while the agent was away',
+    backlog.deliveredWhileAway === 0,
+    `${backlog.deliveredWhileAway} delivered`,
+  );
+  b.check(
+    'backlog: drained == backlog size',
+    backlog.drained === backlog.size,
+    `${backlog.drained} of ${backlog.size} reached the app`,
+  );
+  b.check('backlog: nothing lost', backlog.lost === 0, `${backlog.lost} never reached the app`);
+  b.check(
+    'backlog: the empty-queue recheck lost nothing',
+    backlog.recheck.accepted === backlog.recheck.sent && backlog.recheck.lost === 0,
+    `${backlog.recheck.accepted} of ${backlog.recheck.sent} accepted, ${backlog.recheck.lost} lost`,
+  );
+
+  return {
+    direct,
+    async: { ...a, relayRssBytes: asyncRun.relayRssBytes },
+    sync,
+    backlog,
+    cpu: asyncRun.cpu,
+  };
+}
+
+async function main(opts: BenchOptions, kids: Children, deadline: number): Promise<boolean> {
+  const startedAt = new Date().toISOString();
+  const [app, load] = await Promise.all([AppClient.start(kids), LoadClient.start(kids)]);
+  const b = new Bench(opts, kids, app, load, deadline);
+  b.progress(
+    `starting${opts.quick ? ' (quick)' : ''}: ${opts.connections} connections, ${opts.durationS} s, ` +
+      `${opts.bodyBytes} B bodies, backlog ${opts.backlog}; app on ${app.url}`,
+  );
+  const scenarios = await runAll(b);
+  const { out, ...options } = opts;
+  const results: Results = {
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    options,
+    machine: machine(),
+    scenarios,
+    checks: b.checks,
+    ok: b.checks.every((c) => c.ok),
+  };
+  await writeFile(out, `${JSON.stringify(results, null, 2)}\n`);
+  process.stdout.write(`${table(results)}\n`);
+  b.progress(`results written to ${out}`);
+  return results.ok;
+}
+
+function start(): void {
+  let opts: BenchOptions | null;
+  try {
+    opts = parseOptions(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  if (!opts) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const kids = new Children();
+  const deadline = Date.now() + opts.timeoutS * 1000;
+  const abort = (why: string, code: number) => {
+    process.stderr.write(`bench: ${why}; stopping every process it started\n`);
+    kids.killAllNow();
+    process.exit(code);
+  };
+  const hardTimeout = setTimeout(
+    () => abort(`over the ${opts.timeoutS} s limit`, 1),
+    opts.timeoutS * 1000,
+  );
+  process.on('SIGINT', () => abort('interrupted', 130));
+  process.on('SIGTERM', () => abort('terminated', 143));
+  process.on('exit', () => kids.killAllNow());
+  main(opts, kids, deadline)
+    .then(
+      (ok) => {
+        if (!ok) process.stderr.write('bench: some checks failed (see "checks" in the results)\n');
+        process.exitCode = ok ? 0 : 1;
+      },
+      (err: unknown) => {
+        process.stderr.write(
+          `bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+        );
+        process.exitCode = 1;
+      },
+    )
+    .then(() => kids.cleanup())
+    .catch((err: unknown) => {
+      process.stderr.write(`bench: cleaning up failed: ${String(err)}\n`);
+      kids.killAllNow();
+      process.exitCode = 1;
+    })
+    .finally(() => clearTimeout(hardTimeout));
+}
+
+start();
