@@ -26,6 +26,8 @@ export interface RelayConfig {
   readonly pairingTtlMs: number;
   /** Longest wait for in-flight work on SIGTERM. */
   readonly shutdownGraceMs: number;
+  /** Delivered, failed and rejected events are removed this long after they were received. */
+  readonly retentionMs: number;
 }
 
 export interface RelayConfigInput {
@@ -35,6 +37,7 @@ export interface RelayConfigInput {
   publicUrl?: string | undefined;
   logLevel?: string | undefined;
   heartbeatMs?: string | undefined;
+  retentionHours?: string | undefined;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -86,6 +89,13 @@ export function parseRelayConfig(
     50,
     600_000,
   );
+  const rawRetention = flags.retentionHours ?? env['POSTERN_RETENTION_HOURS'] ?? '168';
+  const retentionHours = Number(rawRetention);
+  if (!/^\d+(\.\d+)?$/.test(rawRetention) || retentionHours <= 0 || retentionHours > 87_600) {
+    throw new ConfigError(
+      `--retention-hours / POSTERN_RETENTION_HOURS: expected a number of hours above 0 (decimals allowed, at most 87600), got "${rawRetention}"`,
+    );
+  }
   const adminToken = env['POSTERN_ADMIN_TOKEN'] || null;
   if (adminToken !== null && adminToken.length < 16) {
     throw new ConfigError('POSTERN_ADMIN_TOKEN: expected at least 16 characters');
@@ -103,5 +113,6 @@ export function parseRelayConfig(
     segmentBytes: 64 * 1024 * 1024,
     pairingTtlMs: 15 * 60_000,
     shutdownGraceMs: 10_000,
+    retentionMs: Math.round(retentionHours * 3_600_000),
   });
 }

@@ -19,6 +19,8 @@ const USAGE = `Usage: postern-relay <command> [options]
     --public-url URL      URL providers and agents use (POSTERN_PUBLIC_URL,
                           default http://localhost:<port>)
     --heartbeat-ms MS     tunnel heartbeat interval  (POSTERN_HEARTBEAT_MS, default 10000)
+    --retention-hours H   keep delivered/failed events this long (POSTERN_RETENTION_HOURS,
+                          default 168 = 7 days; decimals allowed)
     --log-level LEVEL     fatal|error|warn|info|debug|trace|silent (POSTERN_LOG_LEVEL, default info)
     The admin token comes from POSTERN_ADMIN_TOKEN, or is generated on first start and
     written to <data-dir>/admin-token.
@@ -36,6 +38,7 @@ async function serve(args: string[]): Promise<void> {
       'data-dir': { type: 'string' },
       'public-url': { type: 'string' },
       'heartbeat-ms': { type: 'string' },
+      'retention-hours': { type: 'string' },
       'log-level': { type: 'string' },
     },
     strict: true,
@@ -47,6 +50,7 @@ async function serve(args: string[]): Promise<void> {
       dataDir: values['data-dir'],
       publicUrl: values['public-url'],
       heartbeatMs: values['heartbeat-ms'],
+      retentionHours: values['retention-hours'],
       logLevel: values['log-level'],
     },
     process.env,

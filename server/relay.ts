@@ -82,6 +82,21 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
   let tunnel: TunnelEndpoint | null = null;
   let dispatcher: Dispatcher | null = null;
   let accepting = false;
+  let retentionTimer: NodeJS.Timeout | null = null;
+  let sweeping: Promise<void> | null = null;
+
+  /** Retention: forget finished events past their age and reclaim their disk. */
+  const sweep = () => {
+    sweeping ??= store
+      .removeFinishedBefore(now() - config.retentionMs)
+      .then((removed) => {
+        if (removed > 0) logger.info({ removed }, 'retention: removed finished events');
+      })
+      .catch((err: unknown) => logger.error({ err }, 'retention sweep failed; will try again'))
+      .finally(() => {
+        sweeping = null;
+      });
+  };
 
   const channel = (idOrName: string, byName = false): ChannelRecord | undefined =>
     store.control().channels.find((c) => c.id === idOrName || (byName && c.name === idOrName));
@@ -167,6 +182,12 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       server.on('request', buildApp(ctx, metrics).callback());
       tunnel.listen(server);
       dispatcher.start();
+      sweep();
+      retentionTimer = setInterval(
+        sweep,
+        Math.max(1_000, Math.min(60_000, Math.floor(config.retentionMs / 4))),
+      );
+      retentionTimer.unref();
       accepting = true;
       Object.assign(relay, {
         url: `http://${host}:${address.port}`,
@@ -194,6 +215,8 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       await closed;
       clearTimeout(grace);
       dispatcher?.stop();
+      if (retentionTimer) clearInterval(retentionTimer);
+      await sweeping;
       await store.close();
       server = null;
       logger.info('relay stopped');

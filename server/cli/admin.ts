@@ -15,6 +15,7 @@ export const ADMIN_USAGE = `Admin commands (talk to a running relay):
   agent list | agent revoke ID
   events list [--channel ID|NAME] [--status S] [--limit N] [--before ID]
   events show ID | events replay ID
+  events replay --channel ID|NAME [--status failed|delivered] [--since ISO] [--until ISO]
   tail [--channel ID|NAME]                          one line per event as they arrive
     --relay URL     relay to talk to  (POSTERN_RELAY_URL, default http://localhost:8080)
     --token TOKEN   admin token       (POSTERN_ADMIN_TOKEN, or the file ./data/admin-token)
@@ -32,6 +33,8 @@ const OPTIONS = {
   status: { type: 'string' },
   limit: { type: 'string' },
   before: { type: 'string' },
+  since: { type: 'string' },
+  until: { type: 'string' },
 } as const;
 
 class Client {
@@ -198,7 +201,21 @@ export async function runAdminCommand(
       return out(`${JSON.stringify(e, null, 2)}\n`, e);
     }
     case 'events replay': {
-      const e = await client.call('POST', `/api/events/${enc(need(arg, 'event ID'))}/replay`);
+      if (arg === undefined) {
+        if (!values.channel?.[0] && !values.status) {
+          throw new ConfigError(
+            'events replay needs an event ID, or a filter: --channel and/or --status',
+          );
+        }
+        const body: Obj = {};
+        if (values.channel?.[0]) body['channel'] = values.channel[0];
+        if (values.status) body['status'] = values.status;
+        if (values.since) body['since'] = values.since;
+        if (values.until) body['until'] = values.until;
+        const r = await client.call('POST', '/api/events/replay', body);
+        return out(`Queued ${str(r['queued'])} events again\n`, r);
+      }
+      const e = await client.call('POST', `/api/events/${enc(arg)}/replay`);
       return out(`Queued ${str(e['id'])} again\n`, e);
     }
     case 'tail':

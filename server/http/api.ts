@@ -249,6 +249,50 @@ export function apiRouter(relay: RelayContext): Router {
     };
   });
 
+  // Bulk replay by filter: every matching event is queued again with a fresh retry budget.
+  router.post('/events/replay', async (ctx) => {
+    const raw = await readJsonObject(ctx.req);
+    const status = readEnum(
+      { status: raw['status'] ?? 'failed' },
+      'status',
+      ['failed', 'delivered'],
+      fail,
+    );
+    const channelId =
+      raw['channel'] === undefined
+        ? undefined
+        : (relay.channel(readString(raw, 'channel', fail, { min: 1 }), true) ?? notFound('channel'))
+            .id;
+    const time = (key: string): number | undefined => {
+      if (raw[key] === undefined) return undefined;
+      const ms = Date.parse(readString(raw, key, fail, { min: 1, max: 64 }));
+      return Number.isNaN(ms) ? fail(key, 'an ISO 8601 date-time') : ms;
+    };
+    const since = time('since');
+    const until = time('until');
+    const ids: string[] = [];
+    let before: string | undefined;
+    do {
+      const page = relay.store.listEvents({
+        limit: 500,
+        status,
+        ...(channelId === undefined ? {} : { channelId }),
+        ...(before === undefined ? {} : { before }),
+      });
+      for (const e of page.events) {
+        if (since !== undefined && e.receivedAt < since) continue;
+        if (until !== undefined && e.receivedAt >= until) continue;
+        ids.push(e.id);
+      }
+      before = page.next ?? undefined;
+    } while (before !== undefined);
+    // Oldest first, all at once: the store commits them together.
+    await Promise.all(ids.reverse().map((id) => relay.dispatcher.replay(id)));
+    relay.logger.info({ channelId, status, queued: ids.length }, 'bulk replay');
+    ctx.status = 202;
+    ctx.body = { queued: ids.length };
+  });
+
   router.post('/events/:id/replay', async (ctx) => {
     const summary = await relay.dispatcher.replay(ctx.params['id']!);
     relay.logger.info({ eventId: summary.id }, 'event replayed');

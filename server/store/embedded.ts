@@ -34,8 +34,14 @@ export interface EmbeddedStoreOptions {
 
 interface Entry {
   summary: EventSummary;
+  /** Where the event record (metadata and body) is. */
   loc: Location;
+  /** The segment holding the latest state record of the event; 0 when it has none. */
+  stateSegment: number;
 }
+
+/** A sealed segment whose live records fill less than this share of it is rewritten. */
+const COMPACT_BELOW = 0.25;
 
 function emptyControl(): ControlState {
   return { adminTokenHash: null, channels: [], agents: [], pairings: [], usedTokenIds: [] };
@@ -77,12 +83,15 @@ export class EmbeddedStore implements Store {
   readonly #position = new Map<string, number>();
   readonly #cache = new Map<string, EventPayload>();
   #cacheBytes = 0;
+  /** Per segment: how many live events point into it, and the bytes of their event records. */
+  readonly #segments = new Map<number, { refs: number; liveBytes: number }>();
+  #compacting: Promise<void> | null = null;
   #controlQueue: Promise<void> = Promise.resolve();
   readonly #counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<EventStatus, number>;
 
   constructor(opts: EmbeddedStoreOptions) {
     this.#dataDir = opts.dataDir;
-    this.#cacheLimit = opts.cacheBytes ?? 64 * 1024 * 1024;
+    this.#cacheLimit = opts.cacheBytes ?? 32 * 1024 * 1024;
     this.#db = new Low(
       new DurableJsonFile(path.join(opts.dataDir, 'state.json'), parseControl),
       emptyControl(),
@@ -98,7 +107,7 @@ export class EmbeddedStore implements Store {
     await this.#journal.open((buf, loc) => {
       const record = decodeRecord(buf);
       if (record.kind === 'event') this.#index(record.payload, loc);
-      else if (this.#events.has(record.id)) this.#apply(record.id, record.update);
+      else if (this.#events.has(record.id)) this.#apply(record.id, record.update, loc.segment);
     });
     // Nothing is in flight after a restart: what was being delivered is queued again.
     for (const { summary } of this.#events.values()) {
@@ -107,6 +116,7 @@ export class EmbeddedStore implements Store {
   }
 
   async close(): Promise<void> {
+    while (this.#compacting) await this.#compacting;
     await this.#journal.close();
   }
 
@@ -138,8 +148,9 @@ export class EmbeddedStore implements Store {
     if (!entry) throw new PosternError('ERR_NOT_FOUND', `no event ${id}`, { status: 404 });
     // Memory first, so that dispatch sees one consistent state; disk follows. Losing this
     // record in a crash only means the event is offered again: at least once, never lost.
-    this.#apply(id, update);
-    await this.#journal.append(encodeUpdateRecord(id, update));
+    this.#apply(id, update, 0);
+    const loc = await this.#journal.append(encodeUpdateRecord(id, update));
+    if (this.#events.get(id) === entry) this.#pointState(entry, loc.segment);
     return entry.summary;
   }
 
@@ -204,7 +215,120 @@ export class EmbeddedStore implements Store {
     return { ...this.#counts };
   }
 
+  async removeFinishedBefore(cutoff: number): Promise<number> {
+    let removed = 0;
+    for (const id of this.#order) {
+      const entry = this.#events.get(id)!;
+      const { summary } = entry;
+      if (summary.receivedAt >= cutoff) break;
+      if (summary.status === 'queued' || summary.status === 'delivering') continue;
+      this.#events.delete(id);
+      this.#counts[summary.status]--;
+      this.#forget(id);
+      this.#unref(entry.loc.segment, entry.loc.length);
+      if (entry.stateSegment) this.#unref(entry.stateSegment, 0);
+      removed++;
+    }
+    if (removed > 0) {
+      const kept = this.#order.filter((id) => this.#events.has(id));
+      this.#order.length = 0;
+      this.#position.clear();
+      for (const id of kept) {
+        this.#position.set(id, this.#order.length);
+        this.#order.push(id);
+      }
+    }
+    await this.#compact();
+    return removed;
+  }
+
+  /**
+   * Reclaims disk: a sealed segment nothing points into is deleted; one that is mostly dead
+   * has its live events written forward (event record and a full state snapshot) first.
+   * A crash in between leaves both copies, which `open` reads back as one event.
+   */
+  #compact(): Promise<void> {
+    this.#compacting ??= (async () => {
+      try {
+        for (const { segment, bytes } of await this.#journal.segments()) {
+          if (segment === this.#journal.activeSegment) continue;
+          const use = this.#segments.get(segment) ?? { refs: 0, liveBytes: 0 };
+          if (use.refs > 0 && use.liveBytes >= bytes * COMPACT_BELOW) continue;
+          if (use.refs > 0) await this.#moveForward(segment);
+          if ((this.#segments.get(segment)?.refs ?? 0) === 0) {
+            await this.#journal.dropSegment(segment);
+            this.#segments.delete(segment);
+          }
+        }
+      } finally {
+        this.#compacting = null;
+      }
+    })();
+    return this.#compacting;
+  }
+
+  async #moveForward(segment: number): Promise<void> {
+    for (const entry of [...this.#events.values()]) {
+      if (entry.loc.segment !== segment && entry.stateSegment !== segment) continue;
+      const payload =
+        entry.loc.segment === segment ? await this.readPayload(entry.summary.id) : null;
+      if (this.#events.get(entry.summary.id) !== entry) continue; // removed meanwhile
+      const { summary } = entry;
+      // Encoded and appended in one tick: no update of this event can slip in between.
+      const moved = payload ? this.#journal.append(encodeEventRecord(payload)) : null;
+      const state = this.#journal.append(
+        encodeUpdateRecord(summary.id, {
+          status: summary.status === 'delivering' ? 'queued' : summary.status,
+          attemptCount: summary.attemptCount,
+          nextAttemptAt: summary.nextAttemptAt,
+          attempts: [...summary.attempts],
+        }),
+      );
+      if (moved) {
+        const loc = await moved;
+        this.#unref(entry.loc.segment, entry.loc.length);
+        entry.loc = loc;
+        this.#ref(loc.segment, loc.length);
+      }
+      this.#pointState(entry, (await state).segment);
+    }
+  }
+
+  #ref(segment: number, bytes: number): void {
+    const use = this.#segments.get(segment);
+    if (use) {
+      use.refs++;
+      use.liveBytes += bytes;
+    } else {
+      this.#segments.set(segment, { refs: 1, liveBytes: bytes });
+    }
+  }
+
+  #unref(segment: number, bytes: number): void {
+    const use = this.#segments.get(segment);
+    if (!use) return;
+    use.refs--;
+    use.liveBytes -= bytes;
+  }
+
+  /** Records that the event's latest state now lives in `segment`. */
+  #pointState(entry: Entry, segment: number): void {
+    if (entry.stateSegment === segment) return;
+    if (entry.stateSegment) this.#unref(entry.stateSegment, 0);
+    entry.stateSegment = segment;
+    this.#ref(segment, 0);
+  }
+
   #index(p: EventPayload, loc: Location): EventSummary {
+    const existing = this.#events.get(p.id);
+    if (existing) {
+      // The same event twice: compaction wrote it forward and crashed before deleting the
+      // old segment. Keep the state; the newer copy is the one to read.
+      this.#unref(existing.loc.segment, existing.loc.length);
+      existing.loc = loc;
+      this.#ref(loc.segment, loc.length);
+      return existing.summary;
+    }
     const summary: EventSummary = {
       id: p.id,
       channelId: p.channelId,
@@ -218,18 +342,23 @@ export class EmbeddedStore implements Store {
       attempts: [],
       nextAttemptAt: 0,
     };
-    this.#events.set(p.id, { summary, loc });
+    this.#events.set(p.id, { summary, loc, stateSegment: 0 });
+    this.#ref(loc.segment, loc.length);
     this.#position.set(p.id, this.#order.length);
     this.#order.push(p.id);
     this.#counts.queued++;
     return summary;
   }
 
-  #apply(id: string, update: EventUpdate): void {
-    const { summary } = this.#events.get(id)!;
+  /** Applies a state change; `segment` is where its record is (0: not written yet). */
+  #apply(id: string, update: EventUpdate, segment: number): void {
+    const entry = this.#events.get(id)!;
+    const { summary } = entry;
     this.#setStatus(summary, update.status);
     summary.attemptCount = update.attemptCount;
     summary.nextAttemptAt = update.nextAttemptAt;
+    if (segment) this.#pointState(entry, segment);
+    if (update.attempts) summary.attempts = update.attempts.slice(-MAX_ATTEMPTS_KEPT);
     if (update.attempt) {
       summary.attempts.push(update.attempt);
       if (summary.attempts.length > MAX_ATTEMPTS_KEPT) summary.attempts.shift();

@@ -120,6 +120,10 @@ export function decodeRecord(buf: Buffer): JournalRecord {
       nextAttemptAt: readInt(u, 'nextAttemptAt', fail, 0, Number.MAX_SAFE_INTEGER),
     };
     if (u['attempt'] !== undefined) update.attempt = readAttempt(u['attempt']);
+    if (u['attempts'] !== undefined) {
+      if (!Array.isArray(u['attempts'])) return fail('attempts', 'a list');
+      update.attempts = u['attempts'].map(readAttempt);
+    }
     if (u['replay'] === true) update.replay = true;
     return { kind: 'update', id: readString(u, 'id', fail), update };
   }

@@ -90,6 +90,8 @@ export interface EventUpdate {
   attempt?: Attempt;
   /** A replay resets the attempts budget (the log of attempts stays). */
   replay?: boolean;
+  /** Replaces the whole attempts log (written when compaction moves an event forward). */
+  attempts?: Attempt[];
 }
 
 export interface EventFilter {
@@ -144,4 +146,9 @@ export interface Store {
   pendingEvents(): EventSummary[];
   /** Events by status, for metrics and readiness. */
   countByStatus(): Record<EventStatus, number>;
+  /**
+   * Retention: forgets delivered, failed and rejected events received before `cutoff`, then
+   * reclaims the disk they used. Queued events are never removed. Returns how many went.
+   */
+  removeFinishedBefore(cutoff: number): Promise<number>;
 }
