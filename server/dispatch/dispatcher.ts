@@ -204,11 +204,8 @@ export class Dispatcher {
       durationMs: frame.durationMs,
       error: frame.error ?? null,
     };
-    const log = this.#log.child({
-      eventId: summary.id,
-      channelId: summary.channelId,
-      agentId: sink.agentId,
-    });
+    // Plain fields, not a child logger: this runs once per delivery.
+    const ids = { eventId: summary.id, channelId: summary.channelId, agentId: sink.agentId };
     if (frame.outcome === 'delivered') {
       await this.#store.updateEvent(summary.id, {
         status: 'delivered',
@@ -216,7 +213,7 @@ export class Dispatcher {
         nextAttemptAt: 0,
         attempt,
       });
-      log.debug('delivered');
+      this.#log.debug(ids, 'delivered');
     } else {
       const channel = this.#channel(summary.channelId);
       const failures = frame.outcome === 'failed' ? summary.attemptCount + 1 : summary.attemptCount;
@@ -231,8 +228,8 @@ export class Dispatcher {
           nextAttemptAt: 0,
           attempt,
         });
-        log.warn(
-          { attempts: failures, error: attempt.error, status: attempt.status },
+        this.#log.warn(
+          { ...ids, attempts: failures, error: attempt.error, status: attempt.status },
           'delivery failed for good; event is now failed (replay it to try again)',
         );
       } else {
@@ -242,8 +239,9 @@ export class Dispatcher {
           nextAttemptAt: now + decision.delayMs,
           attempt,
         });
-        log.info(
+        this.#log.info(
           {
+            ...ids,
             outcome: frame.outcome,
             status: attempt.status,
             error: attempt.error,
