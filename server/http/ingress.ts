@@ -6,7 +6,7 @@
 import type { Context } from 'koa';
 import { PosternError } from '../../shared/errors.ts';
 import { pairsFromRaw, withoutHopByHop } from '../../shared/http.ts';
-import { verifyRequest } from '../verify/index.ts';
+import { handshakeAnswer, verifyRequest } from '../verify/index.ts';
 import { readBody } from './body.ts';
 import type { RelayContext } from './context.ts';
 
@@ -50,13 +50,17 @@ export function ingressHandler(relay: RelayContext) {
     const receivedAt = relay.now();
     const originalUrl = `${relay.config.publicUrl}${rawUrl}`;
     if (channel.verify) {
-      const result = verifyRequest(channel.verify, {
-        method: ctx.method,
-        url: originalUrl,
-        headers,
-        body,
-        now: receivedAt,
-      });
+      const signed = { method: ctx.method, url: originalUrl, headers, body, now: receivedAt };
+      const answer = handshakeAnswer(channel.verify, signed);
+      if (answer) {
+        // The provider checking the endpoint: answered here, never stored or forwarded.
+        outcome('handshake');
+        ctx.status = answer.status;
+        ctx.type = answer.contentType;
+        ctx.body = answer.body;
+        return;
+      }
+      const result = verifyRequest(channel.verify, signed);
       if (!result.ok) {
         outcome('rejected');
         relay.logger.warn(

@@ -1,2 +1,8 @@
-export { verifiers, parseVerifyConfig, describeVerifyConfig, verifyRequest } from './registry.ts';
-export type { SignedRequest, VerifyResult } from './verifier.ts';
+export {
+  verifiers,
+  parseVerifyConfig,
+  describeVerifyConfig,
+  verifyRequest,
+  handshakeAnswer,
+} from './registry.ts';
+export type { HandshakeAnswer, SignedRequest, VerifyResult } from './verifier.ts';

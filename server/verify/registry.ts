@@ -2,7 +2,7 @@
 import { isObject, readString, type Fail } from '../../shared/fields.ts';
 import type { VerifyConfig } from '../store/types.ts';
 import { github } from './github.ts';
-import type { SignedRequest, Verifier, VerifyResult } from './verifier.ts';
+import type { HandshakeAnswer, SignedRequest, Verifier, VerifyResult } from './verifier.ts';
 
 export const verifiers: ReadonlyMap<string, Verifier<never>> = new Map(
   [github].map((v) => [v.provider, v as unknown as Verifier<never>]),
@@ -30,6 +30,14 @@ export function parseVerifyConfig(raw: unknown, fail: Fail): VerifyConfig | null
 export function describeVerifyConfig(config: VerifyConfig | null): Record<string, unknown> | null {
   if (!config) return null;
   return lookup(config.provider)?.describe(config) ?? { provider: config.provider };
+}
+
+/** The answer to a provider's endpoint check, or null when the request is none. */
+export function handshakeAnswer(
+  config: VerifyConfig,
+  request: SignedRequest,
+): HandshakeAnswer | null {
+  return lookup(config.provider)?.handshake?.(config, request) ?? null;
 }
 
 export function verifyRequest(config: VerifyConfig, request: SignedRequest): VerifyResult {

@@ -1,6 +1,6 @@
 /**
  * One interface for every provider's signature scheme. Each provider lives in its own module
- * and is registered in `index.ts`; ingress only ever talks to this interface.
+ * and is registered in `registry.ts`; ingress only ever talks to this interface.
  */
 import type { Fail, Obj } from '../../shared/fields.ts';
 import type { HeaderPair } from '../../shared/protocol.ts';
@@ -18,6 +18,13 @@ export interface SignedRequest {
 /** `reason` is a short code for the operator (and the 401 body), never a secret. */
 export type VerifyResult = { ok: true } | { ok: false; reason: string };
 
+/** A provider's endpoint check, answered by the relay itself; never stored or forwarded. */
+export interface HandshakeAnswer {
+  status: number;
+  contentType: string;
+  body: string;
+}
+
 export interface Verifier<C extends { provider: string } = { provider: string }> {
   readonly provider: string;
   /** Validates a channel's `verify` object; `fail` names the field and what was expected. */
@@ -25,4 +32,11 @@ export interface Verifier<C extends { provider: string } = { provider: string }>
   /** The config without its secrets, as API answers show it. */
   describe(config: C): Record<string, unknown>;
   verify(config: C, request: SignedRequest): VerifyResult;
+  /**
+   * A provider's endpoint check (Slack `url_verification`, Meta `hub.challenge`), looked at
+   * before `verify`: returns the answer to send, or null when the request is no handshake. A
+   * check the provider signs must be verified here first (an unverified one gets null, and
+   * then fails `verify` like any forged request).
+   */
+  handshake?(config: C, request: SignedRequest): HandshakeAnswer | null;
 }
