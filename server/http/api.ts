@@ -35,6 +35,7 @@ export function eventView(e: EventSummary): Record<string, unknown> {
     size: e.size,
     attemptCount: e.attemptCount,
     nextAttemptAt: e.status === 'queued' ? iso(e.nextAttemptAt) : null,
+    ...(e.status === 'rejected' ? { reason: e.reason } : {}),
     attempts: e.attempts.map((a) => ({ ...a, at: iso(a.at) })),
   };
 }

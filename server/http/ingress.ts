@@ -49,6 +49,7 @@ export function ingressHandler(relay: RelayContext) {
     const headers = pairsFromRaw(ctx.req.rawHeaders);
     const receivedAt = relay.now();
     const originalUrl = `${relay.config.publicUrl}${rawUrl}`;
+    let refusal: string | null = null;
     if (channel.verify) {
       const signed = { method: ctx.method, url: originalUrl, headers, body, now: receivedAt };
       const answer = handshakeAnswer(channel.verify, signed);
@@ -67,27 +68,40 @@ export function ingressHandler(relay: RelayContext) {
           { channelId: channel.id, reason: result.reason },
           'webhook refused: verification failed',
         );
-        ctx.status = 401;
-        ctx.body = { error: { code: 'ERR_SIGNATURE', message: result.reason } };
-        return;
+        refusal = result.reason;
       }
     }
     const { suffix, query } = splitTarget(rawUrl);
+    const payload = {
+      id: relay.nextEventId(),
+      channelId: channel.id,
+      receivedAt,
+      method: ctx.method,
+      path: suffix,
+      query,
+      headers,
+      originalUrl,
+      remoteAddress: ctx.req.socket.remoteAddress ?? '',
+      body,
+    };
+    if (refusal !== null) {
+      // Kept as metadata (no body) so an operator can see forged traffic; not awaited: a
+      // flood of forgeries must not cost a disk flush each. The store bounds how many stay.
+      relay.store
+        .appendEvent({
+          ...payload,
+          body: Buffer.alloc(0),
+          rejected: { reason: refusal, size: body.length },
+        })
+        .catch((err: unknown) => relay.logger.error({ err }, 'could not record a refused webhook'));
+      ctx.status = 401;
+      ctx.body = { error: { code: 'ERR_SIGNATURE', message: refusal } };
+      return;
+    }
     const started = performance.now();
     let summary;
     try {
-      summary = await relay.store.appendEvent({
-        id: relay.nextEventId(),
-        channelId: channel.id,
-        receivedAt,
-        method: ctx.method,
-        path: suffix,
-        query,
-        headers,
-        originalUrl,
-        remoteAddress: ctx.req.socket.remoteAddress ?? '',
-        body,
-      });
+      summary = await relay.store.appendEvent(payload);
     } catch (err) {
       outcome('store_error');
       relay.logger.error({ err, channelId: channel.id }, 'could not store webhook; answered 503');

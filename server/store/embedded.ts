@@ -40,6 +40,9 @@ interface Entry {
   stateSegment: number;
 }
 
+/** Refused requests kept per channel (metadata only); older ones are forgotten first. */
+export const MAX_REJECTED_PER_CHANNEL = 1_000;
+
 /** A sealed segment whose live records fill less than this share of it is rewritten. */
 const COMPACT_BELOW = 0.25;
 
@@ -78,9 +81,12 @@ export class EmbeddedStore implements Store {
   readonly #dataDir: string;
   readonly #cacheLimit: number;
   readonly #events = new Map<string, Entry>();
-  /** Event ids in arrival order, for listing newest first. */
-  readonly #order: string[] = [];
+  /** Event ids in arrival order, for listing newest first; removed ids linger until rebuilt. */
+  #order: string[] = [];
   readonly #position = new Map<string, number>();
+  #removedInOrder = 0;
+  /** Rejected event ids per channel, oldest first, to keep them bounded. */
+  readonly #rejected = new Map<string, string[]>();
   readonly #cache = new Map<string, EventPayload>();
   #cacheBytes = 0;
   /** Per segment: how many live events point into it, and the bytes of their event records. */
@@ -139,7 +145,7 @@ export class EmbeddedStore implements Store {
   async appendEvent(payload: EventPayload): Promise<EventSummary> {
     const loc = await this.#journal.append(encodeEventRecord(payload));
     const summary = this.#index(payload, loc);
-    this.#remember(payload);
+    if (!payload.rejected) this.#remember(payload);
     return summary;
   }
 
@@ -193,7 +199,8 @@ export class EmbeddedStore implements Store {
     const events: EventSummary[] = [];
     if (filter.limit < 1) return { events, next: null };
     for (; i >= 0; i--) {
-      const summary = this.#events.get(this.#order[i]!)!.summary;
+      const summary = this.#events.get(this.#order[i]!)?.summary;
+      if (!summary) continue;
       if (filter.channelId !== undefined && summary.channelId !== filter.channelId) continue;
       if (filter.status !== undefined && summary.status !== filter.status) continue;
       if (events.length === filter.limit) return { events, next: events.at(-1)!.id };
@@ -205,8 +212,8 @@ export class EmbeddedStore implements Store {
   pendingEvents(): EventSummary[] {
     const out: EventSummary[] = [];
     for (const id of this.#order) {
-      const { summary } = this.#events.get(id)!;
-      if (summary.status === 'queued' || summary.status === 'delivering') out.push(summary);
+      const summary = this.#events.get(id)?.summary;
+      if (summary?.status === 'queued' || summary?.status === 'delivering') out.push(summary);
     }
     return out;
   }
@@ -218,28 +225,38 @@ export class EmbeddedStore implements Store {
   async removeFinishedBefore(cutoff: number): Promise<number> {
     let removed = 0;
     for (const id of this.#order) {
-      const entry = this.#events.get(id)!;
-      const { summary } = entry;
+      const summary = this.#events.get(id)?.summary;
+      if (!summary) continue;
       if (summary.receivedAt >= cutoff) break;
       if (summary.status === 'queued' || summary.status === 'delivering') continue;
-      this.#events.delete(id);
-      this.#counts[summary.status]--;
-      this.#forget(id);
-      this.#unref(entry.loc.segment, entry.loc.length);
-      if (entry.stateSegment) this.#unref(entry.stateSegment, 0);
+      this.#remove(id);
       removed++;
-    }
-    if (removed > 0) {
-      const kept = this.#order.filter((id) => this.#events.has(id));
-      this.#order.length = 0;
-      this.#position.clear();
-      for (const id of kept) {
-        this.#position.set(id, this.#order.length);
-        this.#order.push(id);
-      }
     }
     await this.#compact();
     return removed;
+  }
+
+  /** Forgets an event; its id leaves the arrival order lazily (rebuilt once half is gone). */
+  #remove(id: string): void {
+    const entry = this.#events.get(id);
+    if (!entry) return;
+    this.#events.delete(id);
+    this.#position.delete(id);
+    this.#counts[entry.summary.status]--;
+    this.#forget(id);
+    this.#unref(entry.loc.segment, entry.loc.length);
+    if (entry.stateSegment) this.#unref(entry.stateSegment, 0);
+    if (entry.summary.status === 'rejected') {
+      const ids = this.#rejected.get(entry.summary.channelId);
+      const at = ids?.indexOf(id) ?? -1;
+      if (at >= 0) ids!.splice(at, 1);
+    }
+    if (++this.#removedInOrder * 2 > this.#order.length) {
+      this.#order = this.#order.filter((x) => this.#events.has(x));
+      this.#position.clear();
+      this.#order.forEach((x, i) => this.#position.set(x, i));
+      this.#removedInOrder = 0;
+    }
   }
 
   /**
@@ -332,21 +349,28 @@ export class EmbeddedStore implements Store {
     const summary: EventSummary = {
       id: p.id,
       channelId: p.channelId,
-      status: 'queued',
+      status: p.rejected ? 'rejected' : 'queued',
       receivedAt: p.receivedAt,
       method: p.method,
       path: p.path,
       query: p.query,
-      size: p.body.length,
+      size: p.rejected ? p.rejected.size : p.body.length,
       attemptCount: 0,
       attempts: [],
       nextAttemptAt: 0,
+      reason: p.rejected?.reason ?? null,
     };
     this.#events.set(p.id, { summary, loc, stateSegment: 0 });
     this.#ref(loc.segment, loc.length);
     this.#position.set(p.id, this.#order.length);
     this.#order.push(p.id);
-    this.#counts.queued++;
+    this.#counts[summary.status]++;
+    if (p.rejected) {
+      const ids = this.#rejected.get(p.channelId) ?? [];
+      this.#rejected.set(p.channelId, ids);
+      ids.push(p.id);
+      if (ids.length > MAX_REJECTED_PER_CHANNEL) this.#remove(ids[0]!);
+    }
     return summary;
   }
 

@@ -42,6 +42,7 @@ export function encodeEventRecord(p: EventPayload): Buffer {
       headers: p.headers,
       originalUrl: p.originalUrl,
       remoteAddress: p.remoteAddress,
+      ...(p.rejected ? { rejected: p.rejected } : {}),
     }),
   );
   const out = Buffer.allocUnsafe(5 + meta.length + p.body.length);
@@ -96,21 +97,27 @@ export function decodeRecord(buf: Buffer): JournalRecord {
     const metaEnd = 5 + buf.readUInt32BE(1);
     if (metaEnd > buf.length) return fail('event metadata length', 'within the record');
     const m = readJson(buf, 5, metaEnd);
-    return {
-      kind: 'event',
-      payload: {
-        id: readString(m, 'id', fail),
-        channelId: readString(m, 'channelId', fail),
-        receivedAt: readInt(m, 'receivedAt', fail, 0, Number.MAX_SAFE_INTEGER),
-        method: readString(m, 'method', fail),
-        path: readString(m, 'path', fail, { max: 1 << 20 }),
-        query: readString(m, 'query', fail, { max: 1 << 20 }),
-        headers: readHeaderPairs(m, 'headers', fail, 100_000),
-        originalUrl: readString(m, 'originalUrl', fail, { max: 1 << 20 }),
-        remoteAddress: readString(m, 'remoteAddress', fail),
-        body: buf.subarray(metaEnd),
-      },
+    const rejected = m['rejected'];
+    const payload: EventPayload = {
+      id: readString(m, 'id', fail),
+      channelId: readString(m, 'channelId', fail),
+      receivedAt: readInt(m, 'receivedAt', fail, 0, Number.MAX_SAFE_INTEGER),
+      method: readString(m, 'method', fail),
+      path: readString(m, 'path', fail, { max: 1 << 20 }),
+      query: readString(m, 'query', fail, { max: 1 << 20 }),
+      headers: readHeaderPairs(m, 'headers', fail, 100_000),
+      originalUrl: readString(m, 'originalUrl', fail, { max: 1 << 20 }),
+      remoteAddress: readString(m, 'remoteAddress', fail),
+      body: buf.subarray(metaEnd),
     };
+    if (rejected !== undefined) {
+      if (!isObject(rejected)) return fail('rejected', 'an object');
+      payload.rejected = {
+        reason: readString(rejected, 'reason', fail),
+        size: readInt(rejected, 'size', fail, 0, Number.MAX_SAFE_INTEGER),
+      };
+    }
+    return { kind: 'event', payload };
   }
   if (buf[0] === KIND_UPDATE) {
     const u = readJson(buf, 1, buf.length);

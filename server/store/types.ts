@@ -61,6 +61,8 @@ export interface EventPayload {
   originalUrl: string;
   remoteAddress: string;
   body: Buffer;
+  /** Set for a request refused at the edge: kept as metadata only (empty body). */
+  rejected?: { reason: string; size: number };
 }
 
 /** An event's metadata and delivery state, kept in memory by the embedded store. */
@@ -79,6 +81,8 @@ export interface EventSummary {
   attempts: Attempt[];
   /** When the next attempt may start (ms since epoch); 0 when due now. */
   nextAttemptAt: number;
+  /** Why the edge refused it, for `rejected` events. */
+  reason: string | null;
 }
 
 /** A change to an event's delivery state, appended after each attempt or replay. */

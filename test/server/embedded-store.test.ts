@@ -3,7 +3,11 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { EmbeddedStore, MAX_ATTEMPTS_KEPT } from '../../server/store/embedded.ts';
+import {
+  EmbeddedStore,
+  MAX_ATTEMPTS_KEPT,
+  MAX_REJECTED_PER_CHANNEL,
+} from '../../server/store/embedded.ts';
 import type {
   Attempt,
   ChannelRecord,
@@ -96,6 +100,7 @@ test('appendEvent returns a queued summary; getEvent and readPayload give it bac
     attemptCount: 0,
     attempts: [],
     nextAttemptAt: 0,
+    reason: null,
   };
   assert.deepEqual(summary, expected);
   assert.deepEqual(store.getEvent(p.id), expected);
@@ -179,6 +184,7 @@ test('updateEvent changes state at once, and reopen rebuilds it from the journal
       attemptCount: 2,
       attempts: [attempt(1), attempt(2, 'delivered')],
       nextAttemptAt: 0,
+      reason: null,
     },
     {
       id: b.id,
@@ -192,6 +198,7 @@ test('updateEvent changes state at once, and reopen rebuilds it from the journal
       attemptCount: 1,
       attempts: [attempt(3)],
       nextAttemptAt: 0,
+      reason: null,
     },
   ]);
 
@@ -599,4 +606,41 @@ test('a state.json that is not valid JSON makes open() fail with ERR_STORE_CORRU
     wrongShape.open(),
     (err: unknown) => err instanceof PosternError && err.code === 'ERR_STORE_CORRUPT',
   );
+});
+
+test('a refused request is kept as metadata only, and at most MAX_REJECTED_PER_CHANNEL of them', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  const first = payload(1);
+  const summary = await store.appendEvent({
+    ...first,
+    body: Buffer.alloc(0),
+    rejected: { reason: 'signature_mismatch', size: 123 },
+  });
+  assert.equal(summary.status, 'rejected');
+  assert.equal(summary.reason, 'signature_mismatch');
+  assert.equal(summary.size, 123);
+  assert.deepEqual(store.pendingEvents(), [], 'a rejected event is never delivered');
+  const overflow = MAX_REJECTED_PER_CHANNEL + 5;
+  await Promise.all(
+    Array.from({ length: overflow - 1 }, (_, i) =>
+      store.appendEvent({
+        ...payload(i + 2),
+        body: Buffer.alloc(0),
+        rejected: { reason: 'missing_signature', size: 0 },
+      }),
+    ),
+  );
+  assert.equal(store.countByStatus().rejected, MAX_REJECTED_PER_CHANNEL);
+  assert.equal(store.getEvent(first.id), undefined, 'the oldest refused request went first');
+  const listed = store.listEvents({ limit: 500, status: 'rejected' });
+  assert.equal(listed.events.length, 500);
+  assert.ok(listed.next);
+  const reopened = await reopen(t, store, dir);
+  assert.equal(
+    reopened.countByStatus().rejected,
+    MAX_REJECTED_PER_CHANNEL,
+    'bounded after a restart too',
+  );
+  assert.equal((await reopened.readPayload(payload(overflow).id)).body.length, 0);
 });
