@@ -355,13 +355,29 @@ async function expectRefused(cases: [string, Record<string, string>][]): Promise
     cases.map(([what]) => `${what}: 401`),
     'every forged or malformed request is refused with 401',
   );
-  // DESIGN allows a `rejected` record (metadata only); nothing deliverable may be stored.
-  const added = (await allEvents()).filter((e) => !knownIds.has(e.id));
-  assert.deepEqual(
-    added.filter((e) => e.status !== 'rejected').map((e) => `${e.id} ${e.status}`),
-    [],
-    'no deliverable event stored for a refused request',
+  // Each refusal is kept as a `rejected` record (metadata only): visible, never deliverable.
+  const added = await eventually(
+    async () => {
+      const fresh = (await allEvents()).filter((e) => !knownIds.has(e.id));
+      return fresh.length >= cases.length ? fresh : undefined;
+    },
+    20_000,
+    'the refused requests to be recorded',
   );
+  assert.deepEqual(
+    added.map((e) => e.status),
+    cases.map(() => 'rejected'),
+    'every refused request is recorded as rejected, nothing else is stored',
+  );
+  for (const e of added) {
+    const shown = await need(relay, 'relay').api<{ reason: string; body: string; size: number }>(
+      'GET',
+      `/api/events/${e.id}`,
+    );
+    assert.match(shown.reason, /^(missing|malformed)_signature$|^signature_mismatch$/);
+    assert.equal(shown.body, '', 'no body is kept for a refused request');
+    assert.equal(shown.size, body.length);
+  }
   // A good request afterwards is the barrier: once it arrives, anything sent before it that
   // had been queued would have been dispatched ahead of it.
   const good = await send(`/h/${ch('gh')}`, {
