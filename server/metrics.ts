@@ -18,6 +18,17 @@ export function createMetrics() {
       labelNames: ['outcome'] as const,
       registers: [registry],
     }),
+    deliveryLatency: new Histogram({
+      name: 'postern_delivery_latency_seconds',
+      help: 'From receipt at the relay to the app’s 2xx, for delivered events',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300, 3600, 86400],
+      registers: [registry],
+    }),
+    tunnelConnections: new Counter({
+      name: 'postern_tunnel_connections_total',
+      help: 'Agent tunnel sessions opened (a rise without new agents means reconnects)',
+      registers: [registry],
+    }),
     agentsConnected: new Gauge({
       name: 'postern_agents_connected',
       help: 'Agents with a live tunnel',
@@ -25,7 +36,7 @@ export function createMetrics() {
     }),
     events: new Gauge({
       name: 'postern_events',
-      help: 'Stored events by status',
+      help: 'Stored events by status (queued + delivering is the queue depth)',
       labelNames: ['status'] as const,
       registers: [registry],
     }),

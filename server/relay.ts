@@ -137,7 +137,16 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
       const publicUrl = config.publicUrl ?? `http://localhost:${address.port}`;
       const metrics = createMetrics();
-      dispatcher = new Dispatcher({ store, logger, channel, now });
+      dispatcher = new Dispatcher({
+        store,
+        logger,
+        channel,
+        now,
+        onAttempt: (outcome, deliveredAfterMs) => {
+          metrics.attempts.inc({ outcome });
+          if (deliveredAfterMs !== null) metrics.deliveryLatency.observe(deliveredAfterMs / 1000);
+        },
+      });
       tunnel = new TunnelEndpoint({
         verifier: new AgentTokenVerifier({
           audience: publicUrl,
@@ -158,6 +167,7 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
         agent,
         channel,
         onConnect: (agentId, version) => {
+          metrics.tunnelConnections.inc();
           metrics.agentsConnected.set(tunnel!.connectedCount());
           recordAgent(agentId, { version });
         },

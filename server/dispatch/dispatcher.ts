@@ -45,6 +45,8 @@ export interface DispatcherDeps {
   channel: (id: string) => ChannelRecord | undefined;
   now?: () => number;
   random?: () => number;
+  /** Told of every attempt's outcome, and of the receipt-to-delivery time of delivered ones. */
+  onAttempt?: (outcome: AckFrame['outcome'], deliveredAfterMs: number | null) => void;
 }
 
 export class Dispatcher {
@@ -53,6 +55,7 @@ export class Dispatcher {
   readonly #channel: (id: string) => ChannelRecord | undefined;
   readonly #now: () => number;
   readonly #random: () => number;
+  readonly #onAttempt: NonNullable<DispatcherDeps['onAttempt']>;
   readonly #queues = new Map<string, ChannelQueue>();
   /** Where each pending event is: in a ready FIFO, in the timer heap, or with a sink. */
   readonly #where = new Map<string, 'ready' | 'timer' | Sink>();
@@ -72,6 +75,7 @@ export class Dispatcher {
     this.#channel = deps.channel;
     this.#now = deps.now ?? Date.now;
     this.#random = deps.random ?? Math.random;
+    this.#onAttempt = deps.onAttempt ?? (() => undefined);
   }
 
   /** Loads every pending event from the store (after a restart). */
@@ -204,6 +208,7 @@ export class Dispatcher {
       durationMs: frame.durationMs,
       error: frame.error ?? null,
     };
+    this.#onAttempt(frame.outcome, frame.outcome === 'delivered' ? now - summary.receivedAt : null);
     // Plain fields, not a child logger: this runs once per delivery.
     const ids = { eventId: summary.id, channelId: summary.channelId, agentId: sink.agentId };
     if (frame.outcome === 'delivered') {

@@ -80,7 +80,7 @@ export function queryOf(url: string): URLSearchParams {
   return new URLSearchParams(url.slice(q + 1, hash < 0 ? undefined : hash));
 }
 
-export const MISSING: VerifyResult = { ok: false, reason: 'missing_signature' };
-export const MALFORMED: VerifyResult = { ok: false, reason: 'malformed_signature' };
-export const MISMATCH: VerifyResult = { ok: false, reason: 'signature_mismatch' };
-export const OK: VerifyResult = { ok: true };
+export const MISSING: VerifyResult = Object.freeze({ ok: false, reason: 'missing_signature' });
+export const MALFORMED: VerifyResult = Object.freeze({ ok: false, reason: 'malformed_signature' });
+export const MISMATCH: VerifyResult = Object.freeze({ ok: false, reason: 'signature_mismatch' });
+export const OK: VerifyResult = Object.freeze({ ok: true });

@@ -2,10 +2,20 @@
 import { isObject, readString, type Fail } from '../../shared/fields.ts';
 import type { VerifyConfig } from '../store/types.ts';
 import { github } from './github.ts';
+import { genericHmac } from './hmac.ts';
+import { meta } from './meta.ts';
+import { shopify } from './shopify.ts';
+import { slack } from './slack.ts';
+import { standardWebhooks } from './standard-webhooks.ts';
+import { stripe } from './stripe.ts';
+import { twilio } from './twilio.ts';
 import type { HandshakeAnswer, SignedRequest, Verifier, VerifyResult } from './verifier.ts';
 
 export const verifiers: ReadonlyMap<string, Verifier<never>> = new Map(
-  [github].map((v) => [v.provider, v as unknown as Verifier<never>]),
+  [github, stripe, slack, shopify, twilio, meta, standardWebhooks, genericHmac].map((v) => [
+    v.provider,
+    v as unknown as Verifier<never>,
+  ]),
 );
 
 function lookup(provider: string): Verifier<VerifyConfig & { provider: string }> | undefined {

@@ -1,0 +1,43 @@
+/**
+ * Shopify: `X-Shopify-Hmac-Sha256: <base64 HMAC-SHA256 of the raw body>` with the app's
+ * client secret.
+ * https://shopify.dev/docs/apps/build/webhooks/subscribe/https
+ */
+import { headerValue } from '../../shared/http.ts';
+import {
+  anyMatch,
+  MALFORMED,
+  MISMATCH,
+  MISSING,
+  OK,
+  onlyFields,
+  readSecrets,
+  secretsOf,
+  type Secrets,
+} from './common.ts';
+import { decodeBase64 } from './decode.ts';
+import type { Verifier } from './verifier.ts';
+
+export interface ShopifyConfig extends Secrets {
+  provider: 'shopify';
+}
+
+const FIELDS = ['provider', 'secret', 'previousSecret'];
+
+export const shopify: Verifier<ShopifyConfig> = {
+  provider: 'shopify',
+  parse(raw, fail) {
+    onlyFields(raw, FIELDS, fail);
+    return { provider: 'shopify', ...readSecrets(raw, fail) };
+  },
+  describe(config) {
+    return { provider: 'shopify', rotating: config.previousSecret !== undefined };
+  },
+  verify(config, request) {
+    const header = headerValue(request.headers, 'x-shopify-hmac-sha256');
+    if (header === undefined) return MISSING;
+    const given = decodeBase64(header, 32);
+    if (!given) return MALFORMED;
+    return anyMatch('sha256', secretsOf(config), [request.body], [given]) ? OK : MISMATCH;
+  },
+};
