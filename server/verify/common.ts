@@ -9,11 +9,11 @@ export const TIMESTAMP_TOLERANCE_MS = 5 * 60_000;
 
 const SECRET_LENGTH = { min: 1, max: 1024 };
 
-export interface Secrets {
+export type Secrets = {
   secret: string;
   /** Accepted as well during a rotation. */
   previousSecret?: string;
-}
+};
 
 /** Refuses a field the provider does not take, so a typo is an error, not a silent default. */
 export function onlyFields(raw: Obj, allowed: readonly string[], fail: Fail): void {

@@ -22,7 +22,7 @@ import type { Verifier } from './verifier.ts';
 
 export type HmacEncoding = 'hex' | 'base64';
 
-export interface HmacConfig extends Secrets {
+export type HmacConfig = Secrets & {
   provider: 'hmac';
   /** The request header that carries the signature (any case). */
   header: string;
@@ -30,7 +30,7 @@ export interface HmacConfig extends Secrets {
   encoding: HmacEncoding;
   /** Text before the encoded digest, such as `sha256=`; matched exactly. */
   prefix?: string;
-}
+};
 
 const FIELDS = [
   'provider',

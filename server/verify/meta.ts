@@ -23,11 +23,11 @@ import {
 import { decodeHex } from './decode.ts';
 import type { HandshakeAnswer, Verifier } from './verifier.ts';
 
-export interface MetaConfig extends Secrets {
+export type MetaConfig = Secrets & {
   provider: 'meta';
   /** The token typed into the app dashboard, echoed back in `hub.verify_token`. */
   verifyToken: string;
-}
+};
 
 const FIELDS = ['provider', 'secret', 'previousSecret', 'verifyToken'];
 const PREFIX = 'sha256=';

@@ -18,9 +18,9 @@ import {
 import { decodeBase64 } from './decode.ts';
 import type { Verifier } from './verifier.ts';
 
-export interface ShopifyConfig extends Secrets {
+export type ShopifyConfig = Secrets & {
   provider: 'shopify';
-}
+};
 
 const FIELDS = ['provider', 'secret', 'previousSecret'];
 

@@ -20,9 +20,9 @@ import {
 import { decodeHex } from './decode.ts';
 import type { SignedRequest, Verifier, VerifyResult } from './verifier.ts';
 
-export interface SlackConfig extends Secrets {
+export type SlackConfig = Secrets & {
   provider: 'slack';
-}
+};
 
 const FIELDS = ['provider', 'secret', 'previousSecret'];
 const PREFIX = 'v0=';

@@ -21,9 +21,9 @@ import {
 import { decodeBase64, decodeBase64Key } from './decode.ts';
 import type { Verifier } from './verifier.ts';
 
-export interface StandardWebhooksConfig extends Secrets {
+export type StandardWebhooksConfig = Secrets & {
   provider: 'standard-webhooks';
-}
+};
 
 const FIELDS = ['provider', 'secret', 'previousSecret'];
 const ENTRY = /^(v[0-9]+[a-z]*),(.+)$/;

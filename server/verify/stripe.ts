@@ -18,11 +18,11 @@ import {
   type Secrets,
 } from './common.ts';
 import { decodeHex } from './decode.ts';
-import type { Verifier, VerifyResult } from './verifier.ts';
+import type { Verifier } from './verifier.ts';
 
-export interface StripeConfig extends Secrets {
+export type StripeConfig = Secrets & {
   provider: 'stripe';
-}
+};
 
 const FIELDS = ['provider', 'secret', 'previousSecret'];
 const SCHEME = /^[a-z0-9_]+$/;
@@ -63,7 +63,7 @@ export const stripe: Verifier<StripeConfig> = {
         given.push(signature);
       }
     }
-    const time: VerifyResult = checkTimestamp(timestamp, request.now);
+    const time = checkTimestamp(timestamp, request.now);
     if (!time.ok) return time;
     if (given.length === 0) return MISSING;
     const parts = [`${timestamp}.`, request.body];

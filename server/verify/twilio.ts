@@ -22,9 +22,9 @@ import {
 import { decodeBase64, decodeHex } from './decode.ts';
 import type { Verifier, VerifyResult } from './verifier.ts';
 
-export interface TwilioConfig extends Secrets {
+export type TwilioConfig = Secrets & {
   provider: 'twilio';
-}
+};
 
 const FIELDS = ['provider', 'secret', 'previousSecret'];
 const FORM = 'application/x-www-form-urlencoded';
@@ -44,10 +44,9 @@ function formSuffix(body: Buffer): string {
     values.add(value);
     byName.set(name, values);
   }
+  const sorted = [...byName].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   let out = '';
-  for (const name of [...byName.keys()].sort()) {
-    for (const value of [...byName.get(name)!].sort()) out += name + value;
-  }
+  for (const [name, values] of sorted) for (const value of [...values].sort()) out += name + value;
   return out;
 }
 
