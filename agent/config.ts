@@ -33,6 +33,14 @@ export const DEFAULT_TIMEOUT_MS = 10_000;
 /** The relay waits longer than this for an ack before it replaces the session. */
 export const MAX_TIMEOUT_MS = 300_000;
 
+/** `whsec_` + canonical base64 of 16–64 bytes: a mistyped secret must not become another key. */
+function isSigningSecret(value: string): boolean {
+  if (!value.startsWith('whsec_')) return false;
+  const text = value.slice('whsec_'.length);
+  const key = Buffer.from(text, 'base64');
+  return key.length >= 16 && key.length <= 64 && key.toString('base64') === text;
+}
+
 export function parseAgentConfig(text: string, file: string): AgentConfig {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -87,8 +95,8 @@ export function parseAgentConfig(text: string, file: string): AgentConfig {
       readOptionalInt(raw, 'timeoutMs', f, 100, MAX_TIMEOUT_MS) ?? DEFAULT_TIMEOUT_MS;
     const signingSecret =
       readOptionalString(raw, 'signingSecret', f, { min: 16, max: 256 }) ?? null;
-    if (signingSecret !== null && !/^whsec_[A-Za-z0-9+/=]+$/.test(signingSecret)) {
-      f('signingSecret', 'a Standard Webhooks secret: "whsec_" followed by base64');
+    if (signingSecret !== null && !isSigningSecret(signingSecret)) {
+      f('signingSecret', 'a Standard Webhooks secret: "whsec_" then 16 to 64 bytes in base64');
     }
     return Object.freeze({ channel, target, timeoutMs, signingSecret });
   });

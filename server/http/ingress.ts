@@ -58,6 +58,7 @@ export function ingressHandler(relay: RelayContext) {
         outcome('handshake');
         ctx.status = answer.status;
         ctx.type = answer.contentType;
+        ctx.set('X-Content-Type-Options', 'nosniff');
         ctx.body = answer.body;
         return;
       }

@@ -187,3 +187,16 @@ test('parse refuses a missing, empty or too long secret and an empty previousSec
     secret: 'x'.repeat(1024),
   });
 });
+
+test('an unknown field (a typo of previousSecret, say) is refused, not ignored', () => {
+  assert.throws(
+    () =>
+      github.parse(
+        { provider: 'github', secret: 's', previousSecert: 'old' },
+        (field, expected) => {
+          throw new Error(`${field}: expected ${expected}`);
+        },
+      ),
+    /previousSecert: expected one of the fields provider, secret, previousSecret/,
+  );
+});
