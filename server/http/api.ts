@@ -11,6 +11,7 @@ import { RateLimiter } from '../rate-limit.ts';
 import { STATUSES } from '../store/records.ts';
 import type { AgentRecord, EventSummary } from '../store/types.ts';
 import { readJsonObject } from './body.ts';
+import { streamHandler } from './stream.ts';
 import type { RelayContext } from './context.ts';
 
 const fail: Fail = (field, expected) => {
@@ -218,6 +219,8 @@ export function apiRouter(relay: RelayContext): Router {
   });
 
   // ---- events
+  router.get('/stream', streamHandler(relay, eventView));
+
   router.get('/events', (ctx) => {
     const q = ctx.query;
     const one = (k: string) => (typeof q[k] === 'string' ? q[k] : undefined);

@@ -92,6 +92,7 @@ export class EmbeddedStore implements Store {
   /** Per segment: how many live events point into it, and the bytes of their event records. */
   readonly #segments = new Map<number, { refs: number; liveBytes: number }>();
   #compacting: Promise<void> | null = null;
+  readonly #listeners = new Set<(event: EventSummary) => void>();
   #controlQueue: Promise<void> = Promise.resolve();
   readonly #counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<EventStatus, number>;
 
@@ -146,6 +147,7 @@ export class EmbeddedStore implements Store {
     const loc = await this.#journal.append(encodeEventRecord(payload));
     const summary = this.#index(payload, loc);
     if (!payload.rejected) this.#remember(payload);
+    this.#emit(summary);
     return summary;
   }
 
@@ -155,6 +157,7 @@ export class EmbeddedStore implements Store {
     // Memory first, so that dispatch sees one consistent state; disk follows. Losing this
     // record in a crash only means the event is offered again: at least once, never lost.
     this.#apply(id, update, 0);
+    this.#emit(entry.summary);
     const loc = await this.#journal.append(encodeUpdateRecord(id, update));
     if (this.#events.get(id) === entry) this.#pointState(entry, loc.segment);
     return entry.summary;
@@ -169,8 +172,19 @@ export class EmbeddedStore implements Store {
     const entry = this.#events.get(id);
     if (!entry) return;
     const { summary } = entry;
-    if (delivering && summary.status === 'queued') this.#setStatus(summary, 'delivering');
-    if (!delivering && summary.status === 'delivering') this.#setStatus(summary, 'queued');
+    const before = summary.status;
+    if (delivering && before === 'queued') this.#setStatus(summary, 'delivering');
+    if (!delivering && before === 'delivering') this.#setStatus(summary, 'queued');
+    if (summary.status !== before) this.#emit(summary);
+  }
+
+  subscribe(listener: (event: EventSummary) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #emit(summary: EventSummary): void {
+    for (const listener of this.#listeners) listener(summary);
   }
 
   async readPayload(id: string): Promise<EventPayload> {

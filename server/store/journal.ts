@@ -145,7 +145,13 @@ export class Journal {
     }
     const handle = this.#handles.get(this.#active)!;
     try {
-      await handle.write(buf, 0, size, this.#position);
+      // A write may succeed short (a file-size limit, a full disk): keep writing until every
+      // byte is down, so the failure surfaces as an error before anything is acknowledged.
+      for (let done = 0; done < size;) {
+        const { bytesWritten } = await handle.write(buf, done, size - done, this.#position + done);
+        if (bytesWritten === 0) throw new Error('journal write made no progress');
+        done += bytesWritten;
+      }
       await handle.datasync();
     } catch (cause) {
       // The next batch overwrites from the same position, so a partial write is never read.

@@ -150,6 +150,8 @@ export interface Store {
   pendingEvents(): EventSummary[];
   /** Events by status, for metrics and readiness. */
   countByStatus(): Record<EventStatus, number>;
+  /** Calls `listener` with an event each time it is added or changes state; returns an unsubscribe. */
+  subscribe(listener: (event: EventSummary) => void): () => void;
   /**
    * Retention: forgets delivered, failed and rejected events received before `cutoff`, then
    * reclaims the disk they used. Queued events are never removed. Returns how many went.

@@ -28,8 +28,9 @@ export interface TunnelEndpointDeps {
   onDisconnect: (agentId: string) => void;
 }
 
-function reject(socket: Duplex, status: number, text: string): void {
-  const body = JSON.stringify({ error: { code: 'ERR_UNAUTHORIZED', message: text } });
+function reject(socket: Duplex, status: 401 | 404, text: string): void {
+  const code = status === 401 ? 'ERR_UNAUTHORIZED' : 'ERR_NOT_FOUND';
+  const body = JSON.stringify({ error: { code, message: text } });
   socket.end(
     `HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : 'Not Found'}\r\n` +
       'Connection: close\r\nContent-Type: application/json\r\n' +
@@ -61,12 +62,16 @@ export class TunnelEndpoint {
     });
   }
 
+  /** Whether the agent has a session that completed its handshake and is still open. */
   isConnected(agentId: string): boolean {
-    return (this.#sessions.get(agentId)?.size ?? 0) > 0;
+    for (const s of this.#sessions.get(agentId) ?? []) if (s.open) return true;
+    return false;
   }
 
   connectedCount(): number {
-    return this.#sessions.size;
+    let n = 0;
+    for (const agentId of this.#sessions.keys()) if (this.isConnected(agentId)) n++;
+    return n;
   }
 
   /** Closes every live session of an agent (revocation). */
@@ -121,20 +126,22 @@ export class TunnelEndpoint {
         dispatcher: this.#deps.dispatcher,
         logger: this.#deps.logger,
         onHello: (s, version) => {
+          // Revoked (or re-paired) between the upgrade and its hello.
+          if (!this.#deps.agent(agentId)) return false;
           // A fresh connection from the same agent replaces an older one that may be half-open.
           for (const old of this.#sessions.get(agentId) ?? []) {
             if (old !== s) old.close(CloseCode.goingAway, 'replaced by a newer session');
           }
           this.#deps.logger.info({ agentId, sessionId: s.id, version }, 'agent connected');
           this.#deps.onConnect(agentId, version);
+          return true;
         },
         onClose: (s) => {
           const set = this.#sessions.get(agentId);
           set?.delete(s);
-          if (set?.size === 0) {
-            this.#sessions.delete(agentId);
-            this.#deps.onDisconnect(agentId);
-          }
+          if (set?.size === 0) this.#sessions.delete(agentId);
+          // Only a session that said hello was ever connected.
+          if (s.greeted && !this.isConnected(agentId)) this.#deps.onDisconnect(agentId);
         },
       });
       let set = this.#sessions.get(agentId);

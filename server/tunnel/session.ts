@@ -27,7 +27,8 @@ export interface SessionOptions {
   ackTimeoutMs: number;
   dispatcher: Dispatcher;
   logger: Logger;
-  onHello: (session: TunnelSession, agentVersion: string) => void;
+  /** Called on `hello`; returning false refuses the session (the agent was revoked). */
+  onHello: (session: TunnelSession, agentVersion: string) => boolean;
   onClose: (session: TunnelSession) => void;
   now?: () => number;
 }
@@ -48,6 +49,7 @@ export class TunnelSession implements Sink {
   readonly #log: Logger;
   readonly #now: () => number;
   #ready = false;
+  #greeted = false;
   #lastFrameAt: number;
   #timer: NodeJS.Timeout;
   #handshake: NodeJS.Timeout | null;
@@ -70,6 +72,11 @@ export class TunnelSession implements Sink {
     ws.on('message', (data, isBinary) => this.#onMessage(toBuffer(data), isBinary));
     ws.on('close', (code) => this.#onClose(code));
     ws.on('error', (err) => this.#log.warn({ err: err.message }, 'tunnel socket error'));
+  }
+
+  /** Whether this session ever completed its handshake (said hello and got welcome). */
+  get greeted(): boolean {
+    return this.#greeted;
   }
 
   get open(): boolean {
@@ -125,7 +132,12 @@ export class TunnelSession implements Sink {
         }
         clearTimeout(this.#handshake!);
         this.#handshake = null;
+        if (!this.#opts.onHello(this, frame.agentVersion)) {
+          this.close(CloseCode.revoked, 'agent revoked');
+          return;
+        }
         this.#ready = true;
+        this.#greeted = true;
         this.send({
           type: 'welcome',
           sessionId: this.id,
@@ -133,7 +145,6 @@ export class TunnelSession implements Sink {
           window: this.window,
           channels: this.#opts.channels,
         });
-        this.#opts.onHello(this, frame.agentVersion);
         this.#opts.dispatcher.attach(this);
         return;
       case 'ack':
@@ -153,16 +164,24 @@ export class TunnelSession implements Sink {
     const silentMs = this.#now() - this.#lastFrameAt;
     if (silentMs > this.#opts.heartbeatMs * MISSED_HEARTBEATS) {
       this.#log.warn({ silentMs }, 'agent stopped answering heartbeats; dropping the session');
-      this.#ws.terminate();
+      this.#drop(CloseCode.timeout, 'heartbeats missed');
       return;
     }
     if (this.#ready && this.#opts.dispatcher.oldestInFlightMs(this) > this.#opts.ackTimeoutMs) {
       this.#log.warn('deliveries unacknowledged past the deadline; replacing the session');
-      this.close(CloseCode.stalled, 'deliveries unacknowledged');
-      this.#ws.terminate();
+      this.#drop(CloseCode.stalled, 'deliveries unacknowledged');
       return;
     }
     this.send({ type: 'ping', ts: this.#now() });
+  }
+
+  /**
+   * Sends a close frame for a peer that may still read, then drops the socket at once without
+   * waiting for the closing handshake: a half-open peer would never answer it.
+   */
+  #drop(code: number, reason: string): void {
+    if (this.#ws.readyState === this.#ws.OPEN) this.#ws.close(code, reason);
+    this.#ws.terminate();
   }
 
   #onClose(code: number): void {
