@@ -8,6 +8,7 @@ import { WebSocket, type RawData } from 'ws';
 import { fullJitterBackoff } from '../shared/backoff.ts';
 import { decodeRelayFrame, encodeFrame } from '../shared/codec.ts';
 import { ProtocolError } from '../shared/errors.ts';
+import { writeBatcher } from '../shared/write-batch.ts';
 import {
   CloseCode,
   HANDSHAKE_TIMEOUT_MS,
@@ -98,8 +99,14 @@ export class TunnelClient {
     let lastFrameAt = Date.now();
     let heartbeat: NodeJS.Timeout | null = null;
     let welcomeTimer: NodeJS.Timeout | null = null;
+    let batch: () => void = () => undefined;
+    ws.once('upgrade', (res: IncomingMessage) => {
+      batch = writeBatcher(res.socket);
+    });
     const send = (frame: AgentFrame) => {
-      if (ws.readyState === WebSocket.OPEN) ws.send(encodeFrame(frame));
+      if (ws.readyState !== WebSocket.OPEN) return;
+      batch();
+      ws.send(encodeFrame(frame));
     };
 
     ws.on('unexpected-response', (_req, res: IncomingMessage) => {

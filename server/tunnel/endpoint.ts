@@ -4,6 +4,7 @@
  * Keeps the live sessions per agent so that revoking an agent closes them at once.
  */
 import type { IncomingMessage, Server } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
@@ -116,7 +117,7 @@ export class TunnelEndpoint {
         .map((id) => this.#deps.channel(id))
         .filter((c): c is ChannelRecord => c !== undefined)
         .map((c) => ({ id: c.id, name: c.name }));
-      const session: TunnelSession = new TunnelSession(ws, {
+      const session: TunnelSession = new TunnelSession(ws, socket as Socket, {
         id: randomId('ses'),
         agentId,
         channels,

@@ -13,6 +13,7 @@ import {
   type ChannelRef,
   type RelayFrame,
 } from '../../shared/protocol.ts';
+import { writeBatcher, type Corkable } from '../../shared/write-batch.ts';
 import type { Dispatcher, Sink } from '../dispatch/dispatcher.ts';
 
 /** A peer silent for this many heartbeat intervals is dead (or half-open) and is dropped. */
@@ -53,8 +54,11 @@ export class TunnelSession implements Sink {
   #lastFrameAt: number;
   #timer: NodeJS.Timeout;
   #handshake: NodeJS.Timeout | null;
+  readonly #batch: () => void;
 
-  constructor(ws: WebSocket, opts: SessionOptions) {
+  /** `socket` is the connection under `ws`, corked per event-loop turn to batch writes. */
+  constructor(ws: WebSocket, socket: Corkable, opts: SessionOptions) {
+    this.#batch = writeBatcher(socket);
     this.id = opts.id;
     this.agentId = opts.agentId;
     this.window = opts.window;
@@ -84,7 +88,9 @@ export class TunnelSession implements Sink {
   }
 
   send(frame: RelayFrame): void {
-    if (this.#ws.readyState === this.#ws.OPEN) this.#ws.send(encodeFrame(frame));
+    if (this.#ws.readyState !== this.#ws.OPEN) return;
+    this.#batch();
+    this.#ws.send(encodeFrame(frame));
   }
 
   close(code: number, reason: string): void {
