@@ -13,7 +13,7 @@ import { Dispatcher } from './dispatch/dispatcher.ts';
 import { apiRouter } from './http/api.ts';
 import type { RelayContext } from './http/context.ts';
 import { errorMiddleware } from './http/errors.ts';
-import { ingressHandler } from './http/ingress.ts';
+import { INGRESS_PREFIX, ingressHandler } from './http/ingress.ts';
 import { eventIdGenerator } from './ids.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { EmbeddedStore } from './store/embedded.ts';
@@ -43,7 +43,6 @@ function buildApp(ctx: RelayContext, metrics: Metrics): Koa {
   const app = new Koa({ proxy: false });
   app.silent = true;
   const router = new Router();
-  router.all('/h/:channelId{/*rest}', ingressHandler(ctx));
   router.get('/healthz', (c) => {
     c.body = { status: 'ok' };
   });
@@ -189,7 +188,12 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
         accepting: () => accepting,
         channel,
       };
-      server.on('request', buildApp(ctx, metrics).callback());
+      const app = buildApp(ctx, metrics).callback();
+      const ingress = ingressHandler(ctx);
+      server.on('request', (req, res) => {
+        if (req.url?.startsWith(INGRESS_PREFIX)) ingress(req, res);
+        else void app(req, res);
+      });
       tunnel.listen(server);
       dispatcher.start();
       sweep();

@@ -2,65 +2,94 @@
  * Ingress: `ANY /h/:channelId[/suffix][?query]`. Takes the body under the channel's size
  * limit, verifies the provider's signature, makes the event durable, and only then answers
  * 202 `{id}`. Method, path suffix, query, header values and body bytes are kept exactly.
+ *
+ * This is the relay's hot path, so it is a plain `node:http` handler in front of the koa app
+ * (which serves everything else): per request it saves koa's context, router and middleware.
  */
-import type { Context } from 'koa';
-import { PosternError } from '../../shared/errors.ts';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { isPosternError, PosternError } from '../../shared/errors.ts';
 import { pairsFromRaw, withoutHopByHop } from '../../shared/http.ts';
+import type { EventPayload } from '../store/types.ts';
 import { handshakeAnswer, verifyRequest } from '../verify/index.ts';
 import { readBody } from './body.ts';
 import type { RelayContext } from './context.ts';
 
-/** Splits the raw request target into the path suffix after `/h/:id` and the query. */
-export function splitTarget(rawUrl: string): { suffix: string; query: string } {
+export const INGRESS_PREFIX = '/h/';
+
+/** Splits the raw request target into the channel id, the path suffix after it, and the query. */
+export function splitTarget(rawUrl: string): { channelId: string; suffix: string; query: string } {
   const q = rawUrl.indexOf('?');
   const pathname = q < 0 ? rawUrl : rawUrl.slice(0, q);
   const query = q < 0 ? '' : rawUrl.slice(q + 1);
-  const slash = pathname.indexOf('/', 3); // after "/h/"
-  return { suffix: slash < 0 ? '' : pathname.slice(slash), query };
+  const slash = pathname.indexOf('/', INGRESS_PREFIX.length);
+  return {
+    channelId: pathname.slice(INGRESS_PREFIX.length, slash < 0 ? undefined : slash),
+    suffix: slash < 0 ? '' : pathname.slice(slash),
+    query,
+  };
+}
+
+/** Set by the relay's own HTTP layer for the body it sends. */
+const SKIPPED_RESPONSE_HEADERS = new Set(['content-length', 'date']);
+
+function send(
+  res: ServerResponse,
+  status: number,
+  body: string | Buffer,
+  headers: OutgoingHttpHeaders = { 'content-type': 'application/json; charset=utf-8' },
+): void {
+  res.writeHead(status, { ...headers, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+function sendError(res: ServerResponse, err: PosternError, extra: OutgoingHttpHeaders = {}): void {
+  const message = err.expose ? err.message : 'internal error';
+  send(res, err.status, JSON.stringify({ error: { code: err.code, message } }), {
+    'content-type': 'application/json; charset=utf-8',
+    ...extra,
+  });
 }
 
 export function ingressHandler(relay: RelayContext) {
-  return async (ctx: Context): Promise<void> => {
-    const channelId = ctx.params['channelId'] as string;
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const rawUrl = req.url ?? '/';
+    const { channelId, suffix, query } = splitTarget(rawUrl);
     const channel = relay.channel(channelId);
     if (!channel) {
       relay.metrics.ingress.inc({ channel: '', outcome: 'unknown_channel' });
-      throw new PosternError('ERR_NOT_FOUND', 'no such channel', { status: 404 });
+      return sendError(res, new PosternError('ERR_NOT_FOUND', 'no such channel', { status: 404 }));
     }
     if (!relay.accepting()) {
-      ctx.set('Retry-After', '5');
-      throw new PosternError('ERR_SHUTTING_DOWN', 'relay is restarting', {
+      const err = new PosternError('ERR_SHUTTING_DOWN', 'relay is restarting', {
         status: 503,
         expose: true,
       });
+      return sendError(res, err, { 'retry-after': '5' });
     }
     const outcome = (o: string) => relay.metrics.ingress.inc({ channel: channel.name, outcome: o });
     let body: Buffer;
     try {
-      body = await readBody(ctx.req, channel.maxBodyBytes);
+      body = await readBody(req, channel.maxBodyBytes);
     } catch (err) {
-      if ((err as PosternError).status === 413) {
-        outcome('too_large');
-        ctx.set('Connection', 'close');
-      }
-      throw err;
+      if (!isPosternError(err)) throw err;
+      if (err.status === 413) outcome('too_large');
+      return sendError(res, err, err.status === 413 ? { connection: 'close' } : {});
     }
-    const rawUrl = ctx.req.url ?? '/';
-    const headers = pairsFromRaw(ctx.req.rawHeaders);
+    const headers = pairsFromRaw(req.rawHeaders);
     const receivedAt = relay.now();
+    const method = req.method ?? 'GET';
     const originalUrl = `${relay.config.publicUrl}${rawUrl}`;
     let refusal: string | null = null;
     if (channel.verify) {
-      const signed = { method: ctx.method, url: originalUrl, headers, body, now: receivedAt };
+      const signed = { method, url: originalUrl, headers, body, now: receivedAt };
       const answer = handshakeAnswer(channel.verify, signed);
       if (answer) {
         // The provider checking the endpoint: answered here, never stored or forwarded.
         outcome('handshake');
-        ctx.status = answer.status;
-        ctx.type = answer.contentType;
-        ctx.set('X-Content-Type-Options', 'nosniff');
-        ctx.body = answer.body;
-        return;
+        return send(res, answer.status, answer.body, {
+          'content-type': answer.contentType,
+          'x-content-type-options': 'nosniff',
+        });
       }
       const result = verifyRequest(channel.verify, signed);
       if (!result.ok) {
@@ -72,17 +101,16 @@ export function ingressHandler(relay: RelayContext) {
         refusal = result.reason;
       }
     }
-    const { suffix, query } = splitTarget(rawUrl);
-    const payload = {
+    const payload: EventPayload = {
       id: relay.nextEventId(),
       channelId: channel.id,
       receivedAt,
-      method: ctx.method,
+      method,
       path: suffix,
       query,
       headers,
       originalUrl,
-      remoteAddress: ctx.req.socket.remoteAddress ?? '',
+      remoteAddress: req.socket.remoteAddress ?? '',
       body,
     };
     if (refusal !== null) {
@@ -95,9 +123,8 @@ export function ingressHandler(relay: RelayContext) {
           rejected: { reason: refusal, size: body.length },
         })
         .catch((err: unknown) => relay.logger.error({ err }, 'could not record a refused webhook'));
-      ctx.status = 401;
-      ctx.body = { error: { code: 'ERR_SIGNATURE', message: refusal } };
-      return;
+      const err = new PosternError('ERR_SIGNATURE', refusal, { status: 401, expose: true });
+      return sendError(res, err);
     }
     const started = performance.now();
     let summary;
@@ -106,11 +133,12 @@ export function ingressHandler(relay: RelayContext) {
     } catch (err) {
       outcome('store_error');
       relay.logger.error({ err, channelId: channel.id }, 'could not store webhook; answered 503');
-      ctx.set('Retry-After', '5');
-      throw new PosternError('ERR_STORE_WRITE', 'could not store the webhook; retry later', {
-        status: 503,
-        expose: true,
-      });
+      const refused = new PosternError(
+        'ERR_STORE_WRITE',
+        'could not store the webhook; retry later',
+        { status: 503, expose: true },
+      );
+      return sendError(res, refused, { 'retry-after': '5' });
     }
     relay.metrics.commitSeconds.observe((performance.now() - started) / 1000);
     outcome('accepted');
@@ -122,18 +150,24 @@ export function ingressHandler(relay: RelayContext) {
     const ack = await response;
     if (ack?.status !== undefined && ack.responseHeaders && ack.body) {
       // The app's own answer, as the provider expects it (Slack commands, TwiML, …).
-      ctx.status = ack.status;
+      const out: Record<string, string[]> = {};
       for (const [name, value] of withoutHopByHop(ack.responseHeaders)) {
-        if (!SKIPPED_RESPONSE_HEADERS.has(name.toLowerCase())) ctx.append(name, value);
+        const lower = name.toLowerCase();
+        if (!SKIPPED_RESPONSE_HEADERS.has(lower)) (out[lower] ??= []).push(value);
       }
-      ctx.set('x-postern-event-id', summary.id);
-      ctx.body = Buffer.from(ack.body);
-      return;
+      out['x-postern-event-id'] = [summary.id];
+      return send(res, ack.status, Buffer.from(ack.body), out);
     }
-    ctx.status = 202;
-    ctx.body = { id: summary.id };
+    send(res, 202, `{"id":"${summary.id}"}`);
+  };
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    handle(req, res).catch((err: unknown) => {
+      relay.logger.error({ err }, 'ingress failed');
+      if (!res.headersSent) {
+        sendError(res, new PosternError('ERR_STORE_WRITE', 'internal error', { status: 500 }));
+      } else {
+        res.destroy();
+      }
+    });
   };
 }
-
-/** Set by the relay's own HTTP layer for the body it sends. */
-const SKIPPED_RESPONSE_HEADERS = new Set(['content-length', 'date']);
