@@ -9,7 +9,7 @@
 import type { Logger } from 'pino';
 import type { AgentFrame, RelayFrame } from '../../shared/protocol.ts';
 import { PosternError } from '../../shared/errors.ts';
-import type { ChannelRecord, EventSummary, Store } from '../store/types.ts';
+import type { ChannelRecord, EventSummary, EventUpdate, Store } from '../store/types.ts';
 import { Deque, TimerHeap } from './queues.ts';
 import { nextRetry } from './retry.ts';
 
@@ -181,8 +181,8 @@ export class Dispatcher {
     return this.#inflight.get(sink)?.size ?? 0;
   }
 
-  /** The agent reported the outcome of one attempt. */
-  async ack(sink: Sink, frame: AckFrame): Promise<void> {
+  /** The agent reported the outcome of one attempt; state changes at once, disk follows. */
+  ack(sink: Sink, frame: AckFrame): void {
     const inflight = this.#inflight.get(sink);
     if (!inflight?.has(frame.eventId)) {
       this.#log.warn(
@@ -211,13 +211,14 @@ export class Dispatcher {
     this.#onAttempt(frame.outcome, frame.outcome === 'delivered' ? now - summary.receivedAt : null);
     // Plain fields, not a child logger: this runs once per delivery.
     const ids = { eventId: summary.id, channelId: summary.channelId, agentId: sink.agentId };
+    let update: EventUpdate;
     if (frame.outcome === 'delivered') {
-      await this.#store.updateEvent(summary.id, {
+      update = {
         status: 'delivered',
         attemptCount: summary.attemptCount + 1,
         nextAttemptAt: 0,
         attempt,
-      });
+      };
       this.#log.debug(ids, 'delivered');
     } else {
       const channel = this.#channel(summary.channelId);
@@ -227,23 +228,18 @@ export class Dispatcher {
           ? { kind: 'retry' as const, delayMs: NO_ROUTE_RETRY_MS }
           : nextRetry(channel?.retry.delaysMs ?? [], failures, frame.retryAfterMs, this.#random);
       if (decision.kind === 'give-up') {
-        await this.#store.updateEvent(summary.id, {
-          status: 'failed',
-          attemptCount: failures,
-          nextAttemptAt: 0,
-          attempt,
-        });
+        update = { status: 'failed', attemptCount: failures, nextAttemptAt: 0, attempt };
         this.#log.warn(
           { ...ids, attempts: failures, error: attempt.error, status: attempt.status },
           'delivery failed for good; event is now failed (replay it to try again)',
         );
       } else {
-        const updated = await this.#store.updateEvent(summary.id, {
+        update = {
           status: 'queued',
           attemptCount: failures,
           nextAttemptAt: now + decision.delayMs,
           attempt,
-        });
+        };
         this.#log.info(
           {
             ...ids,
@@ -254,9 +250,17 @@ export class Dispatcher {
           },
           'delivery attempt failed; will retry',
         );
-        this.#place(updated);
       }
     }
+    // Lazy: an outcome lost in a crash only means the event is offered again (at least once),
+    // so it rides along with the next ingress commit instead of costing a flush of its own.
+    this.#store.updateEvent(summary.id, update, { lazy: true }).catch((err: unknown) => {
+      this.#log.error(
+        { ...ids, err },
+        'could not record a delivery outcome; the event will be offered again after a restart',
+      );
+    });
+    if (update.status === 'queued') this.#place({ ...summary, ...update });
     this.#pump(summary.channelId);
     this.#arm();
   }

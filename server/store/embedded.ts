@@ -151,14 +151,18 @@ export class EmbeddedStore implements Store {
     return summary;
   }
 
-  async updateEvent(id: string, update: EventUpdate): Promise<EventSummary> {
+  async updateEvent(
+    id: string,
+    update: EventUpdate,
+    opts: { lazy?: boolean } = {},
+  ): Promise<EventSummary> {
     const entry = this.#events.get(id);
     if (!entry) throw new PosternError('ERR_NOT_FOUND', `no event ${id}`, { status: 404 });
     // Memory first, so that dispatch sees one consistent state; disk follows. Losing this
     // record in a crash only means the event is offered again: at least once, never lost.
     this.#apply(id, update, 0);
     this.#emit(entry.summary);
-    const loc = await this.#journal.append(encodeUpdateRecord(id, update));
+    const loc = await this.#journal.append(encodeUpdateRecord(id, update), opts);
     if (this.#events.get(id) === entry) this.#pointState(entry, loc.segment);
     return entry.summary;
   }

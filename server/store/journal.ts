@@ -13,6 +13,8 @@ import { PosternError } from '../../shared/errors.ts';
 import { fsyncDirectory } from './durable-file.ts';
 
 const HEADER_BYTES = 8;
+/** Longest a lazy record waits for a durable commit to ride along with. */
+export const LAZY_FLUSH_MS = 50;
 const SEGMENT_NAME = /^(\d{10})\.seg$/;
 
 export interface Location {
@@ -44,6 +46,9 @@ export class Journal {
   #active = 0;
   #position = 0;
   #pending: Pending[] = [];
+  /** Durable records among `#pending`: while there are any, the writer keeps going. */
+  #durableWaiting = 0;
+  #lazyTimer: NodeJS.Timeout | null = null;
   #writing: Promise<void> | null = null;
   #closed = false;
 
@@ -100,8 +105,12 @@ export class Journal {
     return at;
   }
 
-  /** Resolves once the payload is on disk (written and fdatasynced). */
-  append(payload: Buffer): Promise<Location> {
+  /**
+   * Resolves once the payload is on disk (written and fdatasynced). A `lazy` record does not
+   * start a commit of its own: it rides along with the next durable one, or goes out after
+   * `LAZY_FLUSH_MS`. Records always reach the file in the order they were appended.
+   */
+  append(payload: Buffer, opts: { lazy?: boolean } = {}): Promise<Location> {
     if (payload.length === 0) {
       return Promise.reject(new PosternError('ERR_STORE_WRITE', 'empty journal record'));
     }
@@ -110,17 +119,29 @@ export class Journal {
     }
     return new Promise((resolve, reject) => {
       this.#pending.push({ payload, resolve, reject });
-      this.#writing ??= this.#drain();
+      if (opts.lazy) {
+        this.#lazyTimer ??= setTimeout(() => {
+          this.#lazyTimer = null;
+          this.#writing ??= this.#drain();
+        }, LAZY_FLUSH_MS);
+      } else {
+        this.#durableWaiting++;
+        this.#writing ??= this.#drain();
+      }
     });
   }
 
   async #drain(): Promise<void> {
     try {
-      while (this.#pending.length > 0) {
+      // Whole queue per batch, in order; stop once only lazy records are left.
+      do {
         const batch = this.#pending;
         this.#pending = [];
-        await this.#commit(batch);
-      }
+        this.#durableWaiting = 0;
+        if (this.#lazyTimer) clearTimeout(this.#lazyTimer);
+        this.#lazyTimer = null;
+        if (batch.length > 0) await this.#commit(batch);
+      } while (this.#durableWaiting > 0 || (this.#closed && this.#pending.length > 0));
     } finally {
       this.#writing = null;
     }
@@ -228,6 +249,7 @@ export class Journal {
   /** Finishes in-flight commits, then closes every segment. */
   async close(): Promise<void> {
     this.#closed = true;
+    if (this.#pending.length > 0) this.#writing ??= this.#drain();
     while (this.#writing) await this.#writing;
     for (const handle of this.#handles.values()) await handle.close();
     this.#handles.clear();

@@ -137,8 +137,12 @@ export interface Store {
   // events
   /** Resolves once the event is written and fsynced: only then may ingress answer 2xx. */
   appendEvent(payload: EventPayload): Promise<EventSummary>;
-  /** Records a delivery-state change; durable before it resolves. */
-  updateEvent(id: string, update: EventUpdate): Promise<EventSummary>;
+  /**
+   * Records a delivery-state change, visible at once; durable before it resolves. A `lazy`
+   * change may take a little longer to become durable and may be lost in a crash: use it only
+   * where losing it is safe (a delivery outcome: the event is then simply offered again).
+   */
+  updateEvent(id: string, update: EventUpdate, opts?: { lazy?: boolean }): Promise<EventSummary>;
   getEvent(id: string): EventSummary | undefined;
   /** Marks an event as handed to an agent, or back in the queue. Not persisted: after a
    * restart nothing is in flight, so `delivering` events are read back as `queued`. */

@@ -154,9 +154,7 @@ export class TunnelSession implements Sink {
         this.#opts.dispatcher.attach(this);
         return;
       case 'ack':
-        this.#opts.dispatcher.ack(this, frame).catch((err: unknown) => {
-          this.#log.error({ err, eventId: frame.eventId }, 'could not record ack');
-        });
+        this.#opts.dispatcher.ack(this, frame);
         return;
       case 'ping':
         this.send({ type: 'pong', ts: frame.ts });

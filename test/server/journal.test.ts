@@ -13,7 +13,7 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { Journal, type Location } from '../../server/store/journal.ts';
+import { Journal, LAZY_FLUSH_MS, type Location } from '../../server/store/journal.ts';
 import { PosternError } from '../../shared/errors.ts';
 
 const HEADER = 8;
@@ -352,4 +352,36 @@ test('files that are not segments are ignored', async (t) => {
   await writeFile(path.join(dir, '12.seg'), 'garbage');
   const again = await openJournal(t, dir);
   assert.deepEqual(again.replayed.payloads, [Buffer.from('one')]);
+});
+
+test('a lazy record rides along with the next durable commit, in append order', async (t) => {
+  const dir = await tempDir(t);
+  const { journal } = await openJournal(t, dir);
+  let lazyDone = false;
+  const lazy = journal.append(payload(1), { lazy: true }).then((loc) => {
+    lazyDone = true;
+    return loc;
+  });
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(lazyDone, false, 'a lazy record alone does not start a commit');
+  const durable = await journal.append(payload(2));
+  const lazyLoc = await lazy;
+  assert.ok(lazyLoc.offset < durable.offset, 'written first, as appended first');
+  assert.equal(lazyLoc.segment, durable.segment);
+  await journal.close();
+  const again = await openJournal(t, dir);
+  assert.deepEqual(again.replayed.payloads, [payload(1), payload(2)]);
+});
+
+test('a lazy record alone is written after LAZY_FLUSH_MS, and close() flushes one', async (t) => {
+  const dir = await tempDir(t);
+  const { journal } = await openJournal(t, dir);
+  const started = performance.now();
+  await journal.append(payload(1), { lazy: true });
+  assert.ok(performance.now() - started >= LAZY_FLUSH_MS - 5, 'waited for the flush timer');
+  const pending = journal.append(payload(2), { lazy: true });
+  await journal.close();
+  await pending;
+  const again = await openJournal(t, dir);
+  assert.deepEqual(again.replayed.payloads, [payload(1), payload(2)]);
 });
