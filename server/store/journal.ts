@@ -2,10 +2,11 @@
  * An append-only journal of records in bounded segment files.
  *
  * Each record is `[u32 length][u32 crc32][payload]`. Appends are group-committed: everything
- * that arrives while a write is in progress goes out in the next single write + fdatasync, so
+ * that arrives while a write is in progress goes out in the next single write (O_DSYNC), so
  * the cost of a commit depends on the batch, never on how much is stored. A torn record at the
  * tail (a crash mid-write) fails its CRC and is cut off on open.
  */
+import { constants } from 'node:fs';
 import { mkdir, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -13,6 +14,8 @@ import { PosternError } from '../../shared/errors.ts';
 import { fsyncDirectory } from './durable-file.ts';
 
 const HEADER_BYTES = 8;
+/** The segment being appended to is opened for synchronous data writes (see #commit). */
+const APPEND_FLAGS = constants.O_RDWR | constants.O_DSYNC;
 /** Longest a lazy record waits for a durable commit to ride along with. */
 export const LAZY_FLUSH_MS = 50;
 const SEGMENT_NAME = /^(\d{10})\.seg$/;
@@ -67,7 +70,7 @@ export class Journal {
       .sort((a, b) => a - b);
     for (const [i, n] of segments.entries()) {
       const last = i === segments.length - 1;
-      const handle = await open(segmentFile(this.#dir, n), last ? 'r+' : 'r');
+      const handle = await open(segmentFile(this.#dir, n), last ? APPEND_FLAGS : 'r');
       this.#handles.set(n, handle);
       const data = await handle.readFile();
       const valid = this.#scan(n, data, onRecord);
@@ -106,7 +109,7 @@ export class Journal {
   }
 
   /**
-   * Resolves once the payload is on disk (written and fdatasynced). A `lazy` record does not
+   * Resolves once the payload is on disk (written with O_DSYNC). A `lazy` record does not
    * start a commit of its own: it rides along with the next durable one, or goes out after
    * `LAZY_FLUSH_MS`. Records always reach the file in the order they were appended.
    */
@@ -166,14 +169,15 @@ export class Journal {
     }
     const handle = this.#handles.get(this.#active)!;
     try {
-      // A write may succeed short (a file-size limit, a full disk): keep writing until every
-      // byte is down, so the failure surfaces as an error before anything is acknowledged.
+      // O_DSYNC: each write returns once its data is on stable storage (one thread-pool trip
+      // instead of a write and an fdatasync). A write may succeed short (a file-size limit, a
+      // full disk): keep writing until every byte is down, so the failure surfaces as an error
+      // before anything is acknowledged.
       for (let done = 0; done < size;) {
         const { bytesWritten } = await handle.write(buf, done, size - done, this.#position + done);
         if (bytesWritten === 0) throw new Error('journal write made no progress');
         done += bytesWritten;
       }
-      await handle.datasync();
     } catch (cause) {
       // The next batch overwrites from the same position, so a partial write is never read.
       const err = new PosternError('ERR_STORE_WRITE', 'journal write failed', { cause });
@@ -200,7 +204,11 @@ export class Journal {
   }
 
   async #startSegment(n: number): Promise<void> {
-    const handle = await open(segmentFile(this.#dir, n), 'wx+', 0o600);
+    const handle = await open(
+      segmentFile(this.#dir, n),
+      APPEND_FLAGS | constants.O_CREAT | constants.O_EXCL,
+      0o600,
+    );
     this.#handles.set(n, handle);
     await fsyncDirectory(this.#dir);
     this.#active = n;
