@@ -28,7 +28,7 @@ export interface EmbeddedStoreOptions {
   dataDir: string;
   /** Journal segment size bound. Default 64 MiB. */
   segmentBytes?: number;
-  /** Bodies of undelivered events kept in memory up to this total. Default 64 MiB. */
+  /** Bodies of undelivered events kept in memory up to this total. Default 16 MiB. */
   cacheBytes?: number;
 }
 
@@ -69,9 +69,10 @@ function parseControl(value: unknown, file: string): ControlState {
   return state;
 }
 
+/** Rough heap cost of a cached payload: bytes plus object overhead (~64 B a header pair). */
 function payloadBytes(p: EventPayload): number {
-  let n = p.body.length + 256;
-  for (const [k, v] of p.headers) n += k.length + v.length;
+  let n = p.body.length + 512 + p.originalUrl.length + p.path.length + p.query.length;
+  for (const [k, v] of p.headers) n += 64 + k.length + v.length;
   return n;
 }
 
@@ -98,7 +99,7 @@ export class EmbeddedStore implements Store {
 
   constructor(opts: EmbeddedStoreOptions) {
     this.#dataDir = opts.dataDir;
-    this.#cacheLimit = opts.cacheBytes ?? 32 * 1024 * 1024;
+    this.#cacheLimit = opts.cacheBytes ?? 16 * 1024 * 1024;
     this.#db = new Low(
       new DurableJsonFile(path.join(opts.dataDir, 'state.json'), parseControl),
       emptyControl(),
