@@ -163,6 +163,7 @@ export function apiRouter(relay: RelayContext): Router {
     channels: a.channels,
     paired: a.publicKey !== null,
     connected: relay.tunnel.isConnected(a.id),
+    inFlight: relay.tunnel.inFlight(a.id),
     createdAt: iso(a.createdAt),
     lastSeenAt: relay.tunnel.isConnected(a.id) ? iso(relay.now()) : iso(a.lastSeenAt),
     version: a.version,

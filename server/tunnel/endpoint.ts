@@ -69,6 +69,13 @@ export class TunnelEndpoint {
     return false;
   }
 
+  /** Deliveries sent to the agent's open sessions and not yet acknowledged. */
+  inFlight(agentId: string): number {
+    let n = 0;
+    for (const s of this.#sessions.get(agentId) ?? []) n += this.#deps.dispatcher.inFlightCount(s);
+    return n;
+  }
+
   connectedCount(): number {
     let n = 0;
     for (const agentId of this.#sessions.keys()) if (this.isConnected(agentId)) n++;
