@@ -45,6 +45,25 @@ class Client {
     this.#token = token;
   }
 
+  /** Opens a streaming GET (Server-Sent Events) and returns the body's byte chunks. */
+  async stream(path: string): Promise<AsyncIterable<Uint8Array>> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.#base}${path}`, {
+        headers: { authorization: `Bearer ${this.#token}`, accept: 'text/event-stream' },
+      });
+    } catch {
+      throw new ConfigError(
+        `cannot reach the relay at ${this.#base}: is it running? (set --relay or POSTERN_RELAY_URL)`,
+      );
+    }
+    if (!res.ok || !res.body) {
+      const hint = res.status === 401 ? ' (check --token / POSTERN_ADMIN_TOKEN)' : '';
+      throw new ConfigError(`the relay refused the event stream: HTTP ${res.status}${hint}`);
+    }
+    return res.body;
+  }
+
   async call(method: string, path: string, body?: unknown): Promise<Obj> {
     let res: Response;
     try {
@@ -241,25 +260,42 @@ function eventRow(e: Obj): string[] {
   ];
 }
 
-/** Polls the newest events once a second and prints each one once (and again on status change). */
+/**
+ * Follows `GET /api/stream` and prints one line per event as it arrives or changes state.
+ * Reconnects (after a short pause) when the relay restarts; Ctrl-C stops it.
+ */
 async function tail(client: Client, channel: string | undefined, json: boolean): Promise<void> {
-  const seen = new Map<string, string>();
-  const q = new URLSearchParams({ limit: '100' });
-  if (channel) q.set('channel', channel);
-  let first = true;
+  const q = channel ? `?channel=${encodeURIComponent(channel)}` : '';
+  let announced = false;
   for (;;) {
-    const r = await client.call('GET', `/api/events?${q}`);
-    for (const e of list(r['events']).reverse()) {
-      const id = str(e['id']);
-      const status = str(e['status']);
-      if (seen.get(id) === status) continue;
-      seen.set(id, status);
-      if (first) continue;
-      process.stdout.write(json ? `${JSON.stringify(e)}\n` : `${eventRow(e).join('  ')}\n`);
+    try {
+      const res = await client.stream(`/api/stream${q}`);
+      if (!announced) process.stderr.write('tailing events live (Ctrl-C to stop)…\n');
+      announced = true;
+      const decoder = new TextDecoder();
+      let buffered = '';
+      for await (const chunk of res) {
+        buffered += decoder.decode(chunk, { stream: true });
+        let end: number;
+        while ((end = buffered.indexOf('\n\n')) >= 0) {
+          const message = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          const data = message
+            .split('\n')
+            .filter((line) => line.startsWith('data: '))
+            .map((line) => line.slice(6))
+            .join('\n');
+          if (!data) continue;
+          const e: unknown = JSON.parse(data);
+          if (!isObject(e)) continue;
+          process.stdout.write(json ? `${JSON.stringify(e)}\n` : `${eventRow(e).join('  ')}\n`);
+        }
+      }
+      process.stderr.write('the relay closed the stream; reconnecting…\n');
+    } catch (err) {
+      if (err instanceof ConfigError && !announced) throw err;
+      process.stderr.write(`stream interrupted (${(err as Error).message}); reconnecting…\n`);
     }
-    if (first) process.stderr.write('tailing events (Ctrl-C to stop)…\n');
-    first = false;
-    while (seen.size > 10_000) seen.delete(seen.keys().next().value!);
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((r) => setTimeout(r, 2000));
   }
 }
