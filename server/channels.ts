@@ -52,6 +52,34 @@ function parseRetry(value: unknown): ChannelRecord['retry'] {
   return { delaysMs };
 }
 
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
+const JSON_PATH = /^[^.\s]{1,64}(\.[^.\s]{1,64}){0,15}$/;
+
+function parseOrderingKey(value: unknown): ChannelRecord['orderingKey'] {
+  if (value === null) return null;
+  const expected = 'null, {"header": "<header name>"} or {"jsonField": "<dotted.path>"}';
+  if (!isObject(value) || Object.keys(value).length !== 1) return fail('orderingKey', expected);
+  if (typeof value['header'] === 'string' && HEADER_NAME.test(value['header'])) {
+    return { header: value['header'].toLowerCase() };
+  }
+  if (typeof value['jsonField'] === 'string' && JSON_PATH.test(value['jsonField'])) {
+    return { jsonField: value['jsonField'] };
+  }
+  return fail('orderingKey', expected);
+}
+
+function parseRateLimit(value: unknown): ChannelRecord['rateLimit'] {
+  if (value === null) return null;
+  if (!isObject(value)) return fail('rateLimit', 'null or {perSecond, burst}');
+  const f: Fail = (field, expected) => fail(`rateLimit.${field}`, expected);
+  for (const key of Object.keys(value)) {
+    if (key !== 'perSecond' && key !== 'burst') f(key, 'no such field (perSecond, burst)');
+  }
+  const perSecond = readInt(value, 'perSecond', f, 1, 1_000_000);
+  const burst = value['burst'] === undefined ? perSecond : readInt(value, 'burst', f, 1, 1_000_000);
+  return { perSecond, burst };
+}
+
 /** A new channel from `POST /api/channels`. */
 export function parseNewChannel(raw: Obj, id: string, now: number): ChannelRecord {
   const channel: ChannelRecord = {
@@ -61,6 +89,8 @@ export function parseNewChannel(raw: Obj, id: string, now: number): ChannelRecor
     response: { mode: 'async', timeoutMs: DEFAULT_SYNC_TIMEOUT_MS },
     retry: { delaysMs: [...DEFAULT_RETRY_DELAYS_MS] },
     ordered: false,
+    orderingKey: null,
+    rateLimit: null,
     maxBodyBytes: MAX_BODY_BYTES,
     createdAt: now,
   };
@@ -68,7 +98,16 @@ export function parseNewChannel(raw: Obj, id: string, now: number): ChannelRecor
   return channel;
 }
 
-const PATCHABLE = new Set(['name', 'verify', 'response', 'retry', 'ordered', 'maxBodyBytes']);
+const PATCHABLE = new Set([
+  'name',
+  'verify',
+  'response',
+  'retry',
+  'ordered',
+  'orderingKey',
+  'rateLimit',
+  'maxBodyBytes',
+]);
 
 /** Applies the fields present in `raw` (create or `PATCH`); unknown fields are refused. */
 export function applyChannelPatch(channel: ChannelRecord, raw: Obj): void {
@@ -80,6 +119,11 @@ export function applyChannelPatch(channel: ChannelRecord, raw: Obj): void {
   if (raw['response'] !== undefined) channel.response = parseResponse(raw['response']);
   if (raw['retry'] !== undefined) channel.retry = parseRetry(raw['retry']);
   if (raw['ordered'] !== undefined) channel.ordered = readBoolean(raw, 'ordered', fail);
+  if (raw['orderingKey'] !== undefined) channel.orderingKey = parseOrderingKey(raw['orderingKey']);
+  if (channel.orderingKey !== null && !channel.ordered) {
+    fail('orderingKey', 'to be set only on an ordered channel ("ordered": true)');
+  }
+  if (raw['rateLimit'] !== undefined) channel.rateLimit = parseRateLimit(raw['rateLimit']);
   if (raw['maxBodyBytes'] !== undefined) {
     channel.maxBodyBytes = readInt(raw, 'maxBodyBytes', fail, 1, MAX_BODY_BYTES);
   }
@@ -95,6 +139,8 @@ export function channelView(channel: ChannelRecord, publicUrl: string): Record<s
     response: channel.response,
     retry: channel.retry,
     ordered: channel.ordered,
+    orderingKey: channel.orderingKey,
+    rateLimit: channel.rateLimit,
     maxBodyBytes: channel.maxBodyBytes,
     createdAt: new Date(channel.createdAt).toISOString(),
   };

@@ -24,12 +24,14 @@ import {
   MAX_RESPONSE_BODY_BYTES,
   MAX_BODY_BYTES,
   MAX_WINDOW,
+  MAX_ROUTES,
   type AgentFrame,
   type ChannelRef,
   type RelayFrame,
 } from './protocol.ts';
 
 const ID_MAX = 64;
+const ROUTE_NAME_MAX = 128;
 const TS_MAX = Number.MAX_SAFE_INTEGER;
 
 /** Encodes a frame: its fields as JSON, then its body bytes, if any. */
@@ -88,6 +90,18 @@ function unknownType(type: unknown): never {
   );
 }
 
+function readNames(obj: Obj, key: string, fail: Fail): string[] {
+  const value = obj[key];
+  if (
+    !Array.isArray(value) ||
+    value.length > MAX_ROUTES ||
+    !value.every((v) => typeof v === 'string' && v.length > 0 && v.length <= ROUTE_NAME_MAX)
+  ) {
+    return fail(key, `a list of at most ${MAX_ROUTES} route names`);
+  }
+  return value as string[];
+}
+
 function readChannels(obj: Obj, fail: Fail): ChannelRef[] {
   const value = obj['channels'];
   if (!Array.isArray(value) || value.length > 10_000) fail('channels', 'a list of channels');
@@ -119,7 +133,7 @@ export function decodeAgentFrame(data: Buffer): AgentFrame {
       const frame: AgentFrame = {
         type,
         eventId: readString(fields, 'eventId', fail, { min: 1, max: ID_MAX }),
-        outcome: readEnum(fields, 'outcome', ['delivered', 'failed', 'no_route'], fail),
+        outcome: readEnum(fields, 'outcome', ['delivered', 'failed', 'no_route', 'filtered'], fail),
         durationMs: readInt(fields, 'durationMs', fail, 0, TS_MAX),
       };
       const status = readOptionalInt(fields, 'status', fail, 100, 999);
@@ -128,6 +142,7 @@ export function decodeAgentFrame(data: Buffer): AgentFrame {
       if (error !== undefined) frame.error = error;
       const retryAfterMs = readOptionalInt(fields, 'retryAfterMs', fail, 0, TS_MAX);
       if (retryAfterMs !== undefined) frame.retryAfterMs = retryAfterMs;
+      if (fields['routes'] !== undefined) frame.routes = readNames(fields, 'routes', fail);
       if (fields['responseHeaders'] !== undefined) {
         frame.responseHeaders = readHeaderPairs(fields, 'responseHeaders', fail, MAX_HEADER_PAIRS);
         frame.body = body;
@@ -178,6 +193,7 @@ export function decodeRelayFrame(data: Buffer): RelayFrame {
         remoteAddress: readString(fields, 'remoteAddress', fail, { max: 64 }),
         receivedAt: readInt(fields, 'receivedAt', fail, 0, TS_MAX),
         wantResponse: readBoolean(fields, 'wantResponse', fail),
+        skipRoutes: readNames(fields, 'skipRoutes', fail),
         body,
       };
     }

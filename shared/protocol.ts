@@ -59,7 +59,12 @@ export type DeliveryOutcome =
   /** The app answered non-2xx, timed out, refused the connection, or redirected. */
   | 'failed'
   /** The agent's config has no route for this channel: the event stays queued. */
-  | 'no_route';
+  | 'no_route'
+  /** Routes exist for the channel but none matches this event: done, never retried. */
+  | 'filtered';
+
+/** Most route names an ack or a deliver frame carries. */
+export const MAX_ROUTES = 64;
 
 // ---- agent → relay -------------------------------------------------------------------------
 
@@ -78,6 +83,11 @@ export type AgentFrame =
       durationMs: number;
       /** The app's Retry-After, in ms, on 429 or 503. */
       retryAfterMs?: number;
+      /**
+       * Names of the routes this attempt delivered to (fan-out): a retry skips them. Names
+       * come from the agent's config; the relay stores them but never learns a target.
+       */
+      routes?: string[];
       /** The app's response headers, when the relay asked for the response. */
       responseHeaders?: HeaderPair[];
       body?: Uint8Array;
@@ -118,6 +128,8 @@ export type RelayFrame =
       receivedAt: number;
       /** Whether the relay waits for the app's response (sync channels). */
       wantResponse: boolean;
+      /** Routes an earlier attempt already delivered to: not to be sent again. */
+      skipRoutes: string[];
       body: Uint8Array;
     }
   /** Heartbeat; the agent answers with `pong`. */

@@ -45,8 +45,8 @@ class Client {
     this.#token = token;
   }
 
-  /** Opens a streaming GET (Server-Sent Events) and returns the body's byte chunks. */
-  async stream(path: string): Promise<AsyncIterable<Uint8Array>> {
+  /** Opens a streaming GET (Server-Sent Events) and returns a reader of the body's bytes. */
+  async stream(path: string): Promise<ReadableStreamDefaultReader<Uint8Array>> {
     let res: Response;
     try {
       res = await fetch(`${this.#base}${path}`, {
@@ -61,7 +61,7 @@ class Client {
       const hint = res.status === 401 ? ' (check --token / POSTERN_ADMIN_TOKEN)' : '';
       throw new ConfigError(`the relay refused the event stream: HTTP ${res.status}${hint}`);
     }
-    return res.body;
+    return res.body.getReader();
   }
 
   async call(method: string, path: string, body?: unknown): Promise<Obj> {
@@ -269,13 +269,13 @@ async function tail(client: Client, channel: string | undefined, json: boolean):
   let announced = false;
   for (;;) {
     try {
-      const res = await client.stream(`/api/stream${q}`);
+      const reader = await client.stream(`/api/stream${q}`);
       if (!announced) process.stderr.write('tailing events live (Ctrl-C to stop)…\n');
       announced = true;
       const decoder = new TextDecoder();
       let buffered = '';
-      for await (const chunk of res) {
-        buffered += decoder.decode(chunk, { stream: true });
+      for (let read = await reader.read(); !read.done; read = await reader.read()) {
+        buffered += decoder.decode(read.value, { stream: true });
         let end: number;
         while ((end = buffered.indexOf('\n\n')) >= 0) {
           const message = buffered.slice(0, end);

@@ -1,15 +1,19 @@
 /**
  * Dispatch: which event goes to which tunnel session, and when.
  *
- * Each channel has a FIFO of ready events; events waiting for a retry sit in one timer heap.
- * A session takes events of the channels its agent is granted while it has room in its window.
- * Each `deliver` is one attempt; the agent's `ack` decides what happens next (the relay owns
- * the schedule). Waiting for an agent consumes no attempt. Nothing here is O(backlog) per event.
+ * An unordered channel has a FIFO of ready events; its events waiting for a retry sit in one
+ * timer heap. An ordered channel has one lane per ordering key (see lanes.ts). A session takes
+ * events of the channels its agent is granted while it has room in its window; with several
+ * agents on a channel, each event goes to one of them, the one with the most room, and an
+ * agent whose deliveries keep failing while another's succeed is benched for a while. Each
+ * `deliver` is one attempt; the agent's `ack` decides what happens next (the relay owns the
+ * schedule). Waiting for an agent consumes no attempt. Nothing here is O(backlog) per event.
  */
 import type { Logger } from 'pino';
 import type { AgentFrame, RelayFrame } from '../../shared/protocol.ts';
 import { PosternError } from '../../shared/errors.ts';
 import type { ChannelRecord, EventSummary, EventUpdate, Store } from '../store/types.ts';
+import { Lanes } from './lanes.ts';
 import { Deque, TimerHeap } from './queues.ts';
 import { nextRetry } from './retry.ts';
 
@@ -30,13 +34,25 @@ export interface Sink {
 const NO_ROUTE_RETRY_MS = 30_000;
 /** When an event's body cannot be read back, look again after this long. */
 const READ_RETRY_MS = 30_000;
+/** A session whose deliveries failed this many times in a row is benched… */
+const BENCH_AFTER_FAILURES = 3;
+/** …for this long, while another session of the channel can take its events. */
+const BENCH_MS = 30_000;
 
 interface ChannelQueue {
+  /** Unordered channels: events ready to go, oldest first. */
   ready: Deque<string>;
+  /** Ordered channels: one lane per ordering key. */
+  lanes: Lanes;
   sinks: Set<Sink>;
-  inflight: number;
-  /** When an ordered channel's head becomes due, if a wake-up is already set for it. */
-  wakeAt: number;
+}
+
+/** A scheduled wake-up: an event's retry time, or an ordered lane's head becoming due. */
+type Wake = { event: string } | { channel: string; key: string };
+
+interface SinkHealth {
+  failures: number;
+  benchedUntil: number;
 }
 
 export interface DispatcherDeps {
@@ -57,13 +73,13 @@ export class Dispatcher {
   readonly #random: () => number;
   readonly #onAttempt: NonNullable<DispatcherDeps['onAttempt']>;
   readonly #queues = new Map<string, ChannelQueue>();
-  /** Where each pending event is: in a ready FIFO, in the timer heap, or with a sink. */
-  readonly #where = new Map<string, 'ready' | 'timer' | Sink>();
+  /** Where each pending event is: a ready FIFO, the timer heap, an ordered lane, or a sink. */
+  readonly #where = new Map<string, 'ready' | 'timer' | 'lane' | Sink>();
+  readonly #health = new Map<Sink, SinkHealth>();
   readonly #inflight = new Map<Sink, Map<string, number>>();
   /** The last pending send of each session, so that frames leave in the order they were taken. */
   readonly #sendChains = new Map<Sink, Promise<void>>();
-  /** Timer heap of event ids (retries) and channel ids (ordered channels waiting on their head). */
-  readonly #timers = new TimerHeap<string>();
+  readonly #timers = new TimerHeap<Wake>();
   #timer: NodeJS.Timeout | null = null;
   #timerAt = Infinity;
   /** Ingress requests of sync channels waiting for the app's response, by event id. */
@@ -92,14 +108,17 @@ export class Dispatcher {
 
   /** A newly stored (or replayed) event. */
   enqueue(summary: EventSummary): void {
-    if (this.#where.has(summary.id)) {
+    const where = this.#where.get(summary.id);
+    if (where === undefined) {
+      this.#place(summary);
+    } else if (summary.nextAttemptAt <= this.#now()) {
       // Already pending: a replay only makes it due now.
-      if (this.#where.get(summary.id) === 'timer' && summary.nextAttemptAt <= this.#now()) {
+      if (where === 'timer') {
         this.#where.set(summary.id, 'ready');
         this.#queue(summary.channelId).ready.push(summary.id);
+      } else if (where === 'lane') {
+        this.#releaseLane(summary.channelId, summary.orderKey);
       }
-    } else {
-      this.#place(summary);
     }
     this.#pump(summary.channelId);
     this.#arm();
@@ -138,6 +157,7 @@ export class Dispatcher {
 
   attach(sink: Sink): void {
     this.#inflight.set(sink, new Map());
+    this.#health.set(sink, { failures: 0, benchedUntil: 0 });
     for (const channelId of sink.channels) {
       this.#queue(channelId).sinks.add(sink);
       this.#pump(channelId);
@@ -149,6 +169,7 @@ export class Dispatcher {
     const inflight = this.#inflight.get(sink);
     if (!inflight) return;
     this.#inflight.delete(sink);
+    this.#health.delete(sink);
     this.#sendChains.delete(sink);
     const ids = [...inflight.keys()].reverse();
     for (const id of ids) {
@@ -158,10 +179,7 @@ export class Dispatcher {
         this.#where.delete(id);
         continue;
       }
-      const q = this.#queue(summary.channelId);
-      q.inflight--;
-      this.#where.set(id, 'ready');
-      q.ready.unshift(id);
+      this.#giveBack(summary);
     }
     for (const channelId of sink.channels) this.#queue(channelId).sinks.delete(sink);
     for (const channelId of sink.channels) this.#pump(channelId);
@@ -198,8 +216,8 @@ export class Dispatcher {
     const summary = this.#store.getEvent(frame.eventId);
     if (!summary) return;
     const q = this.#queue(summary.channelId);
-    q.inflight--;
     const now = this.#now();
+    this.#judge(sink, frame.outcome, now);
     const attempt = {
       at: now,
       agentId: sink.agentId,
@@ -220,6 +238,14 @@ export class Dispatcher {
         attempt,
       };
       this.#log.debug(ids, 'delivered');
+    } else if (frame.outcome === 'filtered') {
+      update = {
+        status: 'filtered',
+        attemptCount: summary.attemptCount,
+        nextAttemptAt: 0,
+        attempt,
+      };
+      this.#log.debug(ids, 'filtered: no route of the agent matches this event');
     } else {
       const channel = this.#channel(summary.channelId);
       const failures = frame.outcome === 'failed' ? summary.attemptCount + 1 : summary.attemptCount;
@@ -252,6 +278,10 @@ export class Dispatcher {
         );
       }
     }
+    if (frame.routes && frame.routes.length > 0) {
+      // Fan-out: remember which routes got it, so that a retry goes only to the others.
+      update.deliveredRoutes = [...new Set([...summary.deliveredRoutes, ...frame.routes])];
+    }
     // Lazy: an outcome lost in a crash only means the event is offered again (at least once),
     // so it rides along with the next ingress commit instead of costing a flush of its own.
     this.#store.updateEvent(summary.id, update, { lazy: true }).catch((err: unknown) => {
@@ -260,9 +290,48 @@ export class Dispatcher {
         'could not record a delivery outcome; the event will be offered again after a restart',
       );
     });
-    if (update.status === 'queued') this.#place({ ...summary, ...update });
+    const next = { ...summary, ...update };
+    if (this.#channel(summary.channelId)?.ordered) {
+      if (update.status === 'queued') this.#waitInLane(next);
+      else q.lanes.done(summary.orderKey, summary.id);
+    } else if (update.status === 'queued') {
+      this.#place(next);
+    }
     this.#pump(summary.channelId);
     this.#arm();
+  }
+
+  /**
+   * Moves an event out of the way now, as `failed` (it can be replayed later): the operator's
+   * way to unblock an ordered channel held by a failing event. Not while it is in flight.
+   */
+  async skip(id: string): Promise<EventSummary> {
+    const summary = this.#store.getEvent(id);
+    if (!summary) throw new PosternError('ERR_NOT_FOUND', `no event ${id}`, { status: 404 });
+    if (summary.status !== 'queued') {
+      throw new PosternError('ERR_BAD_REQUEST', `event ${id} is ${summary.status}, not queued`, {
+        status: 409,
+      });
+    }
+    const where = this.#where.get(id);
+    this.#where.delete(id);
+    if (where === 'lane') this.#queue(summary.channelId).lanes.done(summary.orderKey, id);
+    const updated = await this.#store.updateEvent(id, {
+      status: 'failed',
+      attemptCount: summary.attemptCount,
+      nextAttemptAt: 0,
+      attempt: {
+        at: this.#now(),
+        agentId: '',
+        outcome: 'skipped',
+        status: null,
+        durationMs: 0,
+        error: 'skipped by an operator',
+      },
+    });
+    this.#pump(summary.channelId);
+    this.#arm();
+    return updated;
   }
 
   /** Queues an event again with a fresh retry budget (same event id). */
@@ -276,7 +345,11 @@ export class Dispatcher {
         { status: 409 },
       );
     }
-    if (this.isInFlight(id)) return summary;
+    if (this.isInFlight(id)) {
+      throw new PosternError('ERR_BAD_REQUEST', `event ${id} is being delivered right now`, {
+        status: 409,
+      });
+    }
     const updated = await this.#store.updateEvent(id, {
       status: 'queued',
       attemptCount: 0,
@@ -291,33 +364,73 @@ export class Dispatcher {
   forgetChannel(channelId: string): void {
     const q = this.#queues.get(channelId);
     if (!q) return;
-    for (let id = q.ready.shift(); id !== undefined; id = q.ready.shift()) this.#where.delete(id);
+    for (const id of q.ready) this.#where.delete(id);
+    for (const id of q.lanes.ids()) this.#where.delete(id);
     this.#queues.delete(channelId);
   }
 
   #queue(channelId: string): ChannelQueue {
     let q = this.#queues.get(channelId);
     if (!q) {
-      q = { ready: new Deque(), sinks: new Set(), inflight: 0, wakeAt: 0 };
+      q = { ready: new Deque(), lanes: new Lanes(), sinks: new Set() };
       this.#queues.set(channelId, q);
     }
     return q;
   }
 
+  /** A pending event that is in no queue yet (new, replayed, or after a restart). */
   #place(summary: EventSummary): void {
-    const channel = this.#channel(summary.channelId);
-    // Ordered channels keep every event in the FIFO; the head's own time gates the queue.
-    if (summary.nextAttemptAt > this.#now() && !channel?.ordered) {
+    if (this.#channel(summary.channelId)?.ordered) {
+      this.#where.set(summary.id, 'lane');
+      // The lane head's own retry time is checked when it is taken (see #pumpLanes).
+      this.#queue(summary.channelId).lanes.push(summary.orderKey, summary.id);
+    } else if (summary.nextAttemptAt > this.#now()) {
       this.#where.set(summary.id, 'timer');
-      this.#timers.push(summary.nextAttemptAt, summary.id);
+      this.#timers.push(summary.nextAttemptAt, { event: summary.id });
     } else {
       this.#where.set(summary.id, 'ready');
-      if (channel?.ordered && summary.nextAttemptAt > 0) {
-        // A failed head goes back to the front, keeping arrival order.
-        this.#queue(summary.channelId).ready.unshift(summary.id);
-      } else {
-        this.#queue(summary.channelId).ready.push(summary.id);
-      }
+      this.#queue(summary.channelId).ready.push(summary.id);
+    }
+  }
+
+  /** An ordered lane's head waits for its retry time; its key stays held until then. */
+  #waitInLane(summary: EventSummary): void {
+    this.#where.set(summary.id, 'lane');
+    this.#timers.push(summary.nextAttemptAt, { channel: summary.channelId, key: summary.orderKey });
+  }
+
+  /** An event handed out but not acknowledged comes back (session lost, body unreadable). */
+  #giveBack(summary: EventSummary, retryAt?: number): void {
+    const q = this.#queue(summary.channelId);
+    if (this.#channel(summary.channelId)?.ordered) {
+      this.#where.set(summary.id, 'lane');
+      if (retryAt === undefined) q.lanes.release(summary.orderKey);
+      else this.#timers.push(retryAt, { channel: summary.channelId, key: summary.orderKey });
+    } else if (retryAt !== undefined) {
+      this.#where.set(summary.id, 'timer');
+      this.#timers.push(retryAt, { event: summary.id });
+    } else {
+      this.#where.set(summary.id, 'ready');
+      q.ready.unshift(summary.id);
+    }
+  }
+
+  /** Lets a lane's head be offered again, unless it is in flight (a stale wake-up). */
+  #releaseLane(channelId: string, key: string): void {
+    const lanes = this.#queues.get(channelId)?.lanes;
+    const head = lanes?.head(key);
+    if (lanes && head !== undefined && this.#where.get(head) === 'lane') lanes.release(key);
+  }
+
+  /** Counts failures per session: one that keeps failing is benched while others succeed. */
+  #judge(sink: Sink, outcome: AckFrame['outcome'], now: number): void {
+    const health = this.#health.get(sink);
+    if (!health) return;
+    if (outcome === 'delivered') {
+      health.failures = 0;
+      health.benchedUntil = 0;
+    } else if (outcome === 'failed' && ++health.failures >= BENCH_AFTER_FAILURES) {
+      health.benchedUntil = now + BENCH_MS;
     }
   }
 
@@ -333,30 +446,56 @@ export class Dispatcher {
         if (this.#where.get(id) === 'ready') this.#where.delete(id);
         continue;
       }
-      if (channel.ordered) {
-        if (q.inflight > 0) return;
-        if (summary.nextAttemptAt > this.#now()) {
-          if (q.wakeAt !== summary.nextAttemptAt) {
-            q.wakeAt = summary.nextAttemptAt;
-            this.#timers.push(summary.nextAttemptAt, channelId);
-          }
-          return;
-        }
-      }
       const sink = this.#pick(q);
       if (!sink) return;
       q.ready.shift();
-      this.#send(sink, summary, channel, q);
+      this.#send(sink, summary, channel);
+    }
+    this.#pumpLanes(q, channel);
+  }
+
+  /** Ordered channels: the head of every idle lane that is due, while sessions have room. */
+  #pumpLanes(q: ChannelQueue, channel: ChannelRecord): void {
+    for (;;) {
+      const sink = this.#pick(q);
+      if (!sink) return;
+      const next = q.lanes.take();
+      if (!next) return;
+      const summary = this.#store.getEvent(next.id);
+      const where = this.#where.get(next.id);
+      if (where !== undefined && where !== 'lane') continue; // in flight: the key stays held
+      if (where !== 'lane' || !summary || summary.status !== 'queued') {
+        // Gone or finished meanwhile (removed, skipped): the lane moves on.
+        q.lanes.done(next.key, next.id);
+        this.#where.delete(next.id);
+        continue;
+      }
+      if (summary.nextAttemptAt > this.#now()) {
+        // The head waits for its retry (e.g. after a restart): the key stays held until then.
+        this.#timers.push(summary.nextAttemptAt, { channel: channel.id, key: next.key });
+        continue;
+      }
+      this.#send(sink, summary, channel);
     }
   }
 
-  /** The connected session with the most room in its window. */
+  /**
+   * The connected session with the most room in its window. A benched session (failing while
+   * others succeed) gets nothing while a healthy one is connected, even a full one.
+   */
   #pick(q: ChannelQueue): Sink | undefined {
+    const now = this.#now();
+    let anyHealthy = false;
+    for (const sink of q.sinks) {
+      if (sink.open && (this.#health.get(sink)?.benchedUntil ?? 0) <= now) anyHealthy = true;
+    }
     let best: Sink | undefined;
     let bestFree = 0;
     for (const sink of q.sinks) {
+      if (!sink.open) continue;
+      if (anyHealthy && (this.#health.get(sink)?.benchedUntil ?? 0) > now) continue;
       const free = sink.window - (this.#inflight.get(sink)?.size ?? sink.window);
-      if (sink.open && free > bestFree) {
+      if (free > bestFree) {
         best = sink;
         bestFree = free;
       }
@@ -364,11 +503,10 @@ export class Dispatcher {
     return best;
   }
 
-  #send(sink: Sink, summary: EventSummary, channel: ChannelRecord, q: ChannelQueue): void {
+  #send(sink: Sink, summary: EventSummary, channel: ChannelRecord): void {
     const inflight = this.#inflight.get(sink)!;
     inflight.set(summary.id, this.#now());
     this.#where.set(summary.id, sink);
-    q.inflight++;
     this.#store.markDelivering(summary.id, true);
     const attempt = summary.attemptCount + 1;
     // Reads run in parallel (a backlog comes from disk), sends leave in queue order.
@@ -394,6 +532,7 @@ export class Dispatcher {
             remoteAddress: p.remoteAddress,
             receivedAt: p.receivedAt,
             wantResponse: this.#responseWaiters.has(p.id),
+            skipRoutes: summary.deliveredRoutes,
             body: p.body,
           });
         },
@@ -404,10 +543,9 @@ export class Dispatcher {
           );
           if (this.#where.get(summary.id) !== sink) return;
           inflight.delete(summary.id);
-          q.inflight--;
           this.#store.markDelivering(summary.id, false);
-          this.#where.set(summary.id, 'timer');
-          this.#timers.push(this.#now() + READ_RETRY_MS, summary.id);
+          this.#where.delete(summary.id);
+          this.#giveBack(summary, this.#now() + READ_RETRY_MS);
           this.#arm();
         },
       );
@@ -428,17 +566,18 @@ export class Dispatcher {
     this.#timer = null;
     this.#timerAt = Infinity;
     const channels = new Set<string>();
-    for (const key of this.#timers.popDue(this.#now())) {
-      if (key.startsWith('ch_')) {
-        channels.add(key);
+    for (const wake of this.#timers.popDue(this.#now())) {
+      if ('channel' in wake) {
+        this.#releaseLane(wake.channel, wake.key);
+        channels.add(wake.channel);
         continue;
       }
-      const summary = this.#store.getEvent(key);
-      if (this.#where.get(key) !== 'timer' || !summary) continue;
+      const summary = this.#store.getEvent(wake.event);
+      if (this.#where.get(wake.event) !== 'timer' || !summary) continue;
       // A stale wake-up: the event was replayed and rescheduled since this one was set.
       if (summary.nextAttemptAt > this.#now()) continue;
-      this.#where.set(key, 'ready');
-      this.#queue(summary.channelId).ready.push(key);
+      this.#where.set(wake.event, 'ready');
+      this.#queue(summary.channelId).ready.push(wake.event);
       channels.add(summary.channelId);
     }
     for (const channelId of channels) this.#pump(channelId);

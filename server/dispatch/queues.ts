@@ -33,6 +33,10 @@ export class Deque<T> {
   peek(): T | undefined {
     return this.#items[this.#head];
   }
+
+  *[Symbol.iterator](): Iterator<T> {
+    for (let i = this.#head; i < this.#items.length; i++) yield this.#items[i]!;
+  }
 }
 
 /** Binary min-heap of `{at, value}` by `at`. */

@@ -64,6 +64,11 @@ function parseControl(value: unknown, file: string): ControlState {
     );
   }
   const state = value as unknown as ControlState;
+  // Documents written by earlier versions lack newer fields: fill in their defaults.
+  for (const c of state.channels) {
+    c.orderingKey ??= null;
+    c.rateLimit ??= null;
+  }
   // Documents written before the field existed have no used token ids yet.
   if (!Array.isArray(state.usedTokenIds)) state.usedTokenIds = [];
   return state;
@@ -318,6 +323,7 @@ export class EmbeddedStore implements Store {
           attemptCount: summary.attemptCount,
           nextAttemptAt: summary.nextAttemptAt,
           attempts: [...summary.attempts],
+          deliveredRoutes: [...summary.deliveredRoutes],
         }),
       );
       if (moved) {
@@ -378,6 +384,8 @@ export class EmbeddedStore implements Store {
       attempts: [],
       nextAttemptAt: 0,
       reason: p.rejected?.reason ?? null,
+      orderKey: p.orderKey ?? '',
+      deliveredRoutes: [],
     };
     this.#events.set(p.id, { summary, loc, stateSegment: 0 });
     this.#ref(loc.segment, loc.length);
@@ -402,11 +410,12 @@ export class EmbeddedStore implements Store {
     summary.nextAttemptAt = update.nextAttemptAt;
     if (segment) this.#pointState(entry, segment);
     if (update.attempts) summary.attempts = update.attempts.slice(-MAX_ATTEMPTS_KEPT);
+    if (update.deliveredRoutes) summary.deliveredRoutes = update.deliveredRoutes;
     if (update.attempt) {
       summary.attempts.push(update.attempt);
       if (summary.attempts.length > MAX_ATTEMPTS_KEPT) summary.attempts.shift();
     }
-    if (update.status === 'delivered' || update.status === 'failed') this.#forget(id);
+    if (update.status !== 'queued' && update.status !== 'delivering') this.#forget(id);
   }
 
   #setStatus(summary: EventSummary, status: EventStatus): void {

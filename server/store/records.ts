@@ -25,6 +25,7 @@ export const STATUSES: readonly EventStatus[] = [
   'delivered',
   'failed',
   'rejected',
+  'filtered',
 ];
 
 export type JournalRecord =
@@ -43,6 +44,7 @@ export function encodeEventRecord(p: EventPayload): Buffer {
       originalUrl: p.originalUrl,
       remoteAddress: p.remoteAddress,
       ...(p.rejected ? { rejected: p.rejected } : {}),
+      ...(p.orderKey !== undefined ? { orderKey: p.orderKey } : {}),
     }),
   );
   const out = Buffer.allocUnsafe(5 + meta.length + p.body.length);
@@ -72,7 +74,12 @@ function readAttempt(value: unknown): Attempt {
   return {
     at: readInt(value, 'at', fail, 0, Number.MAX_SAFE_INTEGER),
     agentId: readString(value, 'agentId', fail),
-    outcome: readEnum(value, 'outcome', ['delivered', 'failed', 'no_route', 'lost'], fail),
+    outcome: readEnum(
+      value,
+      'outcome',
+      ['delivered', 'failed', 'no_route', 'filtered', 'skipped'],
+      fail,
+    ),
     status: typeof status === 'number' ? status : null,
     durationMs: readInt(value, 'durationMs', fail, 0, Number.MAX_SAFE_INTEGER),
     error: typeof error === 'string' ? error : null,
@@ -110,6 +117,7 @@ export function decodeRecord(buf: Buffer): JournalRecord {
       remoteAddress: readString(m, 'remoteAddress', fail),
       body: buf.subarray(metaEnd),
     };
+    if (m['orderKey'] !== undefined) payload.orderKey = readString(m, 'orderKey', fail);
     if (rejected !== undefined) {
       if (!isObject(rejected)) return fail('rejected', 'an object');
       payload.rejected = {
@@ -127,6 +135,13 @@ export function decodeRecord(buf: Buffer): JournalRecord {
       nextAttemptAt: readInt(u, 'nextAttemptAt', fail, 0, Number.MAX_SAFE_INTEGER),
     };
     if (u['attempt'] !== undefined) update.attempt = readAttempt(u['attempt']);
+    if (u['deliveredRoutes'] !== undefined) {
+      const routes = u['deliveredRoutes'];
+      if (!Array.isArray(routes) || !routes.every((r) => typeof r === 'string')) {
+        return fail('deliveredRoutes', 'a list of route names');
+      }
+      update.deliveredRoutes = routes as string[];
+    }
     if (u['attempts'] !== undefined) {
       if (!Array.isArray(u['attempts'])) return fail('attempts', 'a list');
       update.attempts = u['attempts'].map(readAttempt);

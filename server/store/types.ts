@@ -15,6 +15,13 @@ export interface ChannelRecord {
   response: { mode: 'async' | 'sync'; timeoutMs: number };
   retry: { delaysMs: number[] };
   ordered: boolean;
+  /**
+   * With `ordered`: what keeps order, per key (e.g. a repository) instead of for the whole
+   * channel; events of different keys are delivered in parallel. Null: one order per channel.
+   */
+  orderingKey: { header: string } | { jsonField: string } | null;
+  /** Ingress rate limit: beyond it, 429 with Retry-After. Null: none. */
+  rateLimit: { perSecond: number; burst: number } | null;
   maxBodyBytes: number;
   createdAt: number;
 }
@@ -38,12 +45,20 @@ export interface PairingRecord {
   expiresAt: number;
 }
 
-export type EventStatus = 'queued' | 'delivering' | 'delivered' | 'failed' | 'rejected';
+export type EventStatus =
+  | 'queued'
+  | 'delivering'
+  | 'delivered'
+  | 'failed'
+  | 'rejected'
+  /** No route of the agent matched it: done, never delivered, never retried. */
+  | 'filtered';
 
 export interface Attempt {
   at: number;
   agentId: string;
-  outcome: 'delivered' | 'failed' | 'no_route' | 'lost';
+  /** `skipped`: an operator moved the event out of the way (it holds an ordered queue). */
+  outcome: 'delivered' | 'failed' | 'no_route' | 'filtered' | 'skipped';
   status: number | null;
   durationMs: number;
   error: string | null;
@@ -63,6 +78,8 @@ export interface EventPayload {
   body: Buffer;
   /** Set for a request refused at the edge: kept as metadata only (empty body). */
   rejected?: { reason: string; size: number };
+  /** The ordering key of an ordered channel with `orderingKey` (absent: the channel's one key). */
+  orderKey?: string;
 }
 
 /** An event's metadata and delivery state, kept in memory by the embedded store. */
@@ -83,6 +100,10 @@ export interface EventSummary {
   nextAttemptAt: number;
   /** Why the edge refused it, for `rejected` events. */
   reason: string | null;
+  /** Ordered channels: events with the same key are delivered one at a time, in order. */
+  orderKey: string;
+  /** Fan-out: the agent's routes that already got it (opaque names; a retry skips them). */
+  deliveredRoutes: string[];
 }
 
 /** A change to an event's delivery state, appended after each attempt or replay. */
@@ -96,6 +117,8 @@ export interface EventUpdate {
   replay?: boolean;
   /** Replaces the whole attempts log (written when compaction moves an event forward). */
   attempts?: Attempt[];
+  /** The routes delivered so far (the whole list), when it changed. */
+  deliveredRoutes?: string[];
 }
 
 export interface EventFilter {

@@ -38,6 +38,7 @@ function frame(extra: Partial<DeliverFrame> = {}): DeliverFrame {
     remoteAddress: '198.51.100.7',
     receivedAt: 1_700_000_000_000,
     wantResponse: false,
+    skipRoutes: [],
     body: BODY,
     ...extra,
   };

@@ -23,6 +23,8 @@ test('parseNewChannel: a name alone gets every default', () => {
     response: { mode: 'async', timeoutMs: 10_000 },
     retry: { delaysMs: [...DEFAULT_RETRY_DELAYS_MS] },
     ordered: false,
+    orderingKey: null,
+    rateLimit: null,
     maxBodyBytes: 26_214_400,
     createdAt: NOW,
   });
@@ -39,6 +41,8 @@ test('parseNewChannel: every option given', () => {
       response: { mode: 'sync', timeoutMs: 3_000 },
       retry: { delaysMs: [0, 1_000, 7 * 24 * 3_600_000] },
       ordered: true,
+      orderingKey: null,
+      rateLimit: null,
       maxBodyBytes: 1_024,
     },
     ID,
@@ -51,6 +55,8 @@ test('parseNewChannel: every option given', () => {
     response: { mode: 'sync', timeoutMs: 3_000 },
     retry: { delaysMs: [0, 1_000, 604_800_000] },
     ordered: true,
+    orderingKey: null,
+    rateLimit: null,
     maxBodyBytes: 1_024,
     createdAt: NOW,
   });
@@ -194,6 +200,8 @@ test('channelView shows the channel without any verification secret', () => {
     response: { mode: 'async', timeoutMs: 10_000 },
     retry: { delaysMs: [...DEFAULT_RETRY_DELAYS_MS] },
     ordered: false,
+    orderingKey: null,
+    rateLimit: null,
     maxBodyBytes: 26_214_400,
     createdAt: '2023-11-14T22:13:20.000Z',
   });
@@ -213,4 +221,45 @@ test('channelView: no verification and no rotation', () => {
   const view = channelView(channel, 'http://localhost:8080');
   assert.deepEqual(view['verify'], { provider: 'github', rotating: false });
   assert.equal(JSON.stringify(view).includes('only-one-secret'), false);
+});
+
+test('orderingKey and rateLimit: parsed, shown, and refused when wrong', () => {
+  const channel = parseNewChannel(
+    {
+      name: 'orders',
+      ordered: true,
+      orderingKey: { jsonField: 'repository.full_name' },
+      rateLimit: { perSecond: 50, burst: 100 },
+    },
+    ID,
+    NOW,
+  );
+  assert.deepEqual(channel.orderingKey, { jsonField: 'repository.full_name' });
+  assert.deepEqual(channel.rateLimit, { perSecond: 50, burst: 100 });
+  const view = channelView(channel, 'http://localhost:8080');
+  assert.deepEqual(view['orderingKey'], { jsonField: 'repository.full_name' });
+  assert.deepEqual(view['rateLimit'], { perSecond: 50, burst: 100 });
+  const byHeader = parseNewChannel(
+    { name: 'h', ordered: true, orderingKey: { header: 'X-GitHub-Repo' } },
+    ID,
+    NOW,
+  );
+  assert.deepEqual(byHeader.orderingKey, { header: 'x-github-repo' });
+  for (const [raw, field] of [
+    [{ name: 'a', orderingKey: { header: 'x' } }, 'orderingKey'],
+    [{ name: 'a', ordered: true, orderingKey: { header: 'bad header' } }, 'orderingKey'],
+    [{ name: 'a', ordered: true, orderingKey: { jsonField: 'a..b' } }, 'orderingKey'],
+    [{ name: 'a', ordered: true, orderingKey: { header: 'x', jsonField: 'y' } }, 'orderingKey'],
+    [{ name: 'a', rateLimit: { perSecond: 0 } }, 'rateLimit.perSecond'],
+    [{ name: 'a', rateLimit: { perSecond: 5, burst: -1 } }, 'rateLimit.burst'],
+    [{ name: 'a', rateLimit: { perSecond: 5, every: 1 } }, 'rateLimit.every'],
+  ] as const) {
+    assert.throws(
+      () => parseNewChannel(raw as unknown as Record<string, unknown>, ID, NOW),
+      (err: unknown) => err instanceof PosternError && err.message.startsWith(`${field}: `),
+      JSON.stringify(raw),
+    );
+  }
+  const plain = parseNewChannel({ name: 'p', rateLimit: { perSecond: 7 } }, ID, NOW);
+  assert.deepEqual(plain.rateLimit, { perSecond: 7, burst: 7 }, 'burst defaults to perSecond');
 });

@@ -48,6 +48,8 @@ function channelRecord(id: string, extra: Partial<ChannelRecord> = {}): ChannelR
     response: { mode: 'async', timeoutMs: 10_000 },
     retry: { delaysMs: [20, 40] },
     ordered: false,
+    orderingKey: null,
+    rateLimit: null,
     maxBodyBytes: 1_024,
     createdAt: START,
     ...extra,
@@ -184,6 +186,7 @@ test('an event with no sink waits, using no attempt, and goes out when a sink at
     remoteAddress: '203.0.113.9',
     receivedAt: START,
     wantResponse: false,
+    skipRoutes: [],
     body: Buffer.from([0xff, 1, 0x00]),
   });
   assert.equal(h.store.getEvent(id)?.status, 'delivering');
@@ -215,6 +218,7 @@ test('the window is respected: window 2, 5 events, 2 sent until acks arrive', as
     delivered: 0,
     failed: 0,
     rejected: 0,
+    filtered: 0,
   });
 
   await h.ack(sink, ids[0]!);
@@ -515,6 +519,7 @@ test('replay of a failed event: queued, attemptCount 0, re-sent with the same id
     delivered: 0,
     failed: 0,
     rejected: 0,
+    filtered: 0,
   });
 
   const second = new FakeSink('s2', 10, [CH]);
@@ -554,14 +559,18 @@ test('replay with a sink connected sends the event at once', async (t) => {
   assert.equal(h.store.getEvent(id)?.status, 'delivering');
 });
 
-test('replay of an event in flight changes nothing; unknown and rejected events are refused', async (t) => {
+test('replay of an event in flight is refused (409) and changes nothing; unknown and rejected events are refused', async (t) => {
   const h = await harness(t, [channelRecord(CH)]);
   const sink = new FakeSink('s1', 10, [CH]);
   h.dispatcher.attach(sink);
   const id = await h.add(CH);
-  const inflight = await h.dispatcher.replay(id);
+  await assert.rejects(h.dispatcher.replay(id), (err: unknown) => {
+    assert.ok(err instanceof PosternError);
+    assert.equal(err.status, 409);
+    return true;
+  });
   await flush();
-  assert.equal(inflight.status, 'delivering');
+  assert.equal(h.store.getEvent(id)?.status, 'delivering');
   assert.equal(sink.frames.length, 1);
 
   await assert.rejects(h.dispatcher.replay('evt_nope'), (err: unknown) => {

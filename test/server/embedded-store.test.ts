@@ -80,7 +80,15 @@ function attempt(i: number, outcome: Attempt['outcome'] = 'failed'): Attempt {
 }
 
 function counts(partial: Partial<Record<EventStatus, number>>): Record<EventStatus, number> {
-  return { queued: 0, delivering: 0, delivered: 0, failed: 0, rejected: 0, ...partial };
+  return {
+    queued: 0,
+    delivering: 0,
+    delivered: 0,
+    failed: 0,
+    rejected: 0,
+    filtered: 0,
+    ...partial,
+  };
 }
 
 test('appendEvent returns a queued summary; getEvent and readPayload give it back', async (t) => {
@@ -101,6 +109,8 @@ test('appendEvent returns a queued summary; getEvent and readPayload give it bac
     attempts: [],
     nextAttemptAt: 0,
     reason: null,
+    orderKey: '',
+    deliveredRoutes: [],
   };
   assert.deepEqual(summary, expected);
   assert.deepEqual(store.getEvent(p.id), expected);
@@ -185,6 +195,8 @@ test('updateEvent changes state at once, and reopen rebuilds it from the journal
       attempts: [attempt(1), attempt(2, 'delivered')],
       nextAttemptAt: 0,
       reason: null,
+      orderKey: '',
+      deliveredRoutes: [],
     },
     {
       id: b.id,
@@ -199,6 +211,8 @@ test('updateEvent changes state at once, and reopen rebuilds it from the journal
       attempts: [attempt(3)],
       nextAttemptAt: 0,
       reason: null,
+      orderKey: '',
+      deliveredRoutes: [],
     },
   ]);
 
@@ -489,6 +503,8 @@ function channel(id: string, name: string): ChannelRecord {
     response: { mode: 'async', timeoutMs: 10_000 },
     retry: { delaysMs: [5_000] },
     ordered: false,
+    orderingKey: null,
+    rateLimit: null,
     maxBodyBytes: 1_024,
     createdAt: 1_700_000_000_000,
   };

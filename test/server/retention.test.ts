@@ -85,6 +85,7 @@ test('finished events past the cutoff go, and so do the segments they filled', a
     delivered: 0,
     failed: 0,
     rejected: 0,
+    filtered: 0,
   });
   const after = await segmentFiles(dir);
   assert.equal(after.length, 1, `only the active segment is left (was ${before.length})`);

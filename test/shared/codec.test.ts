@@ -105,6 +105,7 @@ const deliverFrame: RelayFrame = {
   remoteAddress: '203.0.113.9',
   receivedAt: 1_700_000_000_123,
   wantResponse: true,
+  skipRoutes: ['github#0'],
   body: Buffer.concat([NOT_UTF8, Buffer.from('{"json": "after"}')]),
 };
 
