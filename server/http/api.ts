@@ -37,6 +37,8 @@ export function eventView(e: EventSummary): Record<string, unknown> {
     attemptCount: e.attemptCount,
     nextAttemptAt: e.status === 'queued' ? iso(e.nextAttemptAt) : null,
     ...(e.status === 'rejected' ? { reason: e.reason } : {}),
+    ...(e.orderKey ? { orderKey: e.orderKey } : {}),
+    ...(e.deliveredRoutes.length > 0 ? { deliveredRoutes: e.deliveredRoutes } : {}),
     attempts: e.attempts.map((a) => ({ ...a, at: iso(a.at) })),
   };
 }
@@ -296,6 +298,13 @@ export function apiRouter(relay: RelayContext): Router {
     relay.logger.info({ channelId, status, queued: ids.length }, 'bulk replay');
     ctx.status = 202;
     ctx.body = { queued: ids.length };
+  });
+
+  // Unblocks an ordered channel held by a failing event: it becomes `failed` now (replayable).
+  router.post('/events/:id/skip', async (ctx) => {
+    const summary = await relay.dispatcher.skip(ctx.params['id']!);
+    relay.logger.info({ eventId: summary.id }, 'event skipped by an operator');
+    ctx.body = eventView(summary);
   });
 
   router.post('/events/:id/replay', async (ctx) => {

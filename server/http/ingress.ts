@@ -10,9 +10,11 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import { isPosternError, PosternError } from '../../shared/errors.ts';
 import { pairsFromRaw, withoutHopByHop } from '../../shared/http.ts';
 import type { EventPayload } from '../store/types.ts';
+import { RateLimiter } from '../rate-limit.ts';
 import { handshakeAnswer, verifyRequest } from '../verify/index.ts';
 import { readBody } from './body.ts';
 import type { RelayContext } from './context.ts';
+import { orderKeyOf } from './order-key.ts';
 
 export const INGRESS_PREFIX = '/h/';
 
@@ -50,7 +52,24 @@ function sendError(res: ServerResponse, err: PosternError, extra: OutgoingHttpHe
   });
 }
 
+/** One token bucket per channel, rebuilt when the channel's limit changes. */
+class ChannelLimiters {
+  readonly #buckets = new Map<string, { limit: string; limiter: RateLimiter }>();
+  constructor(private readonly now: () => number) {}
+
+  take(channelId: string, limit: { perSecond: number; burst: number }): number {
+    const id = `${limit.perSecond}/${limit.burst}`;
+    let entry = this.#buckets.get(channelId);
+    if (entry?.limit !== id) {
+      entry = { limit: id, limiter: new RateLimiter({ ...limit, maxKeys: 1, now: this.now }) };
+      this.#buckets.set(channelId, entry);
+    }
+    return entry.limiter.take(channelId);
+  }
+}
+
 export function ingressHandler(relay: RelayContext) {
+  const limiters = new ChannelLimiters(relay.now);
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const rawUrl = req.url ?? '/';
     const { channelId, suffix, query } = splitTarget(rawUrl);
@@ -67,6 +86,21 @@ export function ingressHandler(relay: RelayContext) {
       return sendError(res, err, { 'retry-after': '5' });
     }
     const outcome = (o: string) => relay.metrics.ingress.inc({ channel: channel.name, outcome: o });
+    if (channel.rateLimit) {
+      const waitMs = limiters.take(channel.id, channel.rateLimit);
+      if (waitMs > 0) {
+        outcome('rate_limited');
+        const err = new PosternError(
+          'ERR_RATE_LIMITED',
+          'channel rate limit exceeded; retry later',
+          {
+            status: 429,
+            expose: true,
+          },
+        );
+        return sendError(res, err, { 'retry-after': String(Math.ceil(waitMs / 1000)) });
+      }
+    }
     let body: Buffer;
     try {
       body = await readBody(req, channel.maxBodyBytes);
@@ -113,6 +147,8 @@ export function ingressHandler(relay: RelayContext) {
       remoteAddress: req.socket.remoteAddress ?? '',
       body,
     };
+    const orderKey = orderKeyOf(channel, headers, body);
+    if (orderKey !== undefined) payload.orderKey = orderKey;
     if (refusal !== null) {
       // Kept as metadata (no body) so an operator can see forged traffic; not awaited: a
       // flood of forgeries must not cost a disk flush each. The store bounds how many stay.
