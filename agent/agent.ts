@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { AgentFrame, ChannelRef, RelayFrame } from '../shared/protocol.ts';
 import { VERSION } from '../shared/version.ts';
 import type { AgentConfig, Route } from './config.ts';
+import { selectRoutes, Semaphore } from './routing.ts';
 import { Deliverer, type AckFrame } from './deliver.ts';
 import type { Identity } from './identity.ts';
 import { mintToken } from './token.ts';
@@ -46,9 +47,11 @@ export function createAgent(
   const running = new Map<string, Promise<AckFrame>>();
   let stopping = false;
 
-  const findRoute = (frame: Deliver): Route | undefined =>
-    config.routes.find((r) => r.channel === frame.channelId) ??
-    config.routes.find((r) => r.channel === frame.channelName);
+  const limits = new Map(
+    config.routes
+      .filter((r) => r.concurrency !== null)
+      .map((r) => [r.name, new Semaphore(r.concurrency!)] as const),
+  );
 
   function checkRoutes(granted: ChannelRef[]): void {
     for (const route of config.routes) {
@@ -69,34 +72,55 @@ export function createAgent(
     }
   }
 
+  /** One request to one route, within the route's concurrency limit. */
+  function send(route: Route, frame: Deliver): Promise<AckFrame> {
+    const limit = route.concurrency === null ? null : limits.get(route.name);
+    return limit
+      ? limit.run(() => deliverer.deliver(route, frame, now))
+      : deliverer.deliver(route, frame, now);
+  }
+
   async function attempt(frame: Deliver): Promise<AckFrame> {
-    const route = findRoute(frame);
-    if (!route) {
-      return {
-        type: 'ack',
-        eventId: frame.eventId,
-        outcome: 'no_route',
-        durationMs: 0,
-        error: `no route for channel "${frame.channelName}"`,
-      };
+    const selection = selectRoutes(config, frame);
+    const base = { type: 'ack' as const, eventId: frame.eventId, durationMs: 0 };
+    if (selection.kind === 'no_route') {
+      return { ...base, outcome: 'no_route', error: `no route for channel "${frame.channelName}"` };
     }
-    const ack = await deliverer.deliver(route, frame, now);
-    const fields = {
-      eventId: frame.eventId,
-      channelId: frame.channelId,
-      attempt: frame.attempt,
-      status: ack.status,
-      durationMs: ack.durationMs,
+    if (selection.kind === 'filtered') return { ...base, outcome: 'filtered' };
+    const started = performance.now();
+    const acks = await Promise.all(selection.routes.map((route) => send(route, frame)));
+    const fields = { eventId: frame.eventId, channelId: frame.channelId, attempt: frame.attempt };
+    const failed: string[] = [];
+    selection.routes.forEach((route, i) => {
+      const ack = acks[i]!;
+      if (ack.outcome === 'delivered') return;
+      failed.push(route.name);
+      log.warn(
+        { ...fields, route: route.name, target: route.target.origin, status: ack.status },
+        `delivery to ${route.target.origin} (route ${route.name}) failed: ${ack.error ?? 'unknown error'}`,
+      );
+    });
+    const deliveredTo = selection.routes.filter((r) => !failed.includes(r.name)).map((r) => r.name);
+    // The first route answers for the event: its status (and, on sync channels, its response).
+    const first = acks[0] ?? { ...base, outcome: 'delivered' as const };
+    const ack: AckFrame = {
+      ...first,
+      durationMs: Math.round(performance.now() - started),
+      outcome: failed.length === 0 ? 'delivered' : 'failed',
     };
+    if (deliveredTo.length > 0) ack.routes = deliveredTo;
+    if (failed.length > 0 && selection.routes.length > 1) {
+      const failures = acks.filter((a) => a.outcome !== 'delivered');
+      ack.error = `routes ${failed.join(', ')} failed: ${failures[0]?.error ?? 'unknown error'}`;
+      if (ack.status === undefined && failures[0]?.status !== undefined)
+        ack.status = failures[0].status;
+      const waits = failures.map((a) => a.retryAfterMs).filter((w): w is number => w !== undefined);
+      if (waits.length > 0) ack.retryAfterMs = Math.max(...waits);
+    }
     if (ack.outcome === 'delivered') {
       delivered.add(frame.eventId);
       if (delivered.size > DELIVERED_MEMORY) delivered.delete(delivered.values().next().value!);
-      log.debug(fields, 'delivered');
-    } else {
-      log.warn(
-        { ...fields, target: route.target.origin },
-        `delivery to ${route.target.origin} failed: ${ack.error ?? 'unknown error'}`,
-      );
+      log.debug({ ...fields, routes: deliveredTo }, 'delivered');
     }
     return ack;
   }

@@ -14,9 +14,27 @@ import {
   type Fail,
 } from '../shared/fields.ts';
 
+/** What a route takes: every header and JSON field listed must match (values: any of a list). */
+export interface Match {
+  /** Header name (lower case) → accepted values. */
+  readonly headers: ReadonlyMap<string, readonly string[]>;
+  /** Dotted path into the JSON body → accepted values. */
+  readonly json: ReadonlyMap<string, readonly (string | number | boolean)[]>;
+}
+
 export interface Route {
+  /**
+   * Stable name of the route, reported to the relay so that a retry of a fanned-out event
+   * goes only to the routes that did not get it. Default: `<channel>#<n>` (n-th route of
+   * that channel in the file); give names when several agents share a channel.
+   */
+  readonly name: string;
   /** A channel id (`ch_…`) or name the agent is granted. */
   readonly channel: string;
+  /** Null: every event of the channel. */
+  readonly match: Match | null;
+  /** Most requests in flight to this route's app at once. Null: no limit but the window. */
+  readonly concurrency: number | null;
   /** Base URL of the internal app; the event's path suffix and query are appended. */
   readonly target: URL;
   readonly timeoutMs: number;
@@ -32,6 +50,55 @@ export interface AgentConfig {
 export const DEFAULT_TIMEOUT_MS = 10_000;
 /** The relay waits longer than this for an ack before it replaces the session. */
 export const MAX_TIMEOUT_MS = 300_000;
+
+const ROUTE_FIELDS = [
+  'name',
+  'channel',
+  'target',
+  'match',
+  'concurrency',
+  'timeoutMs',
+  'signingSecret',
+];
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
+const JSON_PATH = /^[^.\s]{1,64}(\.[^.\s]{1,64}){0,15}$/;
+
+function parseMatch(raw: unknown, f: Fail): Match {
+  if (!isObject(raw)) return f('match', 'a mapping with "headers" and/or "json"');
+  for (const key of Object.keys(raw)) {
+    if (key !== 'headers' && key !== 'json') f(`match.${key}`, 'no such field (headers, json)');
+  }
+  const headers = new Map<string, string[]>();
+  const json = new Map<string, (string | number | boolean)[]>();
+  const values = <T>(v: unknown, where: string, ok: (x: unknown) => x is T): T[] => {
+    const list = Array.isArray(v) ? v : [v];
+    if (list.length === 0 || !list.every(ok)) {
+      return f(where, 'a value or a list of values');
+    }
+    return list;
+  };
+  if (raw['headers'] !== undefined) {
+    if (!isObject(raw['headers'])) return f('match.headers', 'a mapping of header name to value');
+    for (const [name, v] of Object.entries(raw['headers'])) {
+      if (!HEADER_NAME.test(name)) f(`match.headers.${name}`, 'a valid header name');
+      const isString = (x: unknown): x is string => typeof x === 'string';
+      headers.set(name.toLowerCase(), values(v, `match.headers.${name}`, isString));
+    }
+  }
+  if (raw['json'] !== undefined) {
+    if (!isObject(raw['json'])) return f('match.json', 'a mapping of dotted path to value');
+    for (const [path, v] of Object.entries(raw['json'])) {
+      if (!JSON_PATH.test(path)) f(`match.json.${path}`, 'a dotted path such as data.object.type');
+      const isScalar = (x: unknown): x is string | number | boolean =>
+        typeof x === 'string' || typeof x === 'number' || typeof x === 'boolean';
+      json.set(path, values(v, `match.json.${path}`, isScalar));
+    }
+  }
+  if (headers.size === 0 && json.size === 0) {
+    return f('match', 'at least one header or JSON field to match');
+  }
+  return Object.freeze({ headers, json });
+}
 
 /** `whsec_` + canonical base64 of 16–64 bytes: a mistyped secret must not become another key. */
 function isSigningSecret(value: string): boolean {
@@ -63,21 +130,24 @@ export function parseAgentConfig(text: string, file: string): AgentConfig {
   if (!Array.isArray(routesRaw) || routesRaw.length === 0) {
     return fail('')('routes', 'a non-empty list of routes ({channel, target})');
   }
-  const seen = new Map<string, number>();
+  const names = new Map<string, number>();
+  const perChannel = new Map<string, number>();
   const routes = routesRaw.map((raw: unknown, i: number): Route => {
     const f = fail(`routes[${i}]`);
-    if (!isObject(raw))
-      return f('(route)', 'a mapping {channel, target, timeoutMs?, signingSecret?}');
+    if (!isObject(raw)) return f('(route)', 'a mapping {channel, target, …}');
     for (const key of Object.keys(raw)) {
-      if (!['channel', 'target', 'timeoutMs', 'signingSecret'].includes(key)) {
-        f(key, 'no such field (channel, target, timeoutMs, signingSecret)');
-      }
+      if (!ROUTE_FIELDS.includes(key)) f(key, `no such field (${ROUTE_FIELDS.join(', ')})`);
     }
     const channel = readString(raw, 'channel', f, { min: 1, max: 64 });
-    const earlier = seen.get(channel);
+    const n = perChannel.get(channel) ?? 0;
+    perChannel.set(channel, n + 1);
+    const name = readOptionalString(raw, 'name', f, { min: 1, max: 128 }) ?? `${channel}#${n}`;
+    const earlier = names.get(name);
     if (earlier !== undefined)
-      f('channel', `a channel without another route (routes[${earlier}] has "${channel}")`);
-    seen.set(channel, i);
+      f('name', `a name no other route has (routes[${earlier}] is "${name}")`);
+    names.set(name, i);
+    const match = raw['match'] === undefined ? null : parseMatch(raw['match'], f);
+    const concurrency = readOptionalInt(raw, 'concurrency', f, 1, 10_000) ?? null;
     const targetText = readString(raw, 'target', f, { min: 1, max: 2048 });
     let target: URL;
     try {
@@ -98,7 +168,7 @@ export function parseAgentConfig(text: string, file: string): AgentConfig {
     if (signingSecret !== null && !isSigningSecret(signingSecret)) {
       f('signingSecret', 'a Standard Webhooks secret: "whsec_" then 16 to 64 bytes in base64');
     }
-    return Object.freeze({ channel, target, timeoutMs, signingSecret });
+    return Object.freeze({ name, channel, match, concurrency, target, timeoutMs, signingSecret });
   });
   return Object.freeze({ file, routes: Object.freeze(routes) });
 }

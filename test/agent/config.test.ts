@@ -237,14 +237,59 @@ test('a bad signingSecret', () => {
   );
 });
 
-test('a channel routed twice', () => {
-  assertConfigError(
+test('a channel routed twice fans out: default names, explicit names, duplicates refused', () => {
+  const config = parseAgentConfig(
     `routes:
   - {channel: github, target: "http://h/a"}
   - {channel: stripe, target: "http://h/b"}
-  - {channel: github, target: "http://h/c"}
+  - {channel: github, target: "http://h/c", match: {headers: {X-GitHub-Event: [push, ping]}}}
+  - name: deploys
+    channel: github
+    target: "http://h/d"
+    concurrency: 2
+    match: {json: {repository.full_name: acme/api, forced: false}}
 `,
-    `${FILE}: routes[2].channel: expected a channel without another route (routes[0] has "github")`,
+    FILE,
+  );
+  assert.deepEqual(
+    config.routes.map((r) => [r.name, r.channel, r.concurrency]),
+    [
+      ['github#0', 'github', null],
+      ['stripe#0', 'stripe', null],
+      ['github#1', 'github', null],
+      ['deploys', 'github', 2],
+    ],
+  );
+  assert.deepEqual([...config.routes[2]!.match!.headers], [['x-github-event', ['push', 'ping']]]);
+  assert.deepEqual(
+    [...config.routes[3]!.match!.json],
+    [
+      ['repository.full_name', ['acme/api']],
+      ['forced', [false]],
+    ],
+  );
+  assertConfigError(
+    `routes:
+  - {name: a, channel: github, target: "http://h/a"}
+  - {name: a, channel: stripe, target: "http://h/b"}
+`,
+    `${FILE}: routes[1].name: expected a name no other route has (routes[0] is "a")`,
+  );
+  assertConfigError(
+    'routes:\n  - {channel: a, target: "http://h/", match: {}}\n',
+    `${FILE}: routes[0].match: expected at least one header or JSON field to match`,
+  );
+  assertConfigError(
+    'routes:\n  - {channel: a, target: "http://h/", match: {body: x}}\n',
+    `${FILE}: routes[0].match.body: expected no such field (headers, json)`,
+  );
+  assertConfigError(
+    'routes:\n  - {channel: a, target: "http://h/", match: {json: {type: {nested: 1}}}}\n',
+    `${FILE}: routes[0].match.json.type: expected a value or a list of values`,
+  );
+  assertConfigError(
+    'routes:\n  - {channel: a, target: "http://h/", concurrency: 0}\n',
+    `${FILE}: routes[0].concurrency: expected an integer from 1 to 10000`,
   );
 });
 

@@ -19,6 +19,9 @@ function route(target: string, extra: Partial<Route> = {}): Route {
     target: new URL(target),
     timeoutMs: 5_000,
     signingSecret: null,
+    name: 'github#0',
+    match: null,
+    concurrency: null,
     ...extra,
   };
 }
