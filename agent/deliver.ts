@@ -17,7 +17,14 @@ export type AckFrame = Extract<AgentFrame, { type: 'ack' }>;
  * Headers the agent sets itself; copies arriving from the outside are dropped, as is every
  * `x-postern-*` header: the prefix is reserved, so an app can trust what carries it.
  */
-const REPLACED = new Set(['host', 'content-length', 'x-forwarded-host', 'x-forwarded-proto']);
+const REPLACED = new Set([
+  'host',
+  'content-length',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  // Belongs to the provider's connection: the body is already here, nothing to wait for.
+  'expect',
+]);
 const RESERVED_PREFIX = 'x-postern-';
 const SIGNATURE_HEADERS = new Set(['webhook-id', 'webhook-timestamp', 'webhook-signature']);
 

@@ -195,7 +195,9 @@ export class TunnelClient {
           return;
       }
     });
+    let lastError: string | undefined;
     ws.on('error', (err) => {
+      lastError = err.message;
       this.#log.debug({ err: err.message }, 'tunnel socket error');
     });
     ws.on('close', (code, reason) => {
@@ -206,8 +208,9 @@ export class TunnelClient {
       if (this.#ws === ws) this.#ws = null;
       if (this.#stopped) return;
       const why = reason.toString() || (code === 1006 ? 'connection lost' : `code ${code}`);
-      if (was) this.#log.warn({ code, reason: why }, 'disconnected from the relay; reconnecting');
-      else this.#log.warn({ code, reason: why }, 'could not connect to the relay; retrying');
+      const fields = { code, reason: why, ...(lastError ? { error: lastError } : {}) };
+      if (was) this.#log.warn(fields, 'disconnected from the relay; reconnecting');
+      else this.#log.warn(fields, 'could not connect to the relay; retrying');
       if (code === CloseCode.revoked) {
         this.#log.error(
           'this agent was revoked or re-paired on the relay; it will keep retrying until paired again',

@@ -69,11 +69,11 @@ export function parseRelayConfig(
     try {
       const url = new URL(rawPublic);
       if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('scheme');
-      if (url.search || url.hash) throw new Error('query');
+      if (url.search || url.hash || url.pathname !== '/') throw new Error('path');
       publicUrl = url.href.replace(/\/$/, '');
     } catch {
       throw new ConfigError(
-        `--public-url / POSTERN_PUBLIC_URL: expected an http(s) URL without query, got "${rawPublic}"`,
+        `--public-url / POSTERN_PUBLIC_URL: expected an http(s) URL of a host root (no path or query), got "${rawPublic}"`,
       );
     }
   }

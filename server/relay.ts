@@ -9,6 +9,7 @@ import Koa from 'koa';
 import type { Logger } from 'pino';
 import { setUpAdminToken } from './admin-token.ts';
 import type { RelayConfig } from './config.ts';
+import { dashboardRouter } from './dashboard/router.ts';
 import { Dispatcher } from './dispatch/dispatcher.ts';
 import { apiRouter } from './http/api.ts';
 import type { RelayContext } from './http/context.ts';
@@ -69,6 +70,9 @@ function buildApp(ctx: RelayContext, metrics: Metrics): Koa {
   app.use(router.allowedMethods());
   app.use(api.routes());
   app.use(api.allowedMethods());
+  const dashboard = dashboardRouter(ctx.logger);
+  app.use(dashboard.routes());
+  app.use(dashboard.allowedMethods());
   return app;
 }
 

@@ -34,6 +34,11 @@ export interface Sink {
 const NO_ROUTE_RETRY_MS = 30_000;
 /** When an event's body cannot be read back, look again after this long. */
 const READ_RETRY_MS = 30_000;
+/**
+ * Body bytes a session may have unacknowledged, beside its window of events: the window
+ * bounds count, this bounds memory (a few 25 MiB bodies already make a lot).
+ */
+export const MAX_INFLIGHT_BYTES = 64 * 1024 * 1024;
 /** A session whose deliveries failed this many times in a row is benched… */
 const BENCH_AFTER_FAILURES = 3;
 /** …for this long, while another session of the channel can take its events. */
@@ -53,6 +58,8 @@ type Wake = { event: string } | { channel: string; key: string };
 interface SinkHealth {
   failures: number;
   benchedUntil: number;
+  /** Body bytes sent and not yet acknowledged. */
+  bytes: number;
 }
 
 export interface DispatcherDeps {
@@ -157,7 +164,7 @@ export class Dispatcher {
 
   attach(sink: Sink): void {
     this.#inflight.set(sink, new Map());
-    this.#health.set(sink, { failures: 0, benchedUntil: 0 });
+    this.#health.set(sink, { failures: 0, benchedUntil: 0, bytes: 0 });
     for (const channelId of sink.channels) {
       this.#queue(channelId).sinks.add(sink);
       this.#pump(channelId);
@@ -218,6 +225,7 @@ export class Dispatcher {
     const q = this.#queue(summary.channelId);
     const now = this.#now();
     this.#judge(sink, frame.outcome, now);
+    this.#carry(sink, -summary.size);
     const attempt = {
       at: now,
       agentId: sink.agentId,
@@ -422,6 +430,11 @@ export class Dispatcher {
     if (lanes && head !== undefined && this.#where.get(head) === 'lane') lanes.release(key);
   }
 
+  #carry(sink: Sink, bytes: number): void {
+    const health = this.#health.get(sink);
+    if (health) health.bytes += bytes;
+  }
+
   /** Counts failures per session: one that keeps failing is benched while others succeed. */
   #judge(sink: Sink, outcome: AckFrame['outcome'], now: number): void {
     const health = this.#health.get(sink);
@@ -493,7 +506,9 @@ export class Dispatcher {
     let bestFree = 0;
     for (const sink of q.sinks) {
       if (!sink.open) continue;
-      if (anyHealthy && (this.#health.get(sink)?.benchedUntil ?? 0) > now) continue;
+      const health = this.#health.get(sink);
+      if (anyHealthy && (health?.benchedUntil ?? 0) > now) continue;
+      if ((health?.bytes ?? 0) >= MAX_INFLIGHT_BYTES) continue;
       const free = sink.window - (this.#inflight.get(sink)?.size ?? sink.window);
       if (free > bestFree) {
         best = sink;
@@ -507,6 +522,7 @@ export class Dispatcher {
     const inflight = this.#inflight.get(sink)!;
     inflight.set(summary.id, this.#now());
     this.#where.set(summary.id, sink);
+    this.#carry(sink, summary.size);
     this.#store.markDelivering(summary.id, true);
     const attempt = summary.attemptCount + 1;
     // Reads run in parallel (a backlog comes from disk), sends leave in queue order.
@@ -543,6 +559,7 @@ export class Dispatcher {
           );
           if (this.#where.get(summary.id) !== sink) return;
           inflight.delete(summary.id);
+          this.#carry(sink, -summary.size);
           this.#store.markDelivering(summary.id, false);
           this.#where.delete(summary.id);
           this.#giveBack(summary, this.#now() + READ_RETRY_MS);

@@ -3,6 +3,28 @@ import type { IncomingMessage } from 'node:http';
 import { PosternError } from '../../shared/errors.ts';
 import { isObject, type Obj } from '../../shared/fields.ts';
 
+/**
+ * After a 413, the rest of the body is read and dropped (up to this much), so that the client
+ * or a proxy in front reads the answer instead of a broken pipe; beyond it, the connection is
+ * closed.
+ */
+export const DRAIN_LIMIT = 32 * 1024 * 1024;
+
+/**
+ * Reads and drops what is left of a refused body; closes the connection past DRAIN_LIMIT.
+ * Returns false when the declared length is past it already (the caller closes instead).
+ */
+export function drain(req: IncomingMessage): boolean {
+  if (Number(req.headers['content-length'] ?? 0) > DRAIN_LIMIT) return false;
+  let dropped = 0;
+  req.on('data', (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > DRAIN_LIMIT) req.socket.destroy();
+  });
+  req.resume();
+  return true;
+}
+
 function tooLarge(limit: number): PosternError {
   return new PosternError('ERR_BODY_TOO_LARGE', `body exceeds ${limit} bytes`, {
     status: 413,

@@ -12,7 +12,7 @@ import { pairsFromRaw, withoutHopByHop } from '../../shared/http.ts';
 import type { EventPayload } from '../store/types.ts';
 import { RateLimiter } from '../rate-limit.ts';
 import { handshakeAnswer, verifyRequest } from '../verify/index.ts';
-import { readBody } from './body.ts';
+import { drain, readBody } from './body.ts';
 import type { RelayContext } from './context.ts';
 import { orderKeyOf } from './order-key.ts';
 
@@ -106,8 +106,9 @@ export function ingressHandler(relay: RelayContext) {
       body = await readBody(req, channel.maxBodyBytes);
     } catch (err) {
       if (!isPosternError(err)) throw err;
-      if (err.status === 413) outcome('too_large');
-      return sendError(res, err, err.status === 413 ? { connection: 'close' } : {});
+      if (err.status !== 413) return sendError(res, err);
+      outcome('too_large');
+      return sendError(res, err, drain(req) ? {} : { connection: 'close' });
     }
     const headers = pairsFromRaw(req.rawHeaders);
     const receivedAt = relay.now();

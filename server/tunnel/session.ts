@@ -138,12 +138,15 @@ export class TunnelSession implements Sink {
         }
         clearTimeout(this.#handshake!);
         this.#handshake = null;
+        // Ready before onHello, so that the endpoint counts this session as connected.
+        this.#ready = true;
+        this.#greeted = true;
         if (!this.#opts.onHello(this, frame.agentVersion)) {
+          this.#ready = false;
+          this.#greeted = false;
           this.close(CloseCode.revoked, 'agent revoked');
           return;
         }
-        this.#ready = true;
-        this.#greeted = true;
         this.send({
           type: 'welcome',
           sessionId: this.id,

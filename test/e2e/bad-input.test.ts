@@ -258,7 +258,9 @@ test('413 from Content-Length alone: the relay answers without reading the body'
     );
     assert.equal(res.status, 413, `Content-Length ${declared}: ${res.head}\n${res.body}`);
     assert.match(res.body, /ERR_BODY_TOO_LARGE/);
-    assert.ok(res.closed, 'the relay closes the connection after a 413');
+    // Up to 32 MiB the relay reads and drops the rest (a proxy in front then relays the 413
+    // instead of a broken pipe); beyond that it closes the connection.
+    assert.equal(res.closed, declared > 32 * 1024 * 1024, `closed after a ${declared}-byte 413`);
   }
   assert.equal((await allEvents()).length, before, 'no event stored');
   assert.equal(receivedOn('small').length, 0, 'nothing reached the app');

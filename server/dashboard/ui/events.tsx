@@ -1,0 +1,215 @@
+/**
+ * The events view: filters, the live-updated list, paging to older events, and bulk replay of
+ * a channel's failed events.
+ */
+import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import { EventsTable } from './events-table.tsx';
+import { applyLive, appendPage, type EventsFilter, type EventsList } from './events-state.ts';
+import { errorText, plural } from './format.ts';
+import { STATUSES, type EventView } from './model.ts';
+import { channelName, useFeedState, useLiveEvents, useSession } from './session.ts';
+
+const PAGE_SIZE = 50;
+/** Kept across views, so coming back from an event's detail keeps the filter. */
+let lastFilter: EventsFilter = { channel: '', status: '' };
+
+export function EventsView() {
+  const { api, channels } = useSession();
+  const [filter, setFilterState] = useState<EventsFilter>(lastFilter);
+  const [list, setListState] = useState<EventsList | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [loadingOlder, setLoadingOlder] = useState(false);
+  const [liveCount, setLiveCount] = useState(0);
+  const [fresh, setFresh] = useState<ReadonlySet<string>>(new Set());
+  const [replayNote, setReplayNote] = useState<string | null>(null);
+  const [replaying, setReplaying] = useState(false);
+
+  // The list as a ref too: live changes are applied to the latest one, outside of rendering.
+  const listRef = useRef<EventsList | null>(null);
+  const filterRef = useRef(filter);
+  const generation = useRef(0);
+  /** Live changes that arrive while a page loads, applied on top of it. */
+  const pending = useRef<EventView[] | null>(null);
+
+  const setList = (l: EventsList | null) => {
+    listRef.current = l;
+    setListState(l);
+  };
+  const setFilter = (f: EventsFilter) => {
+    lastFilter = f;
+    filterRef.current = f;
+    setFilterState(f);
+  };
+
+  const load = useCallback(async () => {
+    const gen = ++generation.current;
+    const f = filterRef.current;
+    pending.current = [];
+    setError(null);
+    try {
+      const page = await api.events({ channel: f.channel, status: f.status, limit: PAGE_SIZE });
+      if (gen !== generation.current) return;
+      let l: EventsList = { rows: page.events, next: page.next };
+      for (const e of pending.current) l = applyLive(l, e, f).list;
+      setList(l);
+    } catch (err) {
+      if (gen === generation.current) setError(`Could not load events: ${errorText(err)}`);
+    } finally {
+      if (gen === generation.current) pending.current = null;
+    }
+  }, [api]);
+
+  useEffect(() => {
+    setList(null);
+    setLiveCount(0);
+    setFresh(new Set());
+    void load();
+  }, [filter, load]);
+
+  // After the stream (re)connects, list again: changes made while it was down are not replayed.
+  const feedState = useFeedState();
+  const lastFeedState = useRef(feedState);
+  useEffect(() => {
+    const was = lastFeedState.current;
+    lastFeedState.current = feedState;
+    if (feedState === 'live' && was !== 'live' && (was === 'offline' || listRef.current)) {
+      void load();
+    }
+  }, [feedState, load]);
+
+  useLiveEvents((e) => {
+    if (pending.current) {
+      pending.current.push(e);
+      return;
+    }
+    const current = listRef.current;
+    if (!current) return;
+    const { list: next, change } = applyLive(current, e, filterRef.current);
+    if (change === 'ignored') return;
+    setList(next);
+    if (change === 'added') {
+      setLiveCount((n) => n + 1);
+      setFresh((s) => new Set(s).add(e.id));
+    }
+  });
+
+  const older = async () => {
+    const current = listRef.current;
+    if (!current?.next) return;
+    setLoadingOlder(true);
+    const gen = generation.current;
+    try {
+      const f = filterRef.current;
+      const page = await api.events({ ...f, before: current.next, limit: PAGE_SIZE });
+      const latest = listRef.current;
+      if (gen === generation.current && latest) {
+        setList(appendPage(latest, { rows: page.events, next: page.next }));
+      }
+    } catch (err) {
+      setError(`Could not load older events: ${errorText(err)}`);
+    } finally {
+      setLoadingOlder(false);
+    }
+  };
+
+  const replayFailed = async () => {
+    const channel = filter.channel;
+    if (!channel) return;
+    setReplaying(true);
+    setReplayNote(null);
+    try {
+      const n = await api.replayFailed(channel);
+      setReplayNote(
+        `Queued ${plural(n, 'failed event')} of ${channelName(channels, channel)} for replay.`,
+      );
+    } catch (err) {
+      setReplayNote(`Replay failed: ${errorText(err)}`);
+    } finally {
+      setReplaying(false);
+    }
+  };
+
+  return (
+    <section aria-labelledby="events-heading">
+      <h2 id="events-heading" tabIndex={-1}>
+        Events
+      </h2>
+      <form class="toolbar" onSubmit={(e) => e.preventDefault()}>
+        <div class="field">
+          <label for="filter-channel">Channel</label>
+          <select
+            id="filter-channel"
+            value={filter.channel}
+            onChange={(e) => setFilter({ ...filter, channel: e.currentTarget.value })}
+          >
+            <option value="">All channels</option>
+            {(channels ?? []).map((c) => (
+              <option key={c.id} value={c.id}>
+                {c.name}
+              </option>
+            ))}
+          </select>
+        </div>
+        <div class="field">
+          <label for="filter-status">Status</label>
+          <select
+            id="filter-status"
+            value={filter.status}
+            onChange={(e) => setFilter({ ...filter, status: e.currentTarget.value })}
+          >
+            <option value="">All statuses</option>
+            {STATUSES.map((s) => (
+              <option key={s} value={s}>
+                {s}
+              </option>
+            ))}
+          </select>
+        </div>
+        <div class="field">
+          <button
+            type="button"
+            onClick={replayFailed}
+            disabled={!filter.channel || replaying}
+            aria-describedby="replay-help"
+          >
+            Replay all failed events
+          </button>
+          <span id="replay-help" class="hint">
+            {filter.channel
+              ? `of channel ${channelName(channels, filter.channel)}`
+              : 'choose a channel first'}
+          </span>
+        </div>
+      </form>
+      <p class="note" role="status">
+        {replayNote}
+      </p>
+      <p class="live-count" aria-live="polite" aria-atomic="true">
+        {liveCount === 0
+          ? 'New events appear here as they arrive.'
+          : `${plural(liveCount, 'new event')} received live.`}
+      </p>
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+      {list === null && !error && <p class="muted">Loading…</p>}
+      {list && list.rows.length === 0 && (
+        <p class="empty">
+          No events{filter.channel || filter.status ? ' match this filter' : ' yet'}.
+        </p>
+      )}
+      {list && list.rows.length > 0 && (
+        <EventsTable rows={list.rows} channels={channels} fresh={fresh} />
+      )}
+      {list?.next && (
+        <p>
+          <button type="button" onClick={older} disabled={loadingOlder}>
+            {loadingOlder ? 'Loading…' : 'Older events'}
+          </button>
+        </p>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { test } from 'node:test';
+import { parseRelayConfig } from '../../server/config.ts';
+import { ConfigError } from '../../shared/errors.ts';
+
+test('defaults: 0.0.0.0:8080, ./data, public URL from the port, 7 days of retention', () => {
+  const c = parseRelayConfig({}, {});
+  assert.equal(c.host, '0.0.0.0');
+  assert.equal(c.port, 8080);
+  assert.equal(c.dataDir, path.resolve('./data'));
+  assert.equal(c.publicUrl, null);
+  assert.equal(c.adminToken, null);
+  assert.equal(c.heartbeatMs, 10_000);
+  assert.equal(c.retentionMs, 7 * 24 * 3_600_000);
+  assert.ok(Object.isFrozen(c));
+});
+
+test('flags override the environment', () => {
+  const c = parseRelayConfig(
+    { port: '9000', publicUrl: 'https://hooks.example.com/' },
+    {
+      POSTERN_PORT: '7000',
+      POSTERN_PUBLIC_URL: 'https://other.example.com',
+      POSTERN_RETENTION_HOURS: '0.5',
+    },
+  );
+  assert.equal(c.port, 9000);
+  assert.equal(c.publicUrl, 'https://hooks.example.com');
+  assert.equal(c.retentionMs, 1_800_000);
+});
+
+for (const [what, flags, env, message] of [
+  [
+    'a port out of range',
+    { port: '70000' },
+    {},
+    /--port \/ POSTERN_PORT: expected an integer from 0 to 65535, got "70000"/,
+  ],
+  [
+    'a public URL with a path',
+    { publicUrl: 'https://h.example.com/hooks' },
+    {},
+    /no path or query/,
+  ],
+  [
+    'a public URL with a query',
+    { publicUrl: 'https://h.example.com/?x=1' },
+    {},
+    /no path or query/,
+  ],
+  ['a non-http public URL', { publicUrl: 'ftp://h.example.com' }, {}, /expected an http\(s\) URL/],
+  ['a log level', { logLevel: 'loud' }, {}, /--log-level: expected one of/],
+  ['a heartbeat too short', { heartbeatMs: '10' }, {}, /--heartbeat-ms/],
+  ['retention of zero', { retentionHours: '0' }, {}, /--retention-hours/],
+  ['retention not a number', { retentionHours: 'week' }, {}, /--retention-hours/],
+  [
+    'a short admin token',
+    {},
+    { POSTERN_ADMIN_TOKEN: 'short' },
+    /POSTERN_ADMIN_TOKEN: expected at least 16 characters/,
+  ],
+] as const) {
+  test(`refused: ${what}`, () => {
+    assert.throws(
+      () => parseRelayConfig(flags, env),
+      (err: unknown) => err instanceof ConfigError && message.test(err.message),
+    );
+  });
+}
