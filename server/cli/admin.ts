@@ -9,7 +9,16 @@ import { isObject, type Obj } from '../../shared/fields.ts';
 import { table } from './table.ts';
 
 export const ADMIN_USAGE = `Admin commands (talk to a running relay):
-  channel create NAME [--verify github --secret S] [--ordered] [--max-body-bytes N]
+  channel create NAME [channel options]
+  channel update ID|NAME [channel options]
+    --verify PROVIDER --secret S   github, stripe, slack, shopify, twilio, standard-webhooks
+                                   (meta, hmac: use the API, they take more fields)
+    --sync-timeout-ms N            sync channel: hold the provider's request up to N ms
+    --async                        back to async
+    --retry-delays MS,MS,…         the retry schedule
+    --ordered | --unordered        --ordering-key header:NAME | json:PATH
+    --rate-limit PER_SECOND[/BURST]
+    --max-body-bytes N
   channel list | channel show ID|NAME | channel delete ID|NAME
   agent add NAME --channel ID|NAME [--channel …]   prints a one-time pairing code
   agent list | agent revoke ID
@@ -28,6 +37,12 @@ const OPTIONS = {
   verify: { type: 'string' },
   secret: { type: 'string' },
   ordered: { type: 'boolean' },
+  unordered: { type: 'boolean' },
+  'ordering-key': { type: 'string' },
+  'sync-timeout-ms': { type: 'string' },
+  async: { type: 'boolean' },
+  'retry-delays': { type: 'string' },
+  'rate-limit': { type: 'string' },
   'max-body-bytes': { type: 'string' },
   channel: { type: 'string', multiple: true },
   status: { type: 'string' },
@@ -143,16 +158,23 @@ export async function runAdminCommand(
 
   switch (key) {
     case 'channel create': {
-      const body: Obj = { name: need(sub === 'create' ? arg : undefined, 'channel NAME') };
-      if (values.verify)
-        body['verify'] = { provider: values.verify, secret: need(values.secret, '--secret') };
-      if (values.ordered) body['ordered'] = true;
-      if (values['max-body-bytes']) body['maxBodyBytes'] = Number(values['max-body-bytes']);
+      const body: Obj = { name: need(arg, 'channel NAME'), ...channelOptions(values) };
       const c = await client.call('POST', '/api/channels', body);
       return out(
         `Created channel ${str(c['name'])} (${str(c['id'])})\nIngress URL: ${str(c['ingressUrl'])}\n`,
         c,
       );
+    }
+    case 'channel update': {
+      const body = channelOptions(values);
+      if (Object.keys(body).length === 0)
+        throw new ConfigError('channel update needs at least one option; see --help');
+      const c = await client.call(
+        'PATCH',
+        `/api/channels/${enc(need(arg, 'channel ID or NAME'))}`,
+        body,
+      );
+      return out(`Updated channel ${str(c['name'])} (${str(c['id'])})\n`, c);
     }
     case 'channel list': {
       const r = await client.call('GET', '/api/channels');
@@ -242,6 +264,64 @@ export async function runAdminCommand(
     default:
       throw new ConfigError(`unknown command "${key}"; run with --help`);
   }
+}
+
+/** The channel fields set by command-line options (create and update). */
+function channelOptions(values: {
+  verify?: string | undefined;
+  secret?: string | undefined;
+  ordered?: boolean | undefined;
+  unordered?: boolean | undefined;
+  'ordering-key'?: string | undefined;
+  'sync-timeout-ms'?: string | undefined;
+  async?: boolean | undefined;
+  'retry-delays'?: string | undefined;
+  'rate-limit'?: string | undefined;
+  'max-body-bytes'?: string | undefined;
+}): Obj {
+  const body: Obj = {};
+  const int = (flag: string, text: string): number => {
+    if (!/^\d+$/.test(text))
+      throw new ConfigError(`${flag}: expected a whole number, got "${text}"`);
+    return Number(text);
+  };
+  if (values.verify) {
+    body['verify'] = { provider: values.verify, secret: need(values.secret, '--secret') };
+  }
+  if (values.ordered) body['ordered'] = true;
+  if (values.unordered) body['ordered'] = false;
+  const key = values['ordering-key'];
+  if (key) {
+    const [kind, ...rest] = key.split(':');
+    const name = rest.join(':');
+    if ((kind !== 'header' && kind !== 'json') || !name) {
+      throw new ConfigError(`--ordering-key: expected header:NAME or json:PATH, got "${key}"`);
+    }
+    body['orderingKey'] = kind === 'header' ? { header: name } : { jsonField: name };
+    body['ordered'] ??= true;
+  }
+  if (values['sync-timeout-ms']) {
+    body['response'] = {
+      mode: 'sync',
+      timeoutMs: int('--sync-timeout-ms', values['sync-timeout-ms']),
+    };
+  }
+  if (values.async) body['response'] = { mode: 'async' };
+  if (values['retry-delays']) {
+    body['retry'] = {
+      delaysMs: values['retry-delays'].split(',').map((d) => int('--retry-delays', d.trim())),
+    };
+  }
+  if (values['rate-limit']) {
+    const [perSecond, burst] = values['rate-limit'].split('/');
+    body['rateLimit'] = {
+      perSecond: int('--rate-limit', perSecond ?? ''),
+      ...(burst === undefined ? {} : { burst: int('--rate-limit', burst) }),
+    };
+  }
+  if (values['max-body-bytes'])
+    body['maxBodyBytes'] = int('--max-body-bytes', values['max-body-bytes']);
+  return body;
 }
 
 const EVENT_COLUMNS = ['ID', 'RECEIVED', 'CHANNEL', 'STATUS', 'ATTEMPTS', 'METHOD', 'PATH', 'SIZE'];

@@ -64,6 +64,37 @@ test('channel create/list/show, agent add/list, with tables and --json', async (
   };
   assert.equal(shown.name, 'cli-gh');
 
+  const updated = await cli([
+    'channel',
+    'update',
+    'cli-gh',
+    '--sync-timeout-ms',
+    '2500',
+    '--retry-delays',
+    '100,200',
+    '--rate-limit',
+    '5/10',
+    '--ordering-key',
+    'json:repository.full_name',
+  ]);
+  assert.match(updated.stdout, /Updated channel cli-gh/);
+  const after = JSON.parse((await cli(['channel', 'show', 'cli-gh', '--json'])).stdout) as Record<
+    string,
+    unknown
+  >;
+  assert.deepEqual(after['response'], { mode: 'sync', timeoutMs: 2500 });
+  assert.deepEqual(after['retry'], { delaysMs: [100, 200] });
+  assert.deepEqual(after['rateLimit'], { perSecond: 5, burst: 10 });
+  assert.equal(after['ordered'], true);
+  assert.deepEqual(after['orderingKey'], { jsonField: 'repository.full_name' });
+  await assert.rejects(
+    cli(['channel', 'update', 'cli-gh', '--rate-limit', 'fast']),
+    (err: { stderr: string }) => {
+      assert.match(err.stderr, /--rate-limit: expected a whole number, got "fast"/);
+      return true;
+    },
+  );
+
   const added = await cli(['agent', 'add', 'cli-agent', '--channel', 'cli-gh']);
   assert.match(
     added.stdout,
