@@ -6,13 +6,16 @@
  *   CommonJS file, so the agent is bundled a second time as CJS and injected with postject.
  *
  * The agent bundle must hold no server code: the build fails if any input comes from server/,
- * koa or lowdb.
+ * koa or lowdb. The relay bundle embeds the dashboard, built here once: it needs neither
+ * esbuild nor the UI sources at run time.
  */
 import { execFileSync } from 'node:child_process';
 import { copyFile, chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type BuildOptions, type Metafile, type Plugin } from 'esbuild';
+import { buildDashboardAssets } from '../server/dashboard/bundle.ts';
+import type { DashboardAssets } from '../server/dashboard/types.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DIST = path.join(ROOT, 'dist');
@@ -54,6 +57,34 @@ function versionInline(version: string): Plugin {
   };
 }
 
+/**
+ * Replaces server/dashboard/assets.ts, which builds the dashboard at relay start from source,
+ * with the assets built now: the bundle then holds no esbuild and no UI source.
+ */
+function dashboardInline(assets: DashboardAssets): Plugin {
+  return {
+    name: 'dashboard-inline',
+    setup(b) {
+      b.onLoad({ filter: /server[\\/]dashboard[\\/]assets\.ts$/ }, () => ({
+        contents:
+          `const assets = ${JSON.stringify(assets)};\n` +
+          'export function loadDashboardAssets() { return Promise.resolve(assets); }\n',
+        loader: 'ts',
+      }));
+    },
+  };
+}
+
+function assertDashboardEmbedded(metafile: Metafile, bundle: string): void {
+  const inputs = Object.keys(metafile.inputs);
+  const bad = inputs.filter((input) =>
+    /server\/dashboard\/(ui\/|bundle\.ts)|node_modules\/(esbuild|preact)\//.test(input),
+  );
+  if (bad.length > 0 || !inputs.some((i) => i.endsWith('server/dashboard/assets.ts'))) {
+    throw new Error(`${bundle} does not embed the prebuilt dashboard:\n  ${bad.join('\n  ')}`);
+  }
+}
+
 const { version } = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')) as {
   version: string;
 };
@@ -85,13 +116,17 @@ async function main(): Promise<void> {
   await rm(DIST, { recursive: true, force: true });
   await mkdir(DIST, { recursive: true });
 
-  await build({
-    ...common('server/main.ts'),
+  const dashboard = await buildDashboardAssets();
+  const relayCommon = common('server/main.ts');
+  const relay = await build({
+    ...relayCommon,
+    plugins: [...(relayCommon.plugins ?? []), dashboardInline(dashboard)],
     format: 'esm',
     outfile: path.join(DIST, 'postern-relay.mjs'),
     banner: { js: `#!/usr/bin/env node\n${ESM_REQUIRE_SHIM}` },
   });
-  process.stdout.write('built dist/postern-relay.mjs\n');
+  assertDashboardEmbedded(relay.metafile!, 'dist/postern-relay.mjs');
+  process.stdout.write('built dist/postern-relay.mjs (dashboard embedded)\n');
 
   const agentEsm = await build({
     ...common('agent/main.ts'),
