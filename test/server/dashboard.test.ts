@@ -7,14 +7,11 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
 import Koa from 'koa';
 import pino from 'pino';
-import ts from 'typescript';
 import { dashboardRouter } from '../../server/dashboard/router.ts';
 import { errorMiddleware } from '../../server/http/errors.ts';
-import { ROOT } from '../helpers/processes.ts';
 
 const silent = pino({ level: 'silent' });
 
@@ -142,31 +139,4 @@ test('a dashboard that cannot be built answers 503 and is logged, the rest keeps
   assert.equal((await fetch(`${broken.url}/assets/x.js`)).status, 404);
   assert.equal(logged.length, 1);
   assert.match(logged[0]!, /esbuild exploded/);
-});
-
-test('the UI sources type-check under server/dashboard/ui/tsconfig.json', () => {
-  const configFile = path.join(ROOT, 'server/dashboard/ui/tsconfig.json');
-  const parsed = ts.getParsedCommandLineOfConfigFile(
-    configFile,
-    {},
-    {
-      ...ts.sys,
-      onUnRecoverableConfigFileDiagnostic: (d) => {
-        throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'));
-      },
-    },
-  );
-  assert.ok(parsed, 'the UI tsconfig parses');
-  assert.ok(
-    parsed.fileNames.some((f) => f.endsWith('main.tsx')),
-    'the UI tsconfig covers the UI sources',
-  );
-  const program = ts.createProgram(parsed.fileNames, parsed.options);
-  const problems = ts.getPreEmitDiagnostics(program).map((d) => {
-    const where = d.file
-      ? `${path.relative(ROOT, d.file.fileName)}:${d.file.getLineAndCharacterOfPosition(d.start ?? 0).line + 1}`
-      : '';
-    return `${where} ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
-  });
-  assert.deepEqual(problems, []);
 });
