@@ -1,7 +1,7 @@
 /**
  * The dashboard's server side: the page, its lockdown headers and its content-hashed assets,
- * built from the real UI sources with esbuild; and the UI sources type-check under their own
- * tsconfig (DOM lib and Preact JSX, which the Node code must not see).
+ * built from the real UI sources with esbuild. (The UI sources type-check under their own
+ * tsconfig, in `npm run typecheck`.)
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
