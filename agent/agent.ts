@@ -15,7 +15,10 @@ import { TunnelClient } from './tunnel.ts';
 
 type Deliver = Extract<RelayFrame, { type: 'deliver' }>;
 
-/** Event ids remembered as delivered, to answer redeliveries without a second request. */
+/**
+ * `eventId/replay` keys remembered as delivered, to answer redeliveries (an ack lost on the
+ * way back) without a second request; an operator's replay has a new key and goes out again.
+ */
 const DELIVERED_MEMORY = 100_000;
 
 export interface AgentDeps {
@@ -118,7 +121,7 @@ export function createAgent(
       if (waits.length > 0) ack.retryAfterMs = Math.max(...waits);
     }
     if (ack.outcome === 'delivered') {
-      delivered.add(frame.eventId);
+      delivered.add(`${frame.eventId}/${frame.replay}`);
       if (delivered.size > DELIVERED_MEMORY) delivered.delete(delivered.values().next().value!);
       log.debug({ ...fields, routes: deliveredTo }, 'delivered');
     }
@@ -128,14 +131,15 @@ export function createAgent(
   function onDeliver(frame: Deliver, reply: (ack: AgentFrame) => void): void {
     // While stopping, start nothing new: unacknowledged, the event is offered again later.
     if (stopping) return;
-    if (delivered.has(frame.eventId)) {
+    const key = `${frame.eventId}/${frame.replay}`;
+    if (delivered.has(key)) {
       reply({ type: 'ack', eventId: frame.eventId, outcome: 'delivered', durationMs: 0 });
       return;
     }
-    let pending = running.get(frame.eventId);
+    let pending = running.get(key);
     if (!pending) {
-      pending = attempt(frame).finally(() => running.delete(frame.eventId));
-      running.set(frame.eventId, pending);
+      pending = attempt(frame).finally(() => running.delete(key));
+      running.set(key, pending);
     }
     void pending.then(reply);
   }

@@ -194,6 +194,7 @@ export function decodeRelayFrame(data: Buffer): RelayFrame {
         receivedAt: readInt(fields, 'receivedAt', fail, 0, TS_MAX),
         wantResponse: readBoolean(fields, 'wantResponse', fail),
         skipRoutes: readNames(fields, 'skipRoutes', fail),
+        replay: readInt(fields, 'replay', fail, 0, 1_000_000),
         body,
       };
     }

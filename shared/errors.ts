@@ -18,7 +18,8 @@ export type ErrorCode =
   | 'ERR_PAIRING_CODE'
   | 'ERR_STORE_WRITE'
   | 'ERR_STORE_CORRUPT'
-  | 'ERR_SHUTTING_DOWN';
+  | 'ERR_SHUTTING_DOWN'
+  | 'ERR_UNAVAILABLE';
 
 export class PosternError extends Error {
   readonly code: ErrorCode;

@@ -130,6 +130,11 @@ export type RelayFrame =
       wantResponse: boolean;
       /** Routes an earlier attempt already delivered to: not to be sent again. */
       skipRoutes: string[];
+      /**
+       * How many times an operator replayed the event: the agent's "already delivered" memory
+       * is per (event, replay), so a replay reaches the app again while a redelivery does not.
+       */
+      replay: number;
       body: Uint8Array;
     }
   /** Heartbeat; the agent answers with `pong`. */

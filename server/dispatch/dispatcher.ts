@@ -362,7 +362,7 @@ export class Dispatcher {
       status: 'queued',
       attemptCount: 0,
       nextAttemptAt: 0,
-      replay: true,
+      replays: summary.replays + 1,
     });
     this.enqueue(updated);
     return updated;
@@ -549,6 +549,7 @@ export class Dispatcher {
             receivedAt: p.receivedAt,
             wantResponse: this.#responseWaiters.has(p.id),
             skipRoutes: summary.deliveredRoutes,
+            replay: summary.replays,
             body: p.body,
           });
         },

@@ -202,7 +202,12 @@ export function apiRouter(relay: RelayContext): Router {
     });
     relay.logger.info({ agentId: agent.id, name }, 'agent added; waiting for pairing');
     ctx.status = 201;
-    ctx.body = { ...agentView(agent), pairingCode: code, expiresAt: iso(expiresAt) };
+    ctx.body = {
+      ...agentView(agent),
+      pairingCode: code,
+      expiresAt: iso(expiresAt),
+      relayUrl: relay.config.publicUrl,
+    };
   });
 
   router.get('/agents', (ctx) => {

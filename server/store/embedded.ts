@@ -324,6 +324,7 @@ export class EmbeddedStore implements Store {
           nextAttemptAt: summary.nextAttemptAt,
           attempts: [...summary.attempts],
           deliveredRoutes: [...summary.deliveredRoutes],
+          replays: summary.replays,
         }),
       );
       if (moved) {
@@ -386,6 +387,7 @@ export class EmbeddedStore implements Store {
       reason: p.rejected?.reason ?? null,
       orderKey: p.orderKey ?? '',
       deliveredRoutes: [],
+      replays: 0,
     };
     this.#events.set(p.id, { summary, loc, stateSegment: 0 });
     this.#ref(loc.segment, loc.length);
@@ -411,6 +413,10 @@ export class EmbeddedStore implements Store {
     if (segment) this.#pointState(entry, segment);
     if (update.attempts) summary.attempts = update.attempts.slice(-MAX_ATTEMPTS_KEPT);
     if (update.deliveredRoutes) summary.deliveredRoutes = update.deliveredRoutes;
+    if (update.replays !== undefined) {
+      summary.replays = update.replays;
+      if (!update.deliveredRoutes) summary.deliveredRoutes = [];
+    }
     if (update.attempt) {
       summary.attempts.push(update.attempt);
       if (summary.attempts.length > MAX_ATTEMPTS_KEPT) summary.attempts.shift();

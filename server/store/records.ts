@@ -146,7 +146,9 @@ export function decodeRecord(buf: Buffer): JournalRecord {
       if (!Array.isArray(u['attempts'])) return fail('attempts', 'a list');
       update.attempts = u['attempts'].map(readAttempt);
     }
-    if (u['replay'] === true) update.replay = true;
+    if (u['replays'] !== undefined) {
+      update.replays = readInt(u, 'replays', fail, 0, Number.MAX_SAFE_INTEGER);
+    }
     return { kind: 'update', id: readString(u, 'id', fail), update };
   }
   return fail('record kind', 'known');

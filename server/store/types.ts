@@ -104,6 +104,8 @@ export interface EventSummary {
   orderKey: string;
   /** Fan-out: the agent's routes that already got it (opaque names; a retry skips them). */
   deliveredRoutes: string[];
+  /** How many times an operator replayed it: a replay is delivered again even if it was. */
+  replays: number;
 }
 
 /** A change to an event's delivery state, appended after each attempt or replay. */
@@ -113,8 +115,11 @@ export interface EventUpdate {
   nextAttemptAt: number;
   /** The attempt that caused this update, if any. */
   attempt?: Attempt;
-  /** A replay resets the attempts budget (the log of attempts stays). */
-  replay?: boolean;
+  /**
+   * Set by a replay: the new replay count. A replay resets the attempts budget and the routes
+   * delivered (the log of attempts stays).
+   */
+  replays?: number;
   /** Replaces the whole attempts log (written when compaction moves an event forward). */
   attempts?: Attempt[];
   /** The routes delivered so far (the whole list), when it changed. */

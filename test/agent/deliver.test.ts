@@ -42,6 +42,7 @@ function frame(extra: Partial<DeliverFrame> = {}): DeliverFrame {
     receivedAt: 1_700_000_000_000,
     wantResponse: false,
     skipRoutes: [],
+    replay: 0,
     body: BODY,
     ...extra,
   };

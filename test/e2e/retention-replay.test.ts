@@ -106,4 +106,17 @@ test('bulk replay queues every failed event of a channel again, same ids', async
     await relay.api('POST', '/api/events/replay', { channel: 'kept', status: 'failed' }),
     { queued: 0 },
   );
+  // Replaying delivered events sends them again: the agent's memory of what it delivered is
+  // per replay, so an operator's replay is never swallowed as a duplicate.
+  const seenBefore = app.received.length;
+  assert.deepEqual(
+    await relay.api('POST', '/api/events/replay', { channel: 'kept', status: 'delivered' }),
+    {
+      queued: 3,
+    },
+  );
+  await app.waitFor(seenBefore + 3);
+  const again = app.received.slice(seenBefore).map((r) => r.headers['x-postern-event-id']);
+  assert.deepEqual([...again].sort(), [...ids].sort());
+  for (const id of ids) await waitForEventStatus(relay, id, 'delivered');
 });

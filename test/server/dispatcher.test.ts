@@ -187,6 +187,7 @@ test('an event with no sink waits, using no attempt, and goes out when a sink at
     receivedAt: START,
     wantResponse: false,
     skipRoutes: [],
+    replay: 0,
     body: Buffer.from([0xff, 1, 0x00]),
   });
   assert.equal(h.store.getEvent(id)?.status, 'delivering');

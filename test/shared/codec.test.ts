@@ -106,6 +106,7 @@ const deliverFrame: RelayFrame = {
   receivedAt: 1_700_000_000_123,
   wantResponse: true,
   skipRoutes: ['github#0'],
+  replay: 2,
   body: Buffer.concat([NOT_UTF8, Buffer.from('{"json": "after"}')]),
 };
 
