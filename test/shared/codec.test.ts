@@ -338,6 +338,8 @@ const deliver: Record<string, unknown> = {
   remoteAddress: '203.0.113.9',
   receivedAt: 1,
   wantResponse: false,
+  skipRoutes: [],
+  replay: 0,
 };
 const goaway = { type: 'goaway', reason: 'bye', reconnectAfterMs: 10 };
 
@@ -432,6 +434,16 @@ const relayCases: Case[] = [
     'deliver.wantResponse',
   ],
   ['deliver with wantResponse 0', { ...deliver, wantResponse: 0 }, 'deliver.wantResponse'],
+  ['deliver without skipRoutes', without(deliver, 'skipRoutes'), 'deliver.skipRoutes'],
+  ['deliver with skipRoutes a string', { ...deliver, skipRoutes: 'a' }, 'deliver.skipRoutes'],
+  ['deliver with an empty route name', { ...deliver, skipRoutes: [''] }, 'deliver.skipRoutes'],
+  [
+    'deliver with 65 route names',
+    { ...deliver, skipRoutes: Array.from({ length: 65 }, (_, i) => `r${i}`) },
+    'deliver.skipRoutes',
+  ],
+  ['deliver without replay', without(deliver, 'replay'), 'deliver.replay'],
+  ['deliver with replay -1', { ...deliver, replay: -1 }, 'deliver.replay'],
   ['deliver with empty originalUrl', { ...deliver, originalUrl: '' }, 'deliver.originalUrl'],
   ['deliver with receivedAt -1', { ...deliver, receivedAt: -1 }, 'deliver.receivedAt'],
   [
