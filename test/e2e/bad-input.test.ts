@@ -24,6 +24,7 @@ import {
   tempDir,
   type AgentHandle,
   type RelayHandle,
+  listEvents,
 } from '../helpers/processes.ts';
 import { dial, loadIdentity, mint, type TestIdentity } from '../helpers/tokens.ts';
 
@@ -37,11 +38,6 @@ interface EventView {
 interface ChannelView {
   id: string;
   maxBodyBytes: number;
-}
-
-interface EventPage {
-  events: EventView[];
-  next: string | null;
 }
 
 const LIMIT = 1024;
@@ -122,18 +118,8 @@ function ch(name: string): string {
 }
 
 /** Every stored event, following the `next` cursor (bounded). */
-async function allEvents(): Promise<EventView[]> {
-  const r = need(relay, 'relay');
-  const all: EventView[] = [];
-  let cursor: string | null = null;
-  for (let page = 0; page < 100; page++) {
-    const q: string = cursor === null ? '' : `&before=${cursor}`;
-    const res: EventPage = await r.api<EventPage>('GET', `/api/events?limit=500${q}`);
-    all.push(...res.events);
-    if (res.next === null) return all;
-    cursor = res.next;
-  }
-  throw new Error('more than 100 pages of events');
+function allEvents(): Promise<EventView[]> {
+  return listEvents<EventView>(need(relay, 'relay'));
 }
 
 function receivedOn(channel: string): Received[] {

@@ -19,6 +19,7 @@ import {
   type AgentHandle,
   type RelayHandle,
   type Route,
+  listEvents,
 } from '../helpers/processes.ts';
 
 interface EventView {
@@ -27,11 +28,6 @@ interface EventView {
   status: string;
   attemptCount: number;
   attempts: { outcome: string }[];
-}
-
-interface EventPage {
-  events: EventView[];
-  next: string | null;
 }
 
 const CHANNEL = 'offline';
@@ -73,21 +69,8 @@ function need<T>(value: T | undefined, what: string): T {
   return value;
 }
 
-/** Every event of the channel, following the `next` cursor (bounded). */
-async function listChannel(r: RelayHandle): Promise<EventView[]> {
-  const all: EventView[] = [];
-  let before: string | null = null;
-  for (let page = 0; page < 100; page++) {
-    const q: string = before === null ? '' : `&before=${before}`;
-    const res: EventPage = await r.api<EventPage>(
-      'GET',
-      `/api/events?channel=${channelId}&limit=500${q}`,
-    );
-    all.push(...res.events);
-    if (res.next === null) return all;
-    before = res.next;
-  }
-  throw new Error('more than 100 pages of events');
+function listChannel(r: RelayHandle): Promise<EventView[]> {
+  return listEvents<EventView>(r, channelId);
 }
 
 /** One webhook; returns the event id from the 202 answer. */

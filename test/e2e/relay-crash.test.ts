@@ -17,16 +17,12 @@ import {
   tempDir,
   type AgentHandle,
   type RelayHandle,
+  listEvents,
 } from '../helpers/processes.ts';
 
 interface EventView {
   id: string;
   status: string;
-}
-
-interface EventPage {
-  events: EventView[];
-  next: string | null;
 }
 
 const SENT = 1_200;
@@ -55,21 +51,8 @@ after(async () => {
   if (stateDir) await removeDir(stateDir);
 });
 
-/** Every event of a channel, following the `next` cursor (bounded). */
-async function listChannel(r: RelayHandle, channelId: string): Promise<EventView[]> {
-  const all: EventView[] = [];
-  let before: string | null = null;
-  for (let page = 0; page < 100; page++) {
-    const q: string = before === null ? '' : `&before=${before}`;
-    const res: EventPage = await r.api<EventPage>(
-      'GET',
-      `/api/events?channel=${channelId}&limit=500${q}`,
-    );
-    all.push(...res.events);
-    if (res.next === null) return all;
-    before = res.next;
-  }
-  throw new Error('more than 100 pages of events');
+function listChannel(r: RelayHandle, channelId: string): Promise<EventView[]> {
+  return listEvents<EventView>(r, channelId);
 }
 
 function idFromBody(text: string): string | undefined {

@@ -17,6 +17,7 @@ import {
   tempDir,
   type LogLine,
   type RelayHandle,
+  listEvents,
 } from '../helpers/processes.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -279,11 +280,6 @@ export interface EventView {
   attempts: Attempt[];
 }
 
-interface EventPage {
-  events: EventView[];
-  next: string | null;
-}
-
 export function getEvent(relay: RelayHandle, id: string): Promise<EventView> {
   return relay.api<EventView>('GET', `/api/events/${id}`);
 }
@@ -306,21 +302,9 @@ export function waitForEvent(
   );
 }
 
-/** Every event of a channel, following the `next` cursor (bounded). */
-export async function listChannel(relay: RelayHandle, channelId: string): Promise<EventView[]> {
-  const all: EventView[] = [];
-  let before: string | null = null;
-  for (let page = 0; page < 100; page++) {
-    const q: string = before === null ? '' : `&before=${before}`;
-    const res: EventPage = await relay.api<EventPage>(
-      'GET',
-      `/api/events?channel=${channelId}&limit=500${q}`,
-    );
-    all.push(...res.events);
-    if (res.next === null) return all;
-    before = res.next;
-  }
-  throw new Error('more than 100 pages of events');
+/** Every event of a channel (see listEvents). */
+export function listChannel(relay: RelayHandle, channelId: string): Promise<EventView[]> {
+  return listEvents<EventView>(relay, channelId);
 }
 
 /** Waits until every event of `ids` is `delivered` on the relay. */

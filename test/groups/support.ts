@@ -6,7 +6,7 @@
 import type { ServerResponse } from 'node:http';
 import { Agent, request } from 'undici';
 import type { Received } from '../helpers/app.ts';
-import { eventually, type RelayHandle } from '../helpers/processes.ts';
+import { eventually, listEvents, type RelayHandle } from '../helpers/processes.ts';
 import { idFromBody } from '../fault/helpers.ts';
 
 /** Upper bound for one end-to-end test on a busy machine: a hang fails instead of stalling. */
@@ -33,11 +33,6 @@ export interface EventView {
   attempts: Attempt[];
 }
 
-interface EventPage {
-  events: EventView[];
-  next: string | null;
-}
-
 export function need<T>(value: T | undefined, what: string): T {
   if (value === undefined) throw new Error(`${what} was not set up`);
   return value;
@@ -47,21 +42,9 @@ export function getEvent(relay: RelayHandle, id: string): Promise<EventView> {
   return relay.api<EventView>('GET', `/api/events/${id}`);
 }
 
-/** Every event of a channel, following the `next` cursor (bounded). */
-export async function listChannel(relay: RelayHandle, channelId: string): Promise<EventView[]> {
-  const all: EventView[] = [];
-  let before: string | null = null;
-  for (let page = 0; page < 100; page++) {
-    const q: string = before === null ? '' : `&before=${before}`;
-    const res: EventPage = await relay.api<EventPage>(
-      'GET',
-      `/api/events?channel=${channelId}&limit=500${q}`,
-    );
-    all.push(...res.events);
-    if (res.next === null) return all;
-    before = res.next;
-  }
-  throw new Error('more than 100 pages of events');
+/** Every event of a channel (see listEvents). */
+export function listChannel(relay: RelayHandle, channelId: string): Promise<EventView[]> {
+  return listEvents<EventView>(relay, channelId);
 }
 
 /** Waits until every event of `ids` is in a final state accepted by `done`; returns them. */

@@ -256,3 +256,22 @@ export function waitForEventStatus(
     `event ${id} to be ${status}`,
   );
 }
+
+/** Every event (of one channel, or of all), newest first, following the `next` cursor. */
+export async function listEvents<T extends { id: string }>(
+  relay: RelayHandle,
+  channelId?: string,
+): Promise<T[]> {
+  const all: T[] = [];
+  let before: string | null = null;
+  for (let page = 0; page < 100; page++) {
+    const q = new URLSearchParams({ limit: '500' });
+    if (channelId !== undefined) q.set('channel', channelId);
+    if (before !== null) q.set('before', before);
+    const res: { events: T[]; next: string | null } = await relay.api('GET', `/api/events?${q}`);
+    all.push(...res.events);
+    if (res.next === null) return all;
+    before = res.next;
+  }
+  throw new Error('more than 100 pages of events');
+}
