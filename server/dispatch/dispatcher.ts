@@ -12,10 +12,10 @@
 import type { Logger } from 'pino';
 import type { AgentFrame, RelayFrame } from '../../shared/protocol.ts';
 import { PosternError } from '../../shared/errors.ts';
-import type { ChannelRecord, EventSummary, EventUpdate, Store } from '../store/types.ts';
+import type { ChannelRecord, EventSummary, Store } from '../store/types.ts';
 import { Lanes } from './lanes.ts';
 import { Deque, TimerHeap } from './queues.ts';
-import { nextRetry } from './retry.ts';
+import { afterAttempt } from './retry.ts';
 
 type DeliverFrame = Extract<RelayFrame, { type: 'deliver' }>;
 export type AckFrame = Extract<AgentFrame, { type: 'ack' }>;
@@ -30,8 +30,6 @@ export interface Sink {
   send(frame: DeliverFrame): void;
 }
 
-/** When no agent has a route for a channel, look again after this long (no attempt used). */
-const NO_ROUTE_RETRY_MS = 30_000;
 /** When an event's body cannot be read back, look again after this long. */
 const READ_RETRY_MS = 30_000;
 /**
@@ -226,69 +224,24 @@ export class Dispatcher {
     const now = this.#now();
     this.#judge(sink, frame.outcome, now);
     this.#carry(sink, -summary.size);
-    const attempt = {
-      at: now,
-      agentId: sink.agentId,
-      outcome: frame.outcome,
-      status: frame.status ?? null,
-      durationMs: frame.durationMs,
-      error: frame.error ?? null,
-    };
     this.#onAttempt(frame.outcome, frame.outcome === 'delivered' ? now - summary.receivedAt : null);
+    const delaysMs = this.#channel(summary.channelId)?.retry.delaysMs ?? [];
+    const update = afterAttempt(summary, frame, sink.agentId, delaysMs, now, this.#random);
     // Plain fields, not a child logger: this runs once per delivery.
     const ids = { eventId: summary.id, channelId: summary.channelId, agentId: sink.agentId };
-    let update: EventUpdate;
-    if (frame.outcome === 'delivered') {
-      update = {
-        status: 'delivered',
-        attemptCount: summary.attemptCount + 1,
-        nextAttemptAt: 0,
-        attempt,
-      };
-      this.#log.debug(ids, 'delivered');
-    } else if (frame.outcome === 'filtered') {
-      update = {
-        status: 'filtered',
-        attemptCount: summary.attemptCount,
-        nextAttemptAt: 0,
-        attempt,
-      };
-      this.#log.debug(ids, 'filtered: no route of the agent matches this event');
+    const detail = { ...ids, status: frame.status, error: frame.error };
+    if (update.status === 'delivered') this.#log.debug(ids, 'delivered');
+    else if (update.status === 'filtered') this.#log.debug(ids, 'filtered: no route matches it');
+    else if (update.status === 'failed') {
+      this.#log.warn(
+        { ...detail, attempts: update.attemptCount },
+        'delivery failed for good; event is now failed (replay it to try again)',
+      );
     } else {
-      const channel = this.#channel(summary.channelId);
-      const failures = frame.outcome === 'failed' ? summary.attemptCount + 1 : summary.attemptCount;
-      const decision =
-        frame.outcome === 'no_route'
-          ? { kind: 'retry' as const, delayMs: NO_ROUTE_RETRY_MS }
-          : nextRetry(channel?.retry.delaysMs ?? [], failures, frame.retryAfterMs, this.#random);
-      if (decision.kind === 'give-up') {
-        update = { status: 'failed', attemptCount: failures, nextAttemptAt: 0, attempt };
-        this.#log.warn(
-          { ...ids, attempts: failures, error: attempt.error, status: attempt.status },
-          'delivery failed for good; event is now failed (replay it to try again)',
-        );
-      } else {
-        update = {
-          status: 'queued',
-          attemptCount: failures,
-          nextAttemptAt: now + decision.delayMs,
-          attempt,
-        };
-        this.#log.info(
-          {
-            ...ids,
-            outcome: frame.outcome,
-            status: attempt.status,
-            error: attempt.error,
-            retryInMs: decision.delayMs,
-          },
-          'delivery attempt failed; will retry',
-        );
-      }
-    }
-    if (frame.routes && frame.routes.length > 0) {
-      // Fan-out: remember which routes got it, so that a retry goes only to the others.
-      update.deliveredRoutes = [...new Set([...summary.deliveredRoutes, ...frame.routes])];
+      this.#log.info(
+        { ...detail, outcome: frame.outcome, retryInMs: update.nextAttemptAt - now },
+        'delivery attempt failed; will retry',
+      );
     }
     // Lazy: an outcome lost in a crash only means the event is offered again (at least once),
     // so it rides along with the next ingress commit instead of costing a flush of its own.

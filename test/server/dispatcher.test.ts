@@ -5,6 +5,7 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import pino from 'pino';
 import { Dispatcher, type AckFrame, type Sink } from '../../server/dispatch/dispatcher.ts';
+import { NO_ROUTE_RETRY_MS } from '../../server/dispatch/retry.ts';
 import { EmbeddedStore } from '../../server/store/embedded.ts';
 import type { ChannelRecord, EventPayload } from '../../server/store/types.ts';
 import { PosternError } from '../../shared/errors.ts';
@@ -13,8 +14,6 @@ import type { RelayFrame } from '../../shared/protocol.ts';
 type DeliverFrame = Extract<RelayFrame, { type: 'deliver' }>;
 
 const START = 1_700_000_000_000;
-/** The dispatcher's wait before looking again for a route (no attempt used). */
-const NO_ROUTE_RETRY_MS = 30_000;
 
 class FakeSink implements Sink {
   readonly id: string;

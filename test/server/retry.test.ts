@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DEFAULT_RETRY_DELAYS_MS, nextRetry } from '../../server/dispatch/retry.ts';
+import {
+  DEFAULT_RETRY_DELAYS_MS,
+  nextRetry,
+  afterAttempt,
+  NO_ROUTE_RETRY_MS,
+} from '../../server/dispatch/retry.ts';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -150,5 +155,73 @@ test('Retry-After up to 24 h is honoured; beyond that the schedule is used', () 
       kind: 'retry',
       delayMs: 5_000,
     },
+  );
+});
+
+test('afterAttempt: what each outcome makes of an event', () => {
+  const event = {
+    id: 'evt_1',
+    channelId: 'ch_1',
+    status: 'delivering' as const,
+    receivedAt: 0,
+    method: 'POST',
+    path: '',
+    query: '',
+    size: 1,
+    attemptCount: 1,
+    attempts: [],
+    nextAttemptAt: 0,
+    reason: null,
+    orderKey: '',
+    deliveredRoutes: ['a'],
+    replays: 0,
+  };
+  const ack = (outcome: 'delivered' | 'failed' | 'no_route' | 'filtered', extra = {}) => ({
+    type: 'ack' as const,
+    eventId: 'evt_1',
+    outcome,
+    durationMs: 3,
+    ...extra,
+  });
+  const half = () => 0.5;
+  const delivered = afterAttempt(
+    event,
+    ack('delivered', { status: 200, routes: ['b', 'a'] }),
+    'ag_1',
+    [100],
+    1_000,
+    half,
+  );
+  assert.equal(delivered.status, 'delivered');
+  assert.equal(delivered.attemptCount, 2);
+  assert.deepEqual(delivered.deliveredRoutes, ['a', 'b'], 'routes accumulate, once each');
+  assert.deepEqual(delivered.attempt, {
+    at: 1_000,
+    agentId: 'ag_1',
+    outcome: 'delivered',
+    status: 200,
+    durationMs: 3,
+    error: null,
+  });
+  const retry = afterAttempt(
+    event,
+    ack('failed', { status: 500, error: 'app answered 500' }),
+    'ag_1',
+    [100, 200],
+    1_000,
+    half,
+  );
+  assert.deepEqual([retry.status, retry.attemptCount, retry.nextAttemptAt], ['queued', 2, 1_200]);
+  const dead = afterAttempt(event, ack('failed'), 'ag_1', [100], 1_000, half);
+  assert.deepEqual([dead.status, dead.attemptCount], ['failed', 2]);
+  const noRoute = afterAttempt(event, ack('no_route'), 'ag_1', [], 1_000, half);
+  assert.deepEqual(
+    [noRoute.status, noRoute.attemptCount, noRoute.nextAttemptAt],
+    ['queued', 1, 1_000 + NO_ROUTE_RETRY_MS],
+  );
+  const filtered = afterAttempt(event, ack('filtered'), 'ag_1', [100], 1_000, half);
+  assert.deepEqual(
+    [filtered.status, filtered.attemptCount, filtered.deliveredRoutes],
+    ['filtered', 1, undefined],
   );
 });
