@@ -10,37 +10,18 @@
  * schedule). Waiting for an agent consumes no attempt. Nothing here is O(backlog) per event.
  */
 import type { Logger } from 'pino';
-import type { AgentFrame, RelayFrame } from '../../shared/protocol.ts';
+import type { AgentFrame } from '../../shared/protocol.ts';
 import { PosternError } from '../../shared/errors.ts';
 import type { ChannelRecord, EventSummary, Store } from '../store/types.ts';
 import { Lanes } from './lanes.ts';
+import { Sessions, type Sink } from './sessions.ts';
 import { Deque, TimerHeap } from './queues.ts';
 import { afterAttempt } from './retry.ts';
 
-type DeliverFrame = Extract<RelayFrame, { type: 'deliver' }>;
 export type AckFrame = Extract<AgentFrame, { type: 'ack' }>;
-
-/** A tunnel session as dispatch sees it. */
-export interface Sink {
-  readonly id: string;
-  readonly agentId: string;
-  readonly window: number;
-  readonly channels: readonly string[];
-  readonly open: boolean;
-  send(frame: DeliverFrame): void;
-}
 
 /** When an event's body cannot be read back, look again after this long. */
 const READ_RETRY_MS = 30_000;
-/**
- * Body bytes a session may have unacknowledged, beside its window of events: the window
- * bounds count, this bounds memory (a few 25 MiB bodies already make a lot).
- */
-export const MAX_INFLIGHT_BYTES = 64 * 1024 * 1024;
-/** A session whose deliveries failed this many times in a row is benched… */
-const BENCH_AFTER_FAILURES = 3;
-/** …for this long, while another session of the channel can take its events. */
-const BENCH_MS = 30_000;
 
 interface ChannelQueue {
   /** Unordered channels: events ready to go, oldest first. */
@@ -52,13 +33,6 @@ interface ChannelQueue {
 
 /** A scheduled wake-up: an event's retry time, or an ordered lane's head becoming due. */
 type Wake = { event: string } | { channel: string; key: string };
-
-interface SinkHealth {
-  failures: number;
-  benchedUntil: number;
-  /** Body bytes sent and not yet acknowledged. */
-  bytes: number;
-}
 
 export interface DispatcherDeps {
   store: Store;
@@ -80,10 +54,7 @@ export class Dispatcher {
   readonly #queues = new Map<string, ChannelQueue>();
   /** Where each pending event is: a ready FIFO, the timer heap, an ordered lane, or a sink. */
   readonly #where = new Map<string, 'ready' | 'timer' | 'lane' | Sink>();
-  readonly #health = new Map<Sink, SinkHealth>();
-  readonly #inflight = new Map<Sink, Map<string, number>>();
-  /** The last pending send of each session, so that frames leave in the order they were taken. */
-  readonly #sendChains = new Map<Sink, Promise<void>>();
+  readonly #sessions = new Sessions();
   readonly #timers = new TimerHeap<Wake>();
   #timer: NodeJS.Timeout | null = null;
   #timerAt = Infinity;
@@ -161,8 +132,7 @@ export class Dispatcher {
   }
 
   attach(sink: Sink): void {
-    this.#inflight.set(sink, new Map());
-    this.#health.set(sink, { failures: 0, benchedUntil: 0, bytes: 0 });
+    this.#sessions.attach(sink);
     for (const channelId of sink.channels) {
       this.#queue(channelId).sinks.add(sink);
       this.#pump(channelId);
@@ -171,13 +141,7 @@ export class Dispatcher {
 
   /** The session ended: everything it had not acknowledged goes back to the front. */
   detach(sink: Sink): void {
-    const inflight = this.#inflight.get(sink);
-    if (!inflight) return;
-    this.#inflight.delete(sink);
-    this.#health.delete(sink);
-    this.#sendChains.delete(sink);
-    const ids = [...inflight.keys()].reverse();
-    for (const id of ids) {
+    for (const id of this.#sessions.detach(sink)) {
       const summary = this.#store.getEvent(id);
       this.#store.markDelivering(id, false);
       if (!summary) {
@@ -193,37 +157,31 @@ export class Dispatcher {
 
   /** Age of the oldest unacknowledged delivery of a session, in ms (0 when none). */
   oldestInFlightMs(sink: Sink): number {
-    const inflight = this.#inflight.get(sink);
-    if (!inflight) return 0;
-    let oldest = Infinity;
-    for (const sentAt of inflight.values()) oldest = Math.min(oldest, sentAt);
-    return oldest === Infinity ? 0 : this.#now() - oldest;
+    return this.#sessions.oldestMs(sink, this.#now());
   }
 
   inFlightCount(sink: Sink): number {
-    return this.#inflight.get(sink)?.size ?? 0;
+    return this.#sessions.count(sink);
   }
 
   /** The agent reported the outcome of one attempt; state changes at once, disk follows. */
   ack(sink: Sink, frame: AckFrame): void {
-    const inflight = this.#inflight.get(sink);
-    if (!inflight?.has(frame.eventId)) {
+    if (!this.#sessions.has(sink, frame.eventId)) {
       this.#log.warn(
         { agentId: sink.agentId, eventId: frame.eventId },
         'ack for an event not in flight on this session; ignored',
       );
       return;
     }
-    inflight.delete(frame.eventId);
     this.#where.delete(frame.eventId);
     this.#responseWaiters.get(frame.eventId)?.(frame);
     this.#store.markDelivering(frame.eventId, false);
     const summary = this.#store.getEvent(frame.eventId);
+    this.#sessions.settled(sink, frame.eventId, summary?.size ?? 0);
     if (!summary) return;
     const q = this.#queue(summary.channelId);
     const now = this.#now();
-    this.#judge(sink, frame.outcome, now);
-    this.#carry(sink, -summary.size);
+    this.#sessions.judge(sink, frame.outcome, now);
     this.#onAttempt(frame.outcome, frame.outcome === 'delivered' ? now - summary.receivedAt : null);
     const delaysMs = this.#channel(summary.channelId)?.retry.delaysMs ?? [];
     const update = afterAttempt(summary, frame, sink.agentId, delaysMs, now, this.#random);
@@ -383,23 +341,6 @@ export class Dispatcher {
     if (lanes && head !== undefined && this.#where.get(head) === 'lane') lanes.release(key);
   }
 
-  #carry(sink: Sink, bytes: number): void {
-    const health = this.#health.get(sink);
-    if (health) health.bytes += bytes;
-  }
-
-  /** Counts failures per session: one that keeps failing is benched while others succeed. */
-  #judge(sink: Sink, outcome: AckFrame['outcome'], now: number): void {
-    const health = this.#health.get(sink);
-    if (!health) return;
-    if (outcome === 'delivered') {
-      health.failures = 0;
-      health.benchedUntil = 0;
-    } else if (outcome === 'failed' && ++health.failures >= BENCH_AFTER_FAILURES) {
-      health.benchedUntil = now + BENCH_MS;
-    }
-  }
-
   #pump(channelId: string): void {
     const q = this.#queues.get(channelId);
     const channel = this.#channel(channelId);
@@ -412,7 +353,7 @@ export class Dispatcher {
         if (this.#where.get(id) === 'ready') this.#where.delete(id);
         continue;
       }
-      const sink = this.#pick(q);
+      const sink = this.#sessions.pick(q.sinks, this.#now());
       if (!sink) return;
       q.ready.shift();
       this.#send(sink, summary, channel);
@@ -423,7 +364,7 @@ export class Dispatcher {
   /** Ordered channels: the head of every idle lane that is due, while sessions have room. */
   #pumpLanes(q: ChannelQueue, channel: ChannelRecord): void {
     for (;;) {
-      const sink = this.#pick(q);
+      const sink = this.#sessions.pick(q.sinks, this.#now());
       if (!sink) return;
       const next = q.lanes.take();
       if (!next) return;
@@ -445,46 +386,16 @@ export class Dispatcher {
     }
   }
 
-  /**
-   * The connected session with the most room in its window. A benched session (failing while
-   * others succeed) gets nothing while a healthy one is connected, even a full one.
-   */
-  #pick(q: ChannelQueue): Sink | undefined {
-    const now = this.#now();
-    let anyHealthy = false;
-    for (const sink of q.sinks) {
-      if (sink.open && (this.#health.get(sink)?.benchedUntil ?? 0) <= now) anyHealthy = true;
-    }
-    let best: Sink | undefined;
-    let bestFree = 0;
-    for (const sink of q.sinks) {
-      if (!sink.open) continue;
-      const health = this.#health.get(sink);
-      if (anyHealthy && (health?.benchedUntil ?? 0) > now) continue;
-      if ((health?.bytes ?? 0) >= MAX_INFLIGHT_BYTES) continue;
-      const free = sink.window - (this.#inflight.get(sink)?.size ?? sink.window);
-      if (free > bestFree) {
-        best = sink;
-        bestFree = free;
-      }
-    }
-    return best;
-  }
-
   #send(sink: Sink, summary: EventSummary, channel: ChannelRecord): void {
-    const inflight = this.#inflight.get(sink)!;
-    inflight.set(summary.id, this.#now());
+    this.#sessions.sent(sink, summary.id, summary.size, this.#now());
     this.#where.set(summary.id, sink);
-    this.#carry(sink, summary.size);
     this.#store.markDelivering(summary.id, true);
     const attempt = summary.attemptCount + 1;
     // Reads run in parallel (a backlog comes from disk), sends leave in queue order.
     const read = this.#store.readPayload(summary.id);
     read.catch(() => undefined); // handled below, once the sends before it have left
-    const previous = this.#sendChains.get(sink) ?? Promise.resolve();
-    const next = previous
-      .then(() => read)
-      .then(
+    this.#sessions.inOrder(sink, () =>
+      read.then(
         (p) => {
           if (!sink.open || this.#where.get(summary.id) !== sink) return;
           sink.send({
@@ -512,15 +423,14 @@ export class Dispatcher {
             'cannot read event back from the store; will try again',
           );
           if (this.#where.get(summary.id) !== sink) return;
-          inflight.delete(summary.id);
-          this.#carry(sink, -summary.size);
+          this.#sessions.settled(sink, summary.id, summary.size);
           this.#store.markDelivering(summary.id, false);
           this.#where.delete(summary.id);
           this.#giveBack(summary, this.#now() + READ_RETRY_MS);
           this.#arm();
         },
-      );
-    this.#sendChains.set(sink, next);
+      ),
+    );
   }
 
   #arm(): void {

@@ -14,7 +14,8 @@ import {
   type RelayFrame,
 } from '../../shared/protocol.ts';
 import { writeBatcher, type Corkable } from '../../shared/write-batch.ts';
-import type { Dispatcher, Sink } from '../dispatch/dispatcher.ts';
+import type { Dispatcher } from '../dispatch/dispatcher.ts';
+import type { Sink } from '../dispatch/sessions.ts';
 
 /** A peer silent for this many heartbeat intervals is dead (or half-open) and is dropped. */
 export const MISSED_HEARTBEATS = 3;

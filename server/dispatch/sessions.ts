@@ -1,0 +1,129 @@
+/**
+ * What dispatch knows of each tunnel session: the deliveries it has not acknowledged (when
+ * sent, how many body bytes), whether it is benched for failing, and the order its frames
+ * leave in. `pick` chooses where the next event of a channel goes.
+ */
+import type { AgentFrame, RelayFrame } from '../../shared/protocol.ts';
+
+type DeliverFrame = Extract<RelayFrame, { type: 'deliver' }>;
+
+/** A tunnel session as dispatch sees it. */
+export interface Sink {
+  readonly id: string;
+  readonly agentId: string;
+  readonly window: number;
+  readonly channels: readonly string[];
+  readonly open: boolean;
+  send(frame: DeliverFrame): void;
+}
+
+/**
+ * Body bytes a session may have unacknowledged, beside its window of events: the window
+ * bounds count, this bounds memory (a few 25 MiB bodies already make a lot).
+ */
+export const MAX_INFLIGHT_BYTES = 64 * 1024 * 1024;
+/** A session whose deliveries failed this many times in a row is benched… */
+const BENCH_AFTER_FAILURES = 3;
+/** …for this long, while another session of the channel can take its events. */
+const BENCH_MS = 30_000;
+
+interface SessionState {
+  /** Event id → when it was sent, for deliveries not yet acknowledged. */
+  inflight: Map<string, number>;
+  bytes: number;
+  failures: number;
+  benchedUntil: number;
+  /** The last pending send, so that frames leave in the order they were taken. */
+  chain: Promise<void>;
+}
+
+export class Sessions {
+  readonly #state = new Map<Sink, SessionState>();
+
+  attach(sink: Sink): void {
+    this.#state.set(sink, {
+      inflight: new Map(),
+      bytes: 0,
+      failures: 0,
+      benchedUntil: 0,
+      chain: Promise.resolve(),
+    });
+  }
+
+  /** Forgets a session; returns what it had not acknowledged, newest first. */
+  detach(sink: Sink): string[] {
+    const state = this.#state.get(sink);
+    this.#state.delete(sink);
+    return state ? [...state.inflight.keys()].reverse() : [];
+  }
+
+  has(sink: Sink, eventId: string): boolean {
+    return this.#state.get(sink)?.inflight.has(eventId) ?? false;
+  }
+
+  sent(sink: Sink, eventId: string, bytes: number, now: number): void {
+    const state = this.#state.get(sink);
+    if (!state) return;
+    state.inflight.set(eventId, now);
+    state.bytes += bytes;
+  }
+
+  /** The delivery is over for this session (acknowledged, or taken back). */
+  settled(sink: Sink, eventId: string, bytes: number): void {
+    const state = this.#state.get(sink);
+    if (state?.inflight.delete(eventId)) state.bytes -= bytes;
+  }
+
+  /** Counts failures: a session that keeps failing is benched while others succeed. */
+  judge(sink: Sink, outcome: Extract<AgentFrame, { type: 'ack' }>['outcome'], now: number): void {
+    const state = this.#state.get(sink);
+    if (!state) return;
+    if (outcome === 'delivered') {
+      state.failures = 0;
+      state.benchedUntil = 0;
+    } else if (outcome === 'failed' && ++state.failures >= BENCH_AFTER_FAILURES) {
+      state.benchedUntil = now + BENCH_MS;
+    }
+  }
+
+  /** Runs `send` after the session's earlier sends (each may wait for a disk read). */
+  inOrder(sink: Sink, send: () => Promise<void>): void {
+    const state = this.#state.get(sink);
+    if (state) state.chain = state.chain.then(send);
+  }
+
+  /**
+   * The open session with the most room in its window (and under the byte bound). A benched
+   * session gets nothing while a healthy one is connected, even a full one.
+   */
+  pick(sinks: Iterable<Sink>, now: number): Sink | undefined {
+    const candidates = [...sinks].filter((s) => s.open && this.#state.has(s));
+    const healthy = candidates.some((s) => this.#state.get(s)!.benchedUntil <= now);
+    let best: Sink | undefined;
+    let bestFree = 0;
+    for (const sink of candidates) {
+      const state = this.#state.get(sink)!;
+      if (healthy && state.benchedUntil > now) continue;
+      if (state.bytes >= MAX_INFLIGHT_BYTES) continue;
+      const free = sink.window - state.inflight.size;
+      if (free > bestFree) {
+        best = sink;
+        bestFree = free;
+      }
+    }
+    return best;
+  }
+
+  count(sink: Sink): number {
+    return this.#state.get(sink)?.inflight.size ?? 0;
+  }
+
+  /** Age of the session's oldest unacknowledged delivery, in ms (0 when none). */
+  oldestMs(sink: Sink, now: number): number {
+    let oldest = Infinity;
+    for (const sentAt of this.#state.get(sink)?.inflight.values() ?? []) {
+      oldest = Math.min(oldest, sentAt);
+    }
+    return oldest === Infinity ? 0 : now - oldest;
+  }
+}

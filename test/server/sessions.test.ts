@@ -1,0 +1,100 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { MAX_INFLIGHT_BYTES, Sessions, type Sink } from '../../server/dispatch/sessions.ts';
+
+function sink(id: string, window = 10, open = true): Sink {
+  return { id, agentId: `ag_${id}`, window, channels: ['ch_1'], open, send: () => undefined };
+}
+
+test('pick: the open session with the most room; none when all are full or closed', () => {
+  const s = new Sessions();
+  const a = sink('a', 2);
+  const b = sink('b', 3);
+  const closed = sink('c', 100, false);
+  for (const x of [a, b, closed]) s.attach(x);
+  assert.equal(s.pick([a, b, closed], 0), b);
+  s.sent(b, 'e1', 1, 0);
+  s.sent(b, 'e2', 1, 0);
+  assert.equal(s.pick([a, b], 0), a, 'a has 2 free, b has 1');
+  s.sent(a, 'e3', 1, 0);
+  s.sent(a, 'e4', 1, 0);
+  s.sent(b, 'e5', 1, 0);
+  assert.equal(s.pick([a, b, closed], 0), undefined);
+  s.settled(a, 'e3', 1);
+  assert.equal(s.pick([a, b], 0), a);
+  assert.equal(s.pick([sink('unknown')], 0), undefined, 'a session never attached is never picked');
+});
+
+test('a session failing 3 times in a row is benched for 30 s while another is healthy', () => {
+  const s = new Sessions();
+  const bad = sink('bad', 10);
+  const good = sink('good', 2);
+  s.attach(bad);
+  s.attach(good);
+  for (let i = 0; i < 3; i++) s.judge(bad, 'failed', 1_000);
+  s.sent(good, 'g1', 1, 1_000);
+  s.sent(good, 'g2', 1, 1_000);
+  assert.equal(
+    s.pick([bad, good], 1_000),
+    undefined,
+    'wait for the healthy one rather than use the benched',
+  );
+  assert.equal(s.pick([bad], 1_000), bad, 'alone, a benched session still works');
+  assert.equal(s.pick([bad, good], 31_001), bad, 'the bench ends after 30 s');
+  s.judge(bad, 'failed', 31_001);
+  s.judge(bad, 'delivered', 31_002);
+  s.settled(good, 'g1', 1);
+  assert.equal(s.pick([bad, good], 31_002), bad, 'a success clears the count');
+  s.judge(bad, 'no_route', 31_003);
+  s.judge(bad, 'failed', 31_003);
+  s.judge(bad, 'failed', 31_003);
+  assert.equal(s.pick([bad, good], 31_003), bad, 'two failures do not bench');
+});
+
+test('a session with MAX_INFLIGHT_BYTES unacknowledged takes nothing more', () => {
+  const s = new Sessions();
+  const a = sink('a', 100);
+  s.attach(a);
+  s.sent(a, 'big', MAX_INFLIGHT_BYTES, 0);
+  assert.equal(s.pick([a], 0), undefined);
+  s.settled(a, 'big', MAX_INFLIGHT_BYTES);
+  assert.equal(s.pick([a], 0), a);
+});
+
+test('detach returns what was in flight, newest first; oldestMs and count', () => {
+  const s = new Sessions();
+  const a = sink('a');
+  s.attach(a);
+  s.sent(a, 'e1', 1, 100);
+  s.sent(a, 'e2', 1, 250);
+  assert.equal(s.count(a), 2);
+  assert.equal(s.oldestMs(a, 1_100), 1_000);
+  assert.equal(s.has(a, 'e1'), true);
+  assert.deepEqual(s.detach(a), ['e2', 'e1']);
+  assert.equal(s.count(a), 0);
+  assert.equal(s.oldestMs(a, 1_100), 0);
+});
+
+test('inOrder runs sends one after another even when the first is slower', async () => {
+  const s = new Sessions();
+  const a = sink('a');
+  s.attach(a);
+  const order: string[] = [];
+  let release: () => void = () => undefined;
+  const slow = new Promise<void>((r) => (release = r));
+  s.inOrder(a, async () => {
+    await slow;
+    order.push('first');
+  });
+  let done: () => void = () => undefined;
+  const finished = new Promise<void>((r) => (done = r));
+  s.inOrder(a, async () => {
+    order.push('second');
+    done();
+  });
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(order, []);
+  release();
+  await finished;
+  assert.deepEqual(order, ['first', 'second']);
+});
