@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../../shared/errors.ts';
 import { isObject, type Obj } from '../../shared/fields.ts';
+import { channelOptions } from './channel-options.ts';
 import { table } from './table.ts';
 
 export const ADMIN_USAGE = `Admin commands (talk to a running relay):
@@ -264,64 +265,6 @@ export async function runAdminCommand(
     default:
       throw new ConfigError(`unknown command "${key}"; run with --help`);
   }
-}
-
-/** The channel fields set by command-line options (create and update). */
-function channelOptions(values: {
-  verify?: string | undefined;
-  secret?: string | undefined;
-  ordered?: boolean | undefined;
-  unordered?: boolean | undefined;
-  'ordering-key'?: string | undefined;
-  'sync-timeout-ms'?: string | undefined;
-  async?: boolean | undefined;
-  'retry-delays'?: string | undefined;
-  'rate-limit'?: string | undefined;
-  'max-body-bytes'?: string | undefined;
-}): Obj {
-  const body: Obj = {};
-  const int = (flag: string, text: string): number => {
-    if (!/^\d+$/.test(text))
-      throw new ConfigError(`${flag}: expected a whole number, got "${text}"`);
-    return Number(text);
-  };
-  if (values.verify) {
-    body['verify'] = { provider: values.verify, secret: need(values.secret, '--secret') };
-  }
-  if (values.ordered) body['ordered'] = true;
-  if (values.unordered) body['ordered'] = false;
-  const key = values['ordering-key'];
-  if (key) {
-    const [kind, ...rest] = key.split(':');
-    const name = rest.join(':');
-    if ((kind !== 'header' && kind !== 'json') || !name) {
-      throw new ConfigError(`--ordering-key: expected header:NAME or json:PATH, got "${key}"`);
-    }
-    body['orderingKey'] = kind === 'header' ? { header: name } : { jsonField: name };
-    body['ordered'] ??= true;
-  }
-  if (values['sync-timeout-ms']) {
-    body['response'] = {
-      mode: 'sync',
-      timeoutMs: int('--sync-timeout-ms', values['sync-timeout-ms']),
-    };
-  }
-  if (values.async) body['response'] = { mode: 'async' };
-  if (values['retry-delays']) {
-    body['retry'] = {
-      delaysMs: values['retry-delays'].split(',').map((d) => int('--retry-delays', d.trim())),
-    };
-  }
-  if (values['rate-limit']) {
-    const [perSecond, burst] = values['rate-limit'].split('/');
-    body['rateLimit'] = {
-      perSecond: int('--rate-limit', perSecond ?? ''),
-      ...(burst === undefined ? {} : { burst: int('--rate-limit', burst) }),
-    };
-  }
-  if (values['max-body-bytes'])
-    body['maxBodyBytes'] = int('--max-body-bytes', values['max-body-bytes']);
-  return body;
 }
 
 const EVENT_COLUMNS = ['ID', 'RECEIVED', 'CHANNEL', 'STATUS', 'ATTEMPTS', 'METHOD', 'PATH', 'SIZE'];
