@@ -28,6 +28,8 @@ export interface RelayConfig {
   readonly shutdownGraceMs: number;
   /** Delivered, failed and rejected events are removed this long after they were received. */
   readonly retentionMs: number;
+  /** Behind a reverse proxy: rate limits key on the proxy's X-Forwarded-For entry. */
+  readonly trustProxy: boolean;
 }
 
 export interface RelayConfigInput {
@@ -38,6 +40,7 @@ export interface RelayConfigInput {
   logLevel?: string | undefined;
   heartbeatMs?: string | undefined;
   retentionHours?: string | undefined;
+  trustProxy?: boolean | undefined;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -114,5 +117,6 @@ export function parseRelayConfig(
     pairingTtlMs: 15 * 60_000,
     shutdownGraceMs: 10_000,
     retentionMs: Math.round(retentionHours * 3_600_000),
+    trustProxy: flags.trustProxy ?? ['1', 'true', 'yes'].includes(env['POSTERN_TRUST_PROXY'] ?? ''),
   });
 }

@@ -21,6 +21,8 @@ const USAGE = `Usage: postern-relay <command> [options]
     --heartbeat-ms MS     tunnel heartbeat interval  (POSTERN_HEARTBEAT_MS, default 10000)
     --retention-hours H   keep delivered/failed events this long (POSTERN_RETENTION_HOURS,
                           default 168 = 7 days; decimals allowed)
+    --trust-proxy         behind a reverse proxy: rate limits use the client address from
+                          X-Forwarded-For (POSTERN_TRUST_PROXY=1)
     --log-level LEVEL     fatal|error|warn|info|debug|trace|silent (POSTERN_LOG_LEVEL, default info)
     The admin token comes from POSTERN_ADMIN_TOKEN, or is generated on first start and
     written to <data-dir>/admin-token.
@@ -39,6 +41,7 @@ async function serve(args: string[]): Promise<void> {
       'public-url': { type: 'string' },
       'heartbeat-ms': { type: 'string' },
       'retention-hours': { type: 'string' },
+      'trust-proxy': { type: 'boolean' },
       'log-level': { type: 'string' },
     },
     strict: true,
@@ -51,6 +54,7 @@ async function serve(args: string[]): Promise<void> {
       publicUrl: values['public-url'],
       heartbeatMs: values['heartbeat-ms'],
       retentionHours: values['retention-hours'],
+      trustProxy: values['trust-proxy'],
       logLevel: values['log-level'],
     },
     process.env,

@@ -11,6 +11,7 @@ import { RateLimiter } from '../rate-limit.ts';
 import { STATUSES } from '../store/records.ts';
 import type { AgentRecord, EventSummary } from '../store/types.ts';
 import { readJsonObject } from './body.ts';
+import { clientAddress } from './client-address.ts';
 import { streamHandler } from './stream.ts';
 import type { RelayContext } from './context.ts';
 
@@ -50,7 +51,7 @@ export function apiRouter(relay: RelayContext): Router {
   const pairPerClient = new RateLimiter({ perSecond: 1 / 6, burst: 10, now: relay.now });
 
   router.post('/pair', async (ctx) => {
-    const wait = pairPerClient.take(ctx.req.socket.remoteAddress ?? '');
+    const wait = pairPerClient.take(clientAddress(ctx.req, relay.config.trustProxy));
     if (wait > 0) {
       ctx.set('Retry-After', String(Math.ceil(wait / 1000)));
       throw new PosternError('ERR_RATE_LIMITED', 'too many pairing attempts; wait and retry', {
