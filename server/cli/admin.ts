@@ -22,6 +22,8 @@ export const ADMIN_USAGE = `Admin commands (talk to a running relay):
     --max-body-bytes N
   channel list | channel show ID|NAME | channel delete ID|NAME
   agent add NAME --channel ID|NAME [--channel …]   prints a one-time pairing code
+  agent update ID --channel ID|NAME [--channel …]  change its channels (it reconnects)
+  agent code ID                                    a new one-time code, to pair it again
   agent list | agent revoke ID
   events list [--channel ID|NAME] [--status S] [--limit N] [--before ID]
   events show ID | events replay ID
@@ -207,7 +209,27 @@ export async function runAdminCommand(
       return out(
         `Added agent ${str(a['name'])} (${str(a['id'])}).\n` +
           `One-time pairing code (expires ${str(a['expiresAt'])}): ${str(a['pairingCode'])}\n` +
-          `On the agent's host: npm run agent -- pair --relay <relay URL> --code ${str(a['pairingCode'])}\n`,
+          `On the agent's host: postern-agent pair --relay ${str(a['relayUrl'])} --code ${str(a['pairingCode'])}\n`,
+        a,
+      );
+    }
+    case 'agent update': {
+      const channels = values.channel ?? [];
+      if (channels.length === 0)
+        throw new ConfigError('agent update needs at least one --channel ID|NAME');
+      const a = await client.call('PATCH', `/api/agents/${enc(need(arg, 'agent ID'))}`, {
+        channels,
+      });
+      return out(
+        `Agent ${str(a['name'])} now has channels ${str((a['channels'] as unknown[]).join(', '))}\n`,
+        a,
+      );
+    }
+    case 'agent code': {
+      const a = await client.call('POST', `/api/agents/${enc(need(arg, 'agent ID'))}/pairing-code`);
+      return out(
+        `New one-time pairing code for ${str(a['name'])} (expires ${str(a['expiresAt'])}): ${str(a['pairingCode'])}\n` +
+          `On the agent's host: postern-agent pair --relay ${str(a['relayUrl'])} --code ${str(a['pairingCode'])}\n`,
         a,
       );
     }
