@@ -1,0 +1,65 @@
+/** `/api/channels`: create, list, show, change and delete channels. */
+import type Router from '@koa/router';
+import { PosternError } from '../../../shared/errors.ts';
+import { applyChannelPatch, channelView, parseNewChannel } from '../../channels.ts';
+import { randomId } from '../../ids.ts';
+import { readJsonObject } from '../body.ts';
+import type { RelayContext } from '../context.ts';
+import { notFound } from './common.ts';
+
+export function channelRoutes(router: Router, relay: RelayContext): void {
+  router.post('/channels', async (ctx) => {
+    const raw = await readJsonObject(ctx.req);
+    const channel = parseNewChannel(raw, randomId('ch'), relay.now());
+    await relay.store.updateControl((s) => {
+      if (s.channels.some((c) => c.name === channel.name)) {
+        throw new PosternError('ERR_BAD_REQUEST', `a channel named "${channel.name}" exists`, {
+          status: 409,
+        });
+      }
+      s.channels.push(channel);
+    });
+    relay.logger.info({ channelId: channel.id, name: channel.name }, 'channel created');
+    ctx.status = 201;
+    ctx.body = channelView(channel, relay.config.publicUrl);
+  });
+
+  router.get('/channels', (ctx) => {
+    ctx.body = {
+      channels: relay.store.control().channels.map((c) => channelView(c, relay.config.publicUrl)),
+    };
+  });
+
+  router.get('/channels/:id', (ctx) => {
+    const channel = relay.channel(ctx.params['id']!, true) ?? notFound('channel');
+    ctx.body = channelView(channel, relay.config.publicUrl);
+  });
+
+  router.patch('/channels/:id', async (ctx) => {
+    const id = (relay.channel(ctx.params['id']!, true) ?? notFound('channel')).id;
+    const raw = await readJsonObject(ctx.req);
+    let view: Record<string, unknown> = {};
+    await relay.store.updateControl((s) => {
+      const channel = s.channels.find((c) => c.id === id) ?? notFound('channel');
+      applyChannelPatch(channel, raw);
+      if (s.channels.some((c) => c.id !== id && c.name === channel.name)) {
+        throw new PosternError('ERR_BAD_REQUEST', `a channel named "${channel.name}" exists`, {
+          status: 409,
+        });
+      }
+      view = channelView(channel, relay.config.publicUrl);
+    });
+    ctx.body = view;
+  });
+
+  router.delete('/channels/:id', async (ctx) => {
+    const id = (relay.channel(ctx.params['id']!, true) ?? notFound('channel')).id;
+    await relay.store.updateControl((s) => {
+      s.channels = s.channels.filter((c) => c.id !== id);
+      for (const a of s.agents) a.channels = a.channels.filter((c) => c !== id);
+    });
+    relay.dispatcher.forgetChannel(id);
+    relay.logger.info({ channelId: id }, 'channel deleted');
+    ctx.status = 204;
+  });
+}

@@ -1,0 +1,122 @@
+/** `/api/events` and `/api/stream`: list, show, replay (one or in bulk), skip, follow live. */
+import type Router from '@koa/router';
+import { readEnum, readInt, readString } from '../../../shared/fields.ts';
+import { STATUSES } from '../../store/records.ts';
+import type { EventSummary } from '../../store/types.ts';
+import { readJsonObject } from '../body.ts';
+import type { RelayContext } from '../context.ts';
+import { streamHandler } from '../stream.ts';
+import { fail, iso, notFound } from './common.ts';
+
+export function eventView(e: EventSummary): Record<string, unknown> {
+  return {
+    id: e.id,
+    channelId: e.channelId,
+    status: e.status,
+    receivedAt: iso(e.receivedAt),
+    method: e.method,
+    path: e.path,
+    query: e.query,
+    size: e.size,
+    attemptCount: e.attemptCount,
+    nextAttemptAt: e.status === 'queued' ? iso(e.nextAttemptAt) : null,
+    ...(e.status === 'rejected' ? { reason: e.reason } : {}),
+    ...(e.orderKey ? { orderKey: e.orderKey } : {}),
+    ...(e.deliveredRoutes.length > 0 ? { deliveredRoutes: e.deliveredRoutes } : {}),
+    attempts: e.attempts.map((a) => ({ ...a, at: iso(a.at) })),
+  };
+}
+
+export function eventRoutes(router: Router, relay: RelayContext): void {
+  router.get('/stream', streamHandler(relay, eventView));
+
+  router.get('/events', (ctx) => {
+    const q = ctx.query;
+    const one = (k: string) => (typeof q[k] === 'string' ? q[k] : undefined);
+    const filter: Parameters<typeof relay.store.listEvents>[0] = {
+      limit:
+        one('limit') === undefined
+          ? 50
+          : readInt({ limit: Number(one('limit')) }, 'limit', fail, 1, 500),
+    };
+    const channel = one('channel');
+    if (channel !== undefined)
+      filter.channelId = (relay.channel(channel, true) ?? notFound('channel')).id;
+    const status = one('status');
+    if (status !== undefined) filter.status = readEnum({ status }, 'status', STATUSES, fail);
+    const before = one('before');
+    if (before !== undefined) filter.before = before;
+    const page = relay.store.listEvents(filter);
+    ctx.body = { events: page.events.map(eventView), next: page.next };
+  });
+
+  router.get('/events/:id', async (ctx) => {
+    const summary = relay.store.getEvent(ctx.params['id']!) ?? notFound('event');
+    const payload = await relay.store.readPayload(summary.id);
+    ctx.body = {
+      ...eventView(summary),
+      originalUrl: payload.originalUrl,
+      remoteAddress: payload.remoteAddress,
+      headers: payload.headers,
+      body: payload.body.toString('base64'),
+    };
+  });
+
+  // Bulk replay by filter: every matching event is queued again with a fresh retry budget.
+  router.post('/events/replay', async (ctx) => {
+    const raw = await readJsonObject(ctx.req);
+    const status = readEnum(
+      { status: raw['status'] ?? 'failed' },
+      'status',
+      ['failed', 'delivered'],
+      fail,
+    );
+    const channelId =
+      raw['channel'] === undefined
+        ? undefined
+        : (relay.channel(readString(raw, 'channel', fail, { min: 1 }), true) ?? notFound('channel'))
+            .id;
+    const time = (key: string): number | undefined => {
+      if (raw[key] === undefined) return undefined;
+      const ms = Date.parse(readString(raw, key, fail, { min: 1, max: 64 }));
+      return Number.isNaN(ms) ? fail(key, 'an ISO 8601 date-time') : ms;
+    };
+    const since = time('since');
+    const until = time('until');
+    const ids: string[] = [];
+    let before: string | undefined;
+    do {
+      const page = relay.store.listEvents({
+        limit: 500,
+        status,
+        ...(channelId === undefined ? {} : { channelId }),
+        ...(before === undefined ? {} : { before }),
+      });
+      for (const e of page.events) {
+        if (since !== undefined && e.receivedAt < since) continue;
+        if (until !== undefined && e.receivedAt >= until) continue;
+        ids.push(e.id);
+      }
+      before = page.next ?? undefined;
+    } while (before !== undefined);
+    // Oldest first, all at once: the store commits them together.
+    await Promise.all(ids.reverse().map((id) => relay.dispatcher.replay(id)));
+    relay.logger.info({ channelId, status, queued: ids.length }, 'bulk replay');
+    ctx.status = 202;
+    ctx.body = { queued: ids.length };
+  });
+
+  // Unblocks an ordered channel held by a failing event: it becomes `failed` now (replayable).
+  router.post('/events/:id/skip', async (ctx) => {
+    const summary = await relay.dispatcher.skip(ctx.params['id']!);
+    relay.logger.info({ eventId: summary.id }, 'event skipped by an operator');
+    ctx.body = eventView(summary);
+  });
+
+  router.post('/events/:id/replay', async (ctx) => {
+    const summary = await relay.dispatcher.replay(ctx.params['id']!);
+    relay.logger.info({ eventId: summary.id }, 'event replayed');
+    ctx.status = 202;
+    ctx.body = eventView(summary);
+  });
+}
