@@ -5,11 +5,10 @@
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { Low } from 'lowdb';
 import { PosternError } from '../../shared/errors.ts';
-import { isObject } from '../../shared/fields.ts';
-import { DurableJsonFile } from './durable-file.ts';
+import { ControlDocument } from './control.ts';
 import { Journal, type Location } from './journal.ts';
+import { PayloadCache } from './payload-cache.ts';
 import { decodeRecord, encodeEventRecord, encodeUpdateRecord, STATUSES } from './records.ts';
 import type {
   ControlState,
@@ -46,46 +45,10 @@ export const MAX_REJECTED_PER_CHANNEL = 1_000;
 /** A sealed segment whose live records fill less than this share of it is rewritten. */
 const COMPACT_BELOW = 0.25;
 
-function emptyControl(): ControlState {
-  return { adminTokenHash: null, channels: [], agents: [], pairings: [], usedTokenIds: [] };
-}
-
-function parseControl(value: unknown, file: string): ControlState {
-  const ok =
-    isObject(value) &&
-    Array.isArray(value['channels']) &&
-    Array.isArray(value['agents']) &&
-    Array.isArray(value['pairings']) &&
-    (value['adminTokenHash'] === null || typeof value['adminTokenHash'] === 'string');
-  if (!ok) {
-    throw new PosternError(
-      'ERR_STORE_CORRUPT',
-      `${file}: expected {adminTokenHash, channels: [], agents: [], pairings: []}`,
-    );
-  }
-  const state = value as unknown as ControlState;
-  // Documents written by earlier versions lack newer fields: fill in their defaults.
-  for (const c of state.channels) {
-    c.orderingKey ??= null;
-    c.rateLimit ??= null;
-  }
-  // Documents written before the field existed have no used token ids yet.
-  if (!Array.isArray(state.usedTokenIds)) state.usedTokenIds = [];
-  return state;
-}
-
-/** Rough heap cost of a cached payload: bytes plus object overhead (~64 B a header pair). */
-function payloadBytes(p: EventPayload): number {
-  let n = p.body.length + 512 + p.originalUrl.length + p.path.length + p.query.length;
-  for (const [k, v] of p.headers) n += 64 + k.length + v.length;
-  return n;
-}
-
 export class EmbeddedStore implements Store {
-  readonly #db: Low<ControlState>;
+  readonly #control: ControlDocument;
   readonly #journal: Journal;
   readonly #dataDir: string;
-  readonly #cacheLimit: number;
   readonly #events = new Map<string, Entry>();
   /** Event ids in arrival order, for listing newest first; removed ids linger until rebuilt. */
   #order: string[] = [];
@@ -93,22 +56,17 @@ export class EmbeddedStore implements Store {
   #removedInOrder = 0;
   /** Rejected event ids per channel, oldest first, to keep them bounded. */
   readonly #rejected = new Map<string, string[]>();
-  readonly #cache = new Map<string, EventPayload>();
-  #cacheBytes = 0;
+  readonly #cache: PayloadCache;
   /** Per segment: how many live events point into it, and the bytes of their event records. */
   readonly #segments = new Map<number, { refs: number; liveBytes: number }>();
   #compacting: Promise<void> | null = null;
   readonly #listeners = new Set<(event: EventSummary) => void>();
-  #controlQueue: Promise<void> = Promise.resolve();
   readonly #counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<EventStatus, number>;
 
   constructor(opts: EmbeddedStoreOptions) {
     this.#dataDir = opts.dataDir;
-    this.#cacheLimit = opts.cacheBytes ?? 16 * 1024 * 1024;
-    this.#db = new Low(
-      new DurableJsonFile(path.join(opts.dataDir, 'state.json'), parseControl),
-      emptyControl(),
-    );
+    this.#cache = new PayloadCache(opts.cacheBytes ?? 16 * 1024 * 1024);
+    this.#control = new ControlDocument(opts.dataDir);
     this.#journal = new Journal(path.join(opts.dataDir, 'journal'), {
       segmentBytes: opts.segmentBytes ?? 64 * 1024 * 1024,
     });
@@ -116,7 +74,7 @@ export class EmbeddedStore implements Store {
 
   async open(): Promise<void> {
     await mkdir(this.#dataDir, { recursive: true, mode: 0o700 });
-    await this.#db.read();
+    await this.#control.read();
     await this.#journal.open((buf, loc) => {
       const record = decodeRecord(buf);
       if (record.kind === 'event') this.#index(record.payload, loc);
@@ -134,25 +92,17 @@ export class EmbeddedStore implements Store {
   }
 
   control(): Readonly<ControlState> {
-    return this.#db.data;
+    return this.#control.state;
   }
 
   updateControl(change: (state: ControlState) => void): Promise<void> {
-    // One change at a time, each applied to the state the previous one left.
-    const run = this.#controlQueue.then(async () => {
-      const next = structuredClone(this.#db.data);
-      change(next);
-      await this.#db.adapter.write(next);
-      this.#db.data = next;
-    });
-    this.#controlQueue = run.catch(() => undefined);
-    return run;
+    return this.#control.update(change);
   }
 
   async appendEvent(payload: EventPayload): Promise<EventSummary> {
     const loc = await this.#journal.append(encodeEventRecord(payload));
     const summary = this.#index(payload, loc);
-    if (!payload.rejected) this.#remember(payload);
+    if (!payload.rejected) this.#cache.add(payload);
     this.#emit(summary);
     return summary;
   }
@@ -267,7 +217,7 @@ export class EmbeddedStore implements Store {
     this.#events.delete(id);
     this.#position.delete(id);
     this.#counts[entry.summary.status]--;
-    this.#forget(id);
+    this.#cache.delete(id);
     this.#unref(entry.loc.segment, entry.loc.length);
     if (entry.stateSegment) this.#unref(entry.stateSegment, 0);
     if (entry.summary.status === 'rejected') {
@@ -421,26 +371,12 @@ export class EmbeddedStore implements Store {
       summary.attempts.push(update.attempt);
       if (summary.attempts.length > MAX_ATTEMPTS_KEPT) summary.attempts.shift();
     }
-    if (update.status !== 'queued' && update.status !== 'delivering') this.#forget(id);
+    if (update.status !== 'queued' && update.status !== 'delivering') this.#cache.delete(id);
   }
 
   #setStatus(summary: EventSummary, status: EventStatus): void {
     this.#counts[summary.status]--;
     this.#counts[status]++;
     summary.status = status;
-  }
-
-  #remember(p: EventPayload): void {
-    const size = payloadBytes(p);
-    if (this.#cacheBytes + size > this.#cacheLimit) return;
-    this.#cache.set(p.id, p);
-    this.#cacheBytes += size;
-  }
-
-  #forget(id: string): void {
-    const p = this.#cache.get(id);
-    if (!p) return;
-    this.#cache.delete(id);
-    this.#cacheBytes -= payloadBytes(p);
   }
 }
