@@ -14,10 +14,10 @@ import {
   eventually,
   Proc,
   ROOT,
-  tempDir,
   type LogLine,
   type RelayHandle,
   listEvents,
+  pairAgent,
 } from '../helpers/processes.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -131,33 +131,13 @@ export class TcpProxy {
 // Processes
 
 /** Like `pairAgent`, but the agent dials `dialUrl` (e.g. a proxy) instead of the relay. */
-export async function pairAgentVia(
+export function pairAgentVia(
   relay: RelayHandle,
   dialUrl: string,
   channels: string[],
   name = 'fault-agent',
 ): Promise<{ stateDir: string; agentId: string }> {
-  const added = await relay.api<{ id: string; pairingCode: string }>('POST', '/api/agents', {
-    name,
-    channels,
-  });
-  const stateDir = await tempDir('postern-agent-');
-  const proc = new Proc(
-    [
-      path.join(ROOT, 'agent/main.ts'),
-      'pair',
-      '--relay',
-      dialUrl,
-      '--code',
-      added.pairingCode,
-      '--state-dir',
-      stateDir,
-    ],
-    {},
-  );
-  const code = await proc.exited;
-  if (code !== 0) throw new Error(`pair failed: ${proc.raw.join('\n')}`);
-  return { stateDir, agentId: added.id };
+  return pairAgent(relay, channels, name, dialUrl);
 }
 
 function shellQuote(s: string): string {

@@ -167,11 +167,15 @@ export interface Route {
   signingSecret?: string;
 }
 
-/** Adds an agent on the relay, pairs it through the CLI, and returns its state dir. */
+/**
+ * Adds an agent on the relay, pairs it through the CLI, and returns its state dir. The agent
+ * will dial `dialUrl` (default: the relay itself; a proxy in the fault tests).
+ */
 export async function pairAgent(
   relay: RelayHandle,
   channels: string[],
   name = 'test-agent',
+  dialUrl = relay.url,
 ): Promise<{ stateDir: string; agentId: string }> {
   const added = await relay.api<{ id: string; pairingCode: string }>('POST', '/api/agents', {
     name,
@@ -183,7 +187,7 @@ export async function pairAgent(
       path.join(ROOT, 'agent/main.ts'),
       'pair',
       '--relay',
-      relay.url,
+      dialUrl,
       '--code',
       added.pairingCode,
       '--state-dir',
