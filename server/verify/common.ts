@@ -22,6 +22,19 @@ export function onlyFields(raw: Obj, allowed: readonly string[], fail: Fail): vo
   }
 }
 
+/** The fields of a provider that takes nothing but its secrets. */
+export const SECRET_FIELDS = ['provider', 'secret', 'previousSecret'];
+
+/** The config of a provider that takes nothing but its secrets. */
+export function parseSecrets<P extends string>(
+  provider: P,
+  raw: Obj,
+  fail: Fail,
+): Secrets & { provider: P } {
+  onlyFields(raw, SECRET_FIELDS, fail);
+  return { provider, ...readSecrets(raw, fail) };
+}
+
 export function readSecrets(raw: Obj, fail: Fail): Secrets {
   const secrets: Secrets = { secret: readString(raw, 'secret', fail, SECRET_LENGTH) };
   const previous = readOptionalString(raw, 'previousSecret', fail, SECRET_LENGTH);

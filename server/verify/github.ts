@@ -9,10 +9,9 @@ import {
   MISMATCH,
   MISSING,
   OK,
-  onlyFields,
-  readSecrets,
   secretsOf,
   type Secrets,
+  parseSecrets,
 } from './common.ts';
 import { decodeHex } from './decode.ts';
 import type { Verifier } from './verifier.ts';
@@ -21,18 +20,11 @@ export type GithubConfig = Secrets & {
   provider: 'github';
 };
 
-const FIELDS = ['provider', 'secret', 'previousSecret'];
 const PREFIX = 'sha256=';
 
 export const github: Verifier<GithubConfig> = {
   provider: 'github',
-  parse(raw, fail) {
-    onlyFields(raw, FIELDS, fail);
-    return { provider: 'github', ...readSecrets(raw, fail) };
-  },
-  describe(config) {
-    return { provider: 'github', rotating: config.previousSecret !== undefined };
-  },
+  parse: (raw, fail) => parseSecrets('github', raw, fail),
   verify(config, request) {
     const header = headerValue(request.headers, 'x-hub-signature-256');
     if (header === undefined) return MISSING;

@@ -45,9 +45,6 @@ export const meta: Verifier<MetaConfig> = {
     const verifyToken = readString(raw, 'verifyToken', fail, { min: 1, max: 1024 });
     return { provider: 'meta', ...secrets, verifyToken };
   },
-  describe(config) {
-    return { provider: 'meta', rotating: config.previousSecret !== undefined };
-  },
   verify(config, request) {
     const header = headerValue(request.headers, 'x-hub-signature-256');
     if (header === undefined) return MISSING;

@@ -39,7 +39,13 @@ export function parseVerifyConfig(raw: unknown, fail: Fail): VerifyConfig | null
 
 export function describeVerifyConfig(config: VerifyConfig | null): Record<string, unknown> | null {
   if (!config) return null;
-  return lookup(config.provider)?.describe(config) ?? { provider: config.provider };
+  const verifier = lookup(config.provider);
+  return (
+    verifier?.describe?.(config) ?? {
+      provider: config.provider,
+      rotating: (config as { previousSecret?: string }).previousSecret !== undefined,
+    }
+  );
 }
 
 /** The answer to a provider's endpoint check, or null when the request is none. */

@@ -10,10 +10,9 @@ import {
   MISMATCH,
   MISSING,
   OK,
-  onlyFields,
-  readSecrets,
   secretsOf,
   type Secrets,
+  parseSecrets,
 } from './common.ts';
 import { decodeBase64 } from './decode.ts';
 import type { Verifier } from './verifier.ts';
@@ -22,17 +21,9 @@ export type ShopifyConfig = Secrets & {
   provider: 'shopify';
 };
 
-const FIELDS = ['provider', 'secret', 'previousSecret'];
-
 export const shopify: Verifier<ShopifyConfig> = {
   provider: 'shopify',
-  parse(raw, fail) {
-    onlyFields(raw, FIELDS, fail);
-    return { provider: 'shopify', ...readSecrets(raw, fail) };
-  },
-  describe(config) {
-    return { provider: 'shopify', rotating: config.previousSecret !== undefined };
-  },
+  parse: (raw, fail) => parseSecrets('shopify', raw, fail),
   verify(config, request) {
     const header = headerValue(request.headers, 'x-shopify-hmac-sha256');
     if (header === undefined) return MISSING;

@@ -12,10 +12,9 @@ import {
   MISMATCH,
   MISSING,
   OK,
-  onlyFields,
-  readSecrets,
   secretsOf,
   type Secrets,
+  parseSecrets,
 } from './common.ts';
 import { decodeHex } from './decode.ts';
 import type { SignedRequest, Verifier, VerifyResult } from './verifier.ts';
@@ -24,7 +23,6 @@ export type SlackConfig = Secrets & {
   provider: 'slack';
 };
 
-const FIELDS = ['provider', 'secret', 'previousSecret'];
 const PREFIX = 'v0=';
 /** A `url_verification` body is a few hundred bytes; nothing larger is parsed to find one. */
 const MAX_CHALLENGE_BODY = 4096;
@@ -59,13 +57,7 @@ function verify(config: SlackConfig, request: SignedRequest): VerifyResult {
 
 export const slack: Verifier<SlackConfig> = {
   provider: 'slack',
-  parse(raw, fail) {
-    onlyFields(raw, FIELDS, fail);
-    return { provider: 'slack', ...readSecrets(raw, fail) };
-  },
-  describe(config) {
-    return { provider: 'slack', rotating: config.previousSecret !== undefined };
-  },
+  parse: (raw, fail) => parseSecrets('slack', raw, fail),
   verify,
   handshake(config, request) {
     // Slack signs the check like any event: only a verified one is answered.

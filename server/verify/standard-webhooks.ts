@@ -17,6 +17,7 @@ import {
   readSecrets,
   secretsOf,
   type Secrets,
+  SECRET_FIELDS,
 } from './common.ts';
 import { decodeBase64, decodeBase64Key } from './decode.ts';
 import type { Verifier } from './verifier.ts';
@@ -25,7 +26,6 @@ export type StandardWebhooksConfig = Secrets & {
   provider: 'standard-webhooks';
 };
 
-const FIELDS = ['provider', 'secret', 'previousSecret'];
 const ENTRY = /^(v[0-9]+[a-z]*),(.+)$/;
 
 /** The HMAC key: base64 after an optional `whsec_` prefix (the spec's libraries take both). */
@@ -36,7 +36,7 @@ function keyOf(secret: string): Buffer | undefined {
 export const standardWebhooks: Verifier<StandardWebhooksConfig> = {
   provider: 'standard-webhooks',
   parse(raw, fail) {
-    onlyFields(raw, FIELDS, fail);
+    onlyFields(raw, SECRET_FIELDS, fail);
     const secrets = readSecrets(raw, fail);
     for (const key of ['secret', 'previousSecret'] as const) {
       const value = secrets[key];
@@ -45,9 +45,6 @@ export const standardWebhooks: Verifier<StandardWebhooksConfig> = {
       }
     }
     return { provider: 'standard-webhooks', ...secrets };
-  },
-  describe(config) {
-    return { provider: 'standard-webhooks', rotating: config.previousSecret !== undefined };
   },
   verify(config, request) {
     const header = headerValue(request.headers, 'webhook-signature');

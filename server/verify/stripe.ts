@@ -16,6 +16,7 @@ import {
   readSecrets,
   secretsOf,
   type Secrets,
+  SECRET_FIELDS,
 } from './common.ts';
 import { decodeHex } from './decode.ts';
 import type { Verifier } from './verifier.ts';
@@ -24,13 +25,12 @@ export type StripeConfig = Secrets & {
   provider: 'stripe';
 };
 
-const FIELDS = ['provider', 'secret', 'previousSecret'];
 const SCHEME = /^[a-z0-9_]+$/;
 
 export const stripe: Verifier<StripeConfig> = {
   provider: 'stripe',
   parse(raw, fail) {
-    onlyFields(raw, FIELDS, fail);
+    onlyFields(raw, SECRET_FIELDS, fail);
     const secrets = readSecrets(raw, fail);
     for (const key of ['secret', 'previousSecret'] as const) {
       // Every Stripe endpoint secret starts so; anything else (an API key, say) never verifies.
@@ -40,9 +40,6 @@ export const stripe: Verifier<StripeConfig> = {
       }
     }
     return { provider: 'stripe', ...secrets };
-  },
-  describe(config) {
-    return { provider: 'stripe', rotating: config.previousSecret !== undefined };
   },
   verify(config, request) {
     const header = headerValue(request.headers, 'stripe-signature');

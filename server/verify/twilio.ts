@@ -13,11 +13,10 @@ import {
   MISMATCH,
   MISSING,
   OK,
-  onlyFields,
   queryOf,
-  readSecrets,
   secretsOf,
   type Secrets,
+  parseSecrets,
 } from './common.ts';
 import { decodeBase64, decodeHex } from './decode.ts';
 import type { Verifier, VerifyResult } from './verifier.ts';
@@ -26,7 +25,6 @@ export type TwilioConfig = Secrets & {
   provider: 'twilio';
 };
 
-const FIELDS = ['provider', 'secret', 'previousSecret'];
 const FORM = 'application/x-www-form-urlencoded';
 
 function isForm(contentType: string | undefined): boolean {
@@ -81,13 +79,7 @@ function checkBodyHash(url: string, body: Buffer): VerifyResult {
 
 export const twilio: Verifier<TwilioConfig> = {
   provider: 'twilio',
-  parse(raw, fail) {
-    onlyFields(raw, FIELDS, fail);
-    return { provider: 'twilio', ...readSecrets(raw, fail) };
-  },
-  describe(config) {
-    return { provider: 'twilio', rotating: config.previousSecret !== undefined };
-  },
+  parse: (raw, fail) => parseSecrets('twilio', raw, fail),
   verify(config, request) {
     const header = headerValue(request.headers, 'x-twilio-signature');
     if (header === undefined) return MISSING;

@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { test } from 'node:test';
 import { github, type GithubConfig } from '../../server/verify/github.ts';
-import { parseVerifyConfig, verifyRequest } from '../../server/verify/index.ts';
+import {
+  parseVerifyConfig,
+  verifyRequest,
+  describeVerifyConfig,
+} from '../../server/verify/index.ts';
 import type { SignedRequest } from '../../server/verify/index.ts';
 import type { Fail } from '../../shared/fields.ts';
 import type { HeaderPair } from '../../shared/protocol.ts';
@@ -159,13 +163,13 @@ test('parse keeps secret and previousSecret; describe shows neither', () => {
     secret: 'aaa-secret',
     previousSecret: 'bbb-secret',
   });
-  const described = github.describe({
+  const described = describeVerifyConfig({
     provider: 'github',
     secret: 'aaa-secret',
     previousSecret: 'bbb-secret',
   });
   assert.deepEqual(described, { provider: 'github', rotating: true });
-  assert.deepEqual(github.describe({ provider: 'github', secret: 'aaa-secret' }), {
+  assert.deepEqual(describeVerifyConfig({ provider: 'github', secret: 'aaa-secret' }), {
     provider: 'github',
     rotating: false,
   });

@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { test } from 'node:test';
 import { genericHmac, type HmacConfig } from '../../server/verify/hmac.ts';
-import { parseVerifyConfig, verifyRequest } from '../../server/verify/index.ts';
+import {
+  parseVerifyConfig,
+  verifyRequest,
+  describeVerifyConfig,
+} from '../../server/verify/index.ts';
 import type { SignedRequest } from '../../server/verify/index.ts';
 import type { Fail } from '../../shared/fields.ts';
 import type { HeaderPair } from '../../shared/protocol.ts';
@@ -137,7 +141,7 @@ const fail: Fail = (field, expected) => {
 test('parse keeps every field; describe shows all but the secrets', () => {
   const raw: HmacConfig = { ...config, previousSecret: 'old-secret', prefix: 'sha256=' };
   assert.deepEqual(parseVerifyConfig({ ...raw }, fail), raw);
-  assert.deepEqual(genericHmac.describe(raw), {
+  assert.deepEqual(describeVerifyConfig(raw), {
     provider: 'hmac',
     rotating: true,
     header: 'X-Signature',
@@ -145,7 +149,7 @@ test('parse keeps every field; describe shows all but the secrets', () => {
     encoding: 'hex',
     prefix: 'sha256=',
   });
-  assert.deepEqual(genericHmac.describe(config), {
+  assert.deepEqual(describeVerifyConfig(config), {
     provider: 'hmac',
     rotating: false,
     header: 'X-Signature',

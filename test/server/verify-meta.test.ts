@@ -2,7 +2,12 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { test } from 'node:test';
 import { meta, type MetaConfig } from '../../server/verify/meta.ts';
-import { handshakeAnswer, parseVerifyConfig, verifyRequest } from '../../server/verify/index.ts';
+import {
+  handshakeAnswer,
+  parseVerifyConfig,
+  verifyRequest,
+  describeVerifyConfig,
+} from '../../server/verify/index.ts';
 import type { SignedRequest } from '../../server/verify/index.ts';
 import type { Fail } from '../../shared/fields.ts';
 import type { HeaderPair } from '../../shared/protocol.ts';
@@ -167,8 +172,8 @@ test('parse keeps the secrets and token; describe shows none of them', () => {
     verifyToken: 'tok',
   };
   assert.deepEqual(parseVerifyConfig({ ...raw }, fail), raw);
-  assert.deepEqual(meta.describe(raw), { provider: 'meta', rotating: true });
-  assert.deepEqual(meta.describe(config), { provider: 'meta', rotating: false });
+  assert.deepEqual(describeVerifyConfig(raw), { provider: 'meta', rotating: true });
+  assert.deepEqual(describeVerifyConfig(config), { provider: 'meta', rotating: false });
 });
 
 test('parse names each bad field and what it expected', () => {

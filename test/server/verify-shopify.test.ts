@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { test } from 'node:test';
-import { parseVerifyConfig, verifyRequest } from '../../server/verify/index.ts';
+import {
+  parseVerifyConfig,
+  verifyRequest,
+  describeVerifyConfig,
+} from '../../server/verify/index.ts';
 import type { SignedRequest } from '../../server/verify/index.ts';
 import { shopify, type ShopifyConfig } from '../../server/verify/shopify.ts';
 import type { Fail } from '../../shared/fields.ts';
@@ -109,8 +113,8 @@ const fail: Fail = (field, expected) => {
 test('parse keeps the secrets; describe shows neither', () => {
   const raw: ShopifyConfig = { provider: 'shopify', secret: SECRET, previousSecret: 'old' };
   assert.deepEqual(parseVerifyConfig({ ...raw }, fail), raw);
-  assert.deepEqual(shopify.describe(raw), { provider: 'shopify', rotating: true });
-  assert.deepEqual(shopify.describe(config), { provider: 'shopify', rotating: false });
+  assert.deepEqual(describeVerifyConfig(raw), { provider: 'shopify', rotating: true });
+  assert.deepEqual(describeVerifyConfig(config), { provider: 'shopify', rotating: false });
 });
 
 test('parse names each bad field and what it expected', () => {

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { test } from 'node:test';
-import { handshakeAnswer, parseVerifyConfig, verifyRequest } from '../../server/verify/index.ts';
+import {
+  handshakeAnswer,
+  parseVerifyConfig,
+  verifyRequest,
+  describeVerifyConfig,
+} from '../../server/verify/index.ts';
 import type { SignedRequest } from '../../server/verify/index.ts';
 import { slack, type SlackConfig } from '../../server/verify/slack.ts';
 import type { Fail } from '../../shared/fields.ts';
@@ -191,8 +196,8 @@ const fail: Fail = (field, expected) => {
 test('parse keeps the secrets; describe shows neither', () => {
   const raw: SlackConfig = { provider: 'slack', secret: SECRET, previousSecret: 'old-secret' };
   assert.deepEqual(parseVerifyConfig({ ...raw }, fail), raw);
-  assert.deepEqual(slack.describe(raw), { provider: 'slack', rotating: true });
-  assert.deepEqual(slack.describe(config), { provider: 'slack', rotating: false });
+  assert.deepEqual(describeVerifyConfig(raw), { provider: 'slack', rotating: true });
+  assert.deepEqual(describeVerifyConfig(config), { provider: 'slack', rotating: false });
 });
 
 test('parse names each bad field and what it expected', () => {
