@@ -20,7 +20,12 @@ import {
   MAX_ERROR_CHARS,
   MAX_FRAME_HEADER_BYTES,
   MAX_HEADER_PAIRS,
+  MAX_METHOD_CHARS,
+  MAX_ORIGINAL_URL_CHARS,
+  MAX_PATH_CHARS,
+  MAX_QUERY_CHARS,
   MAX_RELAY_FRAME_BYTES,
+  MAX_REMOTE_ADDRESS_CHARS,
   MAX_RESPONSE_BODY_BYTES,
   MAX_BODY_BYTES,
   MAX_WINDOW,
@@ -177,7 +182,7 @@ export function decodeRelayFrame(data: Buffer): RelayFrame {
       };
     case 'deliver': {
       if (body.length > MAX_BODY_BYTES) fail('body', `at most ${MAX_BODY_BYTES} bytes`);
-      const path = readString(fields, 'path', fail, { max: 16_384 });
+      const path = readString(fields, 'path', fail, { max: MAX_PATH_CHARS });
       if (path !== '' && !path.startsWith('/')) fail('path', 'empty or a path starting with "/"');
       return {
         type,
@@ -185,12 +190,15 @@ export function decodeRelayFrame(data: Buffer): RelayFrame {
         channelId: readString(fields, 'channelId', fail, { min: 1, max: ID_MAX }),
         channelName: readString(fields, 'channelName', fail, { min: 1, max: 200 }),
         attempt: readInt(fields, 'attempt', fail, 1, 1_000_000),
-        method: readString(fields, 'method', fail, { min: 1, max: 32 }),
+        method: readString(fields, 'method', fail, { min: 1, max: MAX_METHOD_CHARS }),
         path,
-        query: readString(fields, 'query', fail, { max: 16_384 }),
+        query: readString(fields, 'query', fail, { max: MAX_QUERY_CHARS }),
         headers: readHeaderPairs(fields, 'headers', fail, MAX_HEADER_PAIRS),
-        originalUrl: readString(fields, 'originalUrl', fail, { min: 1, max: 20_000 }),
-        remoteAddress: readString(fields, 'remoteAddress', fail, { max: 64 }),
+        originalUrl: readString(fields, 'originalUrl', fail, {
+          min: 1,
+          max: MAX_ORIGINAL_URL_CHARS,
+        }),
+        remoteAddress: readString(fields, 'remoteAddress', fail, { max: MAX_REMOTE_ADDRESS_CHARS }),
         receivedAt: readInt(fields, 'receivedAt', fail, 0, TS_MAX),
         wantResponse: readBoolean(fields, 'wantResponse', fail),
         skipRoutes: readNames(fields, 'skipRoutes', fail),

@@ -24,6 +24,15 @@ export const HANDSHAKE_TIMEOUT_MS = 10_000;
 export const MAX_ERROR_CHARS = 1024;
 /** Most header pairs in one request or response. */
 export const MAX_HEADER_PAIRS = 512;
+/**
+ * Bounds of a `deliver` frame's request fields. Ingress refuses a webhook past any of them, so
+ * that everything the relay stores can travel to an agent.
+ */
+export const MAX_PATH_CHARS = 16_384;
+export const MAX_QUERY_CHARS = 16_384;
+export const MAX_ORIGINAL_URL_CHARS = 20_000;
+export const MAX_METHOD_CHARS = 32;
+export const MAX_REMOTE_ADDRESS_CHARS = 64;
 /** Most unacknowledged deliveries the relay may grant one session. */
 export const MAX_WINDOW = 4096;
 

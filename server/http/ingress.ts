@@ -8,12 +8,18 @@
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { isPosternError, PosternError } from '../../shared/errors.ts';
-import { pairsFromRaw, withoutHopByHop } from '../../shared/http.ts';
+import { pairsFromRaw } from '../../shared/http.ts';
 import type { EventPayload } from '../store/types.ts';
 import { RateLimiter } from '../rate-limit.ts';
 import { handshakeAnswer, verifyRequest } from '../verify/index.ts';
 import { drain, readBody } from './body.ts';
 import type { RelayContext } from './context.ts';
+import {
+  appAnswerHeaders,
+  INGRESS_SECURITY_HEADERS,
+  isServiceWorkerFetch,
+} from './ingress-answers.ts';
+import { untransportable } from './ingress-limits.ts';
 import { orderKeyOf } from './order-key.ts';
 
 export const INGRESS_PREFIX = '/h/';
@@ -31,16 +37,17 @@ export function splitTarget(rawUrl: string): { channelId: string; suffix: string
   };
 }
 
-/** Set by the relay's own HTTP layer for the body it sends. */
-const SKIPPED_RESPONSE_HEADERS = new Set(['content-length', 'date']);
-
 function send(
   res: ServerResponse,
   status: number,
   body: string | Buffer,
   headers: OutgoingHttpHeaders = { 'content-type': 'application/json; charset=utf-8' },
 ): void {
-  res.writeHead(status, { ...headers, 'content-length': Buffer.byteLength(body) });
+  res.writeHead(status, {
+    ...headers,
+    ...INGRESS_SECURITY_HEADERS,
+    'content-length': Buffer.byteLength(body),
+  });
   res.end(body);
 }
 
@@ -86,6 +93,18 @@ export function ingressHandler(relay: RelayContext) {
       return sendError(res, err, { 'retry-after': '5' });
     }
     const outcome = (o: string) => relay.metrics.ingress.inc({ channel: channel.name, outcome: o });
+    if (isServiceWorkerFetch(req.headers)) {
+      outcome('refused');
+      const err = new PosternError('ERR_FORBIDDEN', 'service worker scripts are not served here', {
+        status: 403,
+      });
+      return sendError(res, err, drain(req) ? {} : { connection: 'close' });
+    }
+    const tooMuch = untransportable(req, suffix, query, `${relay.config.publicUrl}${rawUrl}`);
+    if (tooMuch) {
+      outcome('too_large');
+      return sendError(res, tooMuch, drain(req) ? {} : { connection: 'close' });
+    }
     if (channel.rateLimit) {
       const waitMs = limiters.take(channel.id, channel.rateLimit);
       if (waitMs > 0) {
@@ -187,13 +206,8 @@ export function ingressHandler(relay: RelayContext) {
     const ack = await response;
     if (ack?.status !== undefined && ack.responseHeaders && ack.body) {
       // The app's own answer, as the provider expects it (Slack commands, TwiML, …).
-      const out: Record<string, string[]> = {};
-      for (const [name, value] of withoutHopByHop(ack.responseHeaders)) {
-        const lower = name.toLowerCase();
-        if (!SKIPPED_RESPONSE_HEADERS.has(lower)) (out[lower] ??= []).push(value);
-      }
-      out['x-postern-event-id'] = [summary.id];
-      return send(res, ack.status, Buffer.from(ack.body), out);
+      const headers = appAnswerHeaders(ack.responseHeaders, summary.id);
+      return send(res, ack.status, Buffer.from(ack.body), headers);
     }
     send(res, 202, `{"id":"${summary.id}"}`);
   };

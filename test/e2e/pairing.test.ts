@@ -195,6 +195,34 @@ test('a code pairs once; a second use is refused 401 and does not rebind the key
   assert.equal(await tunnelStatus({ ...base, privateKey: second.privateKey }), 401);
 });
 
+test('of 8 concurrent pairings with one code, exactly one succeeds, and its key is the bound one', async () => {
+  for (let round = 0; round < 3; round++) {
+    const added = await addAgent(`race-${round}`);
+    const keys = Array.from({ length: 8 }, () => newKey());
+    // Each from its own address: the race is on the code, not on the rate limit.
+    const answers = await Promise.all(
+      keys.map((k, i) =>
+        send('POST', '/api/pair', {
+          body: pairBody(added.pairingCode, k.publicJwk),
+          from: `127.0.${20 + round}.${i + 1}`,
+        }),
+      ),
+    );
+    const won = answers.flatMap((a, i) => (a.status === 200 ? [i] : []));
+    assert.equal(won.length, 1, `round ${round}: statuses ${answers.map((a) => a.status)}`);
+    for (const [i, a] of answers.entries()) {
+      if (i === won[0]) continue;
+      assert.equal(a.status, 401, a.text);
+      assert.equal(errorCode(a), 'ERR_PAIRING_CODE');
+    }
+    const base = { agentId: added.id, audience: publicUrl, relayUrl: relay.url };
+    for (const [i, k] of keys.entries()) {
+      const status = await tunnelStatus({ ...base, privateKey: k.privateKey });
+      assert.equal(status, i === won[0] ? 'open' : 401, `round ${round}, key ${i}`);
+    }
+  }
+});
+
 test('an unknown code, and the code of a revoked agent, are refused 401', async () => {
   const from = '127.0.0.12';
   const unknown = await send('POST', '/api/pair', {

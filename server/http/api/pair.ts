@@ -28,18 +28,20 @@ export function pairRoutes(router: Router, relay: RelayContext): void {
     const code = readString(raw, 'code', fail, { min: 1, max: 64 });
     const publicKey = parsePublicKey(raw['publicKey']);
     const now = relay.now();
-    const pairing = findPairing(relay.store.control().pairings, code, now);
-    if (!pairing) {
-      relay.logger.warn(
-        { remote: ctx.req.socket.remoteAddress },
-        'pairing refused: unknown, used or expired code',
-      );
-      throw new PosternError('ERR_PAIRING_CODE', 'pairing code is unknown, used or expired', {
-        status: 401,
-      });
-    }
+    // Found and burnt inside one control update: updates run one at a time, so of several
+    // concurrent pairings with one code exactly one finds it; the others find it gone.
     let agent: AgentRecord | undefined;
     await relay.store.updateControl((s) => {
+      const pairing = findPairing(s.pairings, code, now);
+      if (!pairing) {
+        relay.logger.warn(
+          { remote: ctx.req.socket.remoteAddress },
+          'pairing refused: unknown, used or expired code',
+        );
+        throw new PosternError('ERR_PAIRING_CODE', 'pairing code is unknown, used or expired', {
+          status: 401,
+        });
+      }
       s.pairings = s.pairings.filter((p) => p.codeHash !== pairing.codeHash && p.expiresAt > now);
       agent = s.agents.find((a) => a.id === pairing.agentId);
       if (agent) {
