@@ -4,13 +4,13 @@
  * arrive live, open it, check its body and headers, replay it and watch the new attempt.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { chromium, type Locator } from 'playwright-core';
+import type { Locator } from 'playwright-core';
 import { request } from 'undici';
 import { startApp } from '../helpers/app.ts';
+import { launchChromium } from '../helpers/browser.ts';
 import {
   ROOT,
   eventually,
@@ -21,16 +21,6 @@ import {
   waitForEventStatus,
 } from '../helpers/processes.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
 const SCREENSHOT = path.join(ROOT, 'test-artifacts', 'dashboard.png');
 
 /** Waits until the locator's text matches. */
@@ -51,12 +41,6 @@ async function textMatches(locator: Locator, re: RegExp, what: string): Promise<
 }
 
 test('dashboard: login, live events, detail, replay', { timeout: 90_000 }, async (t) => {
-  assert.ok(
-    existsSync(CHROMIUM),
-    `Chromium is not installed at ${CHROMIUM}: run \`apt-get install -y chromium\` ` +
-      '(the dashboard browser test needs it; .ci/run installs it)',
-  );
-
   // The app fails while `healthy` is false; the channel makes a single attempt, so a failure
   // leaves the event `failed` at once, ready to be replayed.
   let healthy = false;
@@ -94,11 +78,7 @@ test('dashboard: login, live events, detail, replay', { timeout: 90_000 }, async
     return ((await res.body.json()) as { id: string }).id;
   };
 
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-  });
+  const browser = await launchChromium();
   t.after(() => browser.close());
   const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
   // Script errors and Content-Security-Policy violations fail the test.
