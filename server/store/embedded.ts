@@ -3,13 +3,15 @@
  * an in-memory index of every event's metadata and delivery state rebuilt from the journal on
  * open. Bodies stay on disk; recent ones are cached in memory up to a byte budget.
  */
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { PosternError } from '../../shared/errors.ts';
 import { ControlDocument } from './control.ts';
+import { ensurePrivateDir, tightenTree } from './file-modes.ts';
 import { Journal, type Location } from './journal.ts';
+import { DataDirLock } from './lock.ts';
 import { PayloadCache } from './payload-cache.ts';
 import { decodeRecord, encodeEventRecord, encodeUpdateRecord, STATUSES } from './records.ts';
+import { loadSecretsKey, type SecretsKeySource } from './secrets-key.ts';
 import type {
   ControlState,
   EventFilter,
@@ -29,7 +31,20 @@ export interface EmbeddedStoreOptions {
   segmentBytes?: number;
   /** Bodies of undelivered events kept in memory up to this total. Default 16 MiB. */
   cacheBytes?: number;
+  /** The key that encrypts channel secrets at rest. Default: `<data-dir>/secrets.key`. */
+  secretsKey?: SecretsKeySource;
+  /** Start even if the key cannot open the secrets: those channels then refuse every request. */
+  forgetLostSecrets?: boolean;
+  /** Warnings about the data dir (permissions tightened, secrets encrypted, a stale lock). */
+  logger?: StoreLog;
 }
+
+export interface StoreLog {
+  info(fields: Record<string, unknown>, msg: string): void;
+  warn(fields: Record<string, unknown>, msg: string): void;
+}
+
+const SILENT: StoreLog = { info() {}, warn() {} };
 
 interface Entry {
   summary: EventSummary;
@@ -49,6 +64,10 @@ export class EmbeddedStore implements Store {
   readonly #control: ControlDocument;
   readonly #journal: Journal;
   readonly #dataDir: string;
+  readonly #secretsKey: SecretsKeySource;
+  readonly #forgetLostSecrets: boolean;
+  readonly #log: StoreLog;
+  #lock: DataDirLock | null = null;
   readonly #events = new Map<string, Entry>();
   /** Event ids in arrival order, for listing newest first; removed ids linger until rebuilt. */
   #order: string[] = [];
@@ -65,6 +84,9 @@ export class EmbeddedStore implements Store {
 
   constructor(opts: EmbeddedStoreOptions) {
     this.#dataDir = opts.dataDir;
+    this.#secretsKey = opts.secretsKey ?? { kind: 'data-dir' };
+    this.#forgetLostSecrets = opts.forgetLostSecrets ?? false;
+    this.#log = opts.logger ?? SILENT;
     this.#cache = new PayloadCache(opts.cacheBytes ?? 16 * 1024 * 1024);
     this.#control = new ControlDocument(opts.dataDir);
     this.#journal = new Journal(path.join(opts.dataDir, 'journal'), {
@@ -73,13 +95,41 @@ export class EmbeddedStore implements Store {
   }
 
   async open(): Promise<void> {
-    await mkdir(this.#dataDir, { recursive: true, mode: 0o700 });
-    await this.#control.read();
-    await this.#journal.open((buf, loc) => {
-      const record = decodeRecord(buf);
-      if (record.kind === 'event') this.#index(record.payload, loc);
-      else if (this.#events.has(record.id)) this.#apply(record.id, record.update, loc.segment);
-    });
+    const log = this.#log;
+    await ensurePrivateDir(this.#dataDir, log);
+    // Before anything is read: a second relay on this dir must not even look at it.
+    this.#lock = await DataDirLock.acquire(this.#dataDir, log);
+    try {
+      await tightenTree(this.#dataDir, log);
+      const forget = this.#forgetLostSecrets;
+      const secrets = await this.#control.read(
+        (needed) =>
+          loadSecretsKey(this.#secretsKey, this.#dataDir, { needed: needed && !forget, log }),
+        forget,
+      );
+      if (secrets.plaintext > 0) {
+        log.warn(
+          { count: secrets.plaintext },
+          `encrypted ${secrets.plaintext} channel secrets at rest`,
+        );
+      }
+      if (secrets.lost.length > 0) {
+        log.warn(
+          { channelIds: secrets.lost },
+          'channel secrets lost with their key: these channels refuse every request until their verify secrets are set again',
+        );
+      }
+      await this.#journal.open((buf, loc) => {
+        const record = decodeRecord(buf);
+        if (record.kind === 'event') this.#index(record.payload, loc);
+        else if (this.#events.has(record.id)) this.#apply(record.id, record.update, loc.segment);
+      });
+    } catch (err) {
+      await this.#journal.close();
+      await this.#lock.release();
+      this.#lock = null;
+      throw err;
+    }
     // Nothing is in flight after a restart: what was being delivered is queued again.
     for (const { summary } of this.#events.values()) {
       if (summary.status === 'delivering') this.#setStatus(summary, 'queued');
@@ -89,6 +139,8 @@ export class EmbeddedStore implements Store {
   async close(): Promise<void> {
     while (this.#compacting) await this.#compacting;
     await this.#journal.close();
+    await this.#lock?.release();
+    this.#lock = null;
   }
 
   control(): Readonly<ControlState> {
