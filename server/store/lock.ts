@@ -41,13 +41,19 @@ export interface LockHolder {
   nonce: string;
 }
 
+/** Field 22 (starttime) of a /proc/<pid>/stat line, proc(5). */
+export function startTimeFromStat(stat: string): string | null {
+  // Field 2 is the command in parentheses and may hold spaces and ')': count from the last one.
+  const close = stat.lastIndexOf(')');
+  if (close < 0) return null;
+  const value = stat.slice(close + 2).split(' ')[19]; // [0] is field 3
+  return value !== undefined && /^\d+$/.test(value) ? value : null;
+}
+
 /** The start time of a process, or null when /proc cannot tell (not Linux, process gone). */
 export async function processStartTime(pid: number): Promise<string | null> {
   try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    // Field 2 is the command in parentheses and may hold spaces: count from the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[19] ?? null; // fields[0] is field 3
+    return startTimeFromStat(await readFile(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return null;
   }
