@@ -6,12 +6,12 @@
 import path from 'node:path';
 import { PosternError } from '../../shared/errors.ts';
 import { ControlDocument } from './control.ts';
-import { ensurePrivateDir, tightenTree } from './file-modes.ts';
+import { openDataDir, type DataDirOptions, type StoreLog } from './data-dir.ts';
 import { Journal, type Location } from './journal.ts';
-import { DataDirLock } from './lock.ts';
+import type { DataDirLock } from './lock.ts';
 import { PayloadCache } from './payload-cache.ts';
 import { decodeRecord, encodeEventRecord, encodeUpdateRecord, STATUSES } from './records.ts';
-import { loadSecretsKey, type SecretsKeySource } from './secrets-key.ts';
+import type { SecretsKeySource } from './secrets-key.ts';
 import type {
   ControlState,
   EventFilter,
@@ -39,11 +39,6 @@ export interface EmbeddedStoreOptions {
   logger?: StoreLog;
 }
 
-export interface StoreLog {
-  info(fields: Record<string, unknown>, msg: string): void;
-  warn(fields: Record<string, unknown>, msg: string): void;
-}
-
 const SILENT: StoreLog = { info() {}, warn() {} };
 
 interface Entry {
@@ -63,10 +58,7 @@ const COMPACT_BELOW = 0.25;
 export class EmbeddedStore implements Store {
   readonly #control: ControlDocument;
   readonly #journal: Journal;
-  readonly #dataDir: string;
-  readonly #secretsKey: SecretsKeySource;
-  readonly #forgetLostSecrets: boolean;
-  readonly #log: StoreLog;
+  readonly #atRest: DataDirOptions;
   #lock: DataDirLock | null = null;
   readonly #events = new Map<string, Entry>();
   /** Event ids in arrival order, for listing newest first; removed ids linger until rebuilt. */
@@ -83,10 +75,12 @@ export class EmbeddedStore implements Store {
   readonly #counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<EventStatus, number>;
 
   constructor(opts: EmbeddedStoreOptions) {
-    this.#dataDir = opts.dataDir;
-    this.#secretsKey = opts.secretsKey ?? { kind: 'data-dir' };
-    this.#forgetLostSecrets = opts.forgetLostSecrets ?? false;
-    this.#log = opts.logger ?? SILENT;
+    this.#atRest = {
+      dataDir: opts.dataDir,
+      secretsKey: opts.secretsKey ?? { kind: 'data-dir' },
+      forgetLostSecrets: opts.forgetLostSecrets ?? false,
+      log: opts.logger ?? SILENT,
+    };
     this.#cache = new PayloadCache(opts.cacheBytes ?? 16 * 1024 * 1024);
     this.#control = new ControlDocument(opts.dataDir);
     this.#journal = new Journal(path.join(opts.dataDir, 'journal'), {
@@ -95,30 +89,9 @@ export class EmbeddedStore implements Store {
   }
 
   async open(): Promise<void> {
-    const log = this.#log;
-    await ensurePrivateDir(this.#dataDir, log);
-    // Before anything is read: a second relay on this dir must not even look at it.
-    this.#lock = await DataDirLock.acquire(this.#dataDir, log);
+    // Locked before anything is read: a second relay on this dir must not even look at it.
+    const lock = await openDataDir(this.#atRest, this.#control);
     try {
-      await tightenTree(this.#dataDir, log);
-      const forget = this.#forgetLostSecrets;
-      const secrets = await this.#control.read(
-        (needed) =>
-          loadSecretsKey(this.#secretsKey, this.#dataDir, { needed: needed && !forget, log }),
-        forget,
-      );
-      if (secrets.plaintext > 0) {
-        log.warn(
-          { count: secrets.plaintext },
-          `encrypted ${secrets.plaintext} channel secrets at rest`,
-        );
-      }
-      if (secrets.lost.length > 0) {
-        log.warn(
-          { channelIds: secrets.lost },
-          'channel secrets lost with their key: these channels refuse every request until their verify secrets are set again',
-        );
-      }
       await this.#journal.open((buf, loc) => {
         const record = decodeRecord(buf);
         if (record.kind === 'event') this.#index(record.payload, loc);
@@ -126,10 +99,10 @@ export class EmbeddedStore implements Store {
       });
     } catch (err) {
       await this.#journal.close();
-      await this.#lock.release();
-      this.#lock = null;
+      await lock.release();
       throw err;
     }
+    this.#lock = lock;
     // Nothing is in flight after a restart: what was being delivered is queued again.
     for (const { summary } of this.#events.values()) {
       if (summary.status === 'delivering') this.#setStatus(summary, 'queued');
