@@ -75,7 +75,7 @@ async function serve(args: string[]): Promise<void> {
     process.stderr.write(
       `\nPostern relay ${VERSION} on ${relay.url} (public URL ${relay.publicUrl})\n` +
         `Admin token generated and written to ${relay.adminTokenFile} (mode 0600).\n` +
-        `Use it with: export POSTERN_ADMIN_TOKEN=$(cat ${relay.adminTokenFile})\n\n`,
+        `Admin commands take it with: --token-file ${relay.adminTokenFile}\n\n`,
     );
   } else {
     process.stderr.write(

@@ -12,7 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { link, open, readFile, rename, unlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { PosternError } from '../../shared/errors.ts';
+import { ConfigError, PosternError } from '../../shared/errors.ts';
 import { isObject } from '../../shared/fields.ts';
 import { fsyncDirectory } from './durable-file.ts';
 import { PRIVATE_FILE_MODE } from './file-modes.ts';
@@ -133,13 +133,21 @@ async function readIfPresent(file: string): Promise<string | null> {
   }
 }
 
+const NO_HARD_LINKS = ['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS'];
+
 /** link(2): false when `to` exists. */
 async function linkIfAbsent(from: string, to: string): Promise<boolean> {
   try {
     await link(from, to);
     return true;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (code === 'EEXIST') return false;
+    if (NO_HARD_LINKS.includes(code)) {
+      throw new ConfigError(
+        `${path.dirname(to)}: the filesystem refuses hard links (${code}), which the data-dir lock needs; put the data dir on a local filesystem`,
+      );
+    }
     throw err;
   }
 }
