@@ -3,7 +3,7 @@
  * `agent.key`, the Ed25519 private key (PKCS#8 PEM, mode 0600). The key never leaves the host.
  */
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../shared/errors.ts';
@@ -36,10 +36,15 @@ export function newKeyPair(): {
   return { privateKey, publicJwk: { kty: 'OKP', crv: 'Ed25519', x: String(jwk.x) } };
 }
 
+/**
+ * Writes a file only its owner can read, whatever the umask (which only narrows the mode given
+ * at creation). A temp file left by a crash would keep its old mode, and whoever held it open
+ * would read the key: it is removed and created afresh.
+ */
 async function writePrivate(file: string, data: string): Promise<void> {
   const temp = `${file}.tmp`;
-  await writeFile(temp, data, { mode: 0o600 });
-  await chmod(temp, 0o600);
+  await rm(temp, { force: true });
+  await writeFile(temp, data, { mode: 0o600, flag: 'wx' });
   await rename(temp, file);
 }
 

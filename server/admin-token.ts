@@ -5,9 +5,10 @@
  * 256-bit random value, so a fast hash is enough (no password stretching needed).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { constantTimeEqual } from '../shared/signing.ts';
+import { PRIVATE_FILE_MODE } from './store/file-modes.ts';
 import type { Store } from './store/types.ts';
 
 export const ADMIN_TOKEN_FILE = 'admin-token';
@@ -37,7 +38,9 @@ export async function setUpAdminToken(
   } else {
     const token = `pat_${randomBytes(32).toString('base64url')}`;
     writtenTo = path.join(dataDir, ADMIN_TOKEN_FILE);
-    await writeFile(writtenTo, `${token}\n`, { mode: 0o600, flag: 'w' });
+    // A new file (mode 0600 whatever the umask): one left over keeps its mode and readers.
+    await rm(writtenTo, { force: true });
+    await writeFile(writtenTo, `${token}\n`, { mode: PRIVATE_FILE_MODE, flag: 'wx' });
     hash = sha256Hex(token);
     await store.updateControl((s) => {
       s.adminTokenHash = hash;

@@ -4,6 +4,8 @@
  */
 import path from 'node:path';
 import { ConfigError } from '../shared/errors.ts';
+import { parseSecretsKey } from './secrets-box.ts';
+import type { SecretsKeySource } from './store/secrets-key.ts';
 
 export interface RelayConfig {
   readonly host: string;
@@ -13,6 +15,10 @@ export interface RelayConfig {
   readonly publicUrl: string | null;
   /** From POSTERN_ADMIN_TOKEN; when absent one is generated on first start. */
   readonly adminToken: string | null;
+  /** The key that encrypts channel secrets at rest; never in the same file as they are. */
+  readonly secretsKey: SecretsKeySource;
+  /** Start although the secrets key cannot open the channel secrets (the key is lost). */
+  readonly forgetLostSecrets: boolean;
   readonly logLevel: string;
   /** Interval of tunnel heartbeats; a peer silent for 3 intervals is dropped. */
   readonly heartbeatMs: number;
@@ -41,6 +47,8 @@ export interface RelayConfigInput {
   heartbeatMs?: string | undefined;
   retentionHours?: string | undefined;
   trustProxy?: boolean | undefined;
+  secretsKeyFile?: string | undefined;
+  forgetLostSecrets?: boolean | undefined;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -103,12 +111,27 @@ export function parseRelayConfig(
   if (adminToken !== null && adminToken.length < 16) {
     throw new ConfigError('POSTERN_ADMIN_TOKEN: expected at least 16 characters');
   }
+  const keyFile = flags.secretsKeyFile ?? (env['POSTERN_SECRETS_KEY_FILE'] || undefined);
+  const keyText = env['POSTERN_SECRETS_KEY'] || undefined;
+  if (keyFile !== undefined && keyText !== undefined) {
+    throw new ConfigError(
+      'POSTERN_SECRETS_KEY and a key file (--secrets-key-file / POSTERN_SECRETS_KEY_FILE) are both set: keep one',
+    );
+  }
+  const secretsKey: SecretsKeySource =
+    keyText !== undefined
+      ? { kind: 'env', key: parseSecretsKey(keyText, 'POSTERN_SECRETS_KEY') }
+      : keyFile !== undefined
+        ? { kind: 'file', file: path.resolve(keyFile) }
+        : { kind: 'data-dir' };
   return Object.freeze({
     host,
     port,
     dataDir,
     publicUrl,
     adminToken,
+    secretsKey,
+    forgetLostSecrets: flags.forgetLostSecrets ?? false,
     logLevel,
     heartbeatMs,
     window: 256,

@@ -24,8 +24,13 @@ const USAGE = `Usage: postern-relay <command> [options]
     --trust-proxy         behind a reverse proxy: rate limits use the client address from
                           X-Forwarded-For (POSTERN_TRUST_PROXY=1)
     --log-level LEVEL     fatal|error|warn|info|debug|trace|silent (POSTERN_LOG_LEVEL, default info)
+    --secrets-key-file F  key that encrypts channel secrets at rest (POSTERN_SECRETS_KEY_FILE,
+                          or the key itself in POSTERN_SECRETS_KEY; default <data-dir>/secrets.key,
+                          generated on first start: back it up apart from the data dir)
+    --forget-lost-secrets the secrets key is lost: start anyway; channels whose secrets it cannot
+                          open refuse every request until their secrets are set again
     The admin token comes from POSTERN_ADMIN_TOKEN, or is generated on first start and
-    written to <data-dir>/admin-token.
+    written to <data-dir>/admin-token. One relay per data dir: <data-dir>/relay.lock.
 
 ${ADMIN_USAGE}
   --version             print the version
@@ -43,6 +48,8 @@ async function serve(args: string[]): Promise<void> {
       'retention-hours': { type: 'string' },
       'trust-proxy': { type: 'boolean' },
       'log-level': { type: 'string' },
+      'secrets-key-file': { type: 'string' },
+      'forget-lost-secrets': { type: 'boolean' },
     },
     strict: true,
   });
@@ -56,6 +63,8 @@ async function serve(args: string[]): Promise<void> {
       retentionHours: values['retention-hours'],
       trustProxy: values['trust-proxy'],
       logLevel: values['log-level'],
+      secretsKeyFile: values['secrets-key-file'],
+      forgetLostSecrets: values['forget-lost-secrets'],
     },
     process.env,
   );
@@ -66,7 +75,7 @@ async function serve(args: string[]): Promise<void> {
     process.stderr.write(
       `\nPostern relay ${VERSION} on ${relay.url} (public URL ${relay.publicUrl})\n` +
         `Admin token generated and written to ${relay.adminTokenFile} (mode 0600).\n` +
-        `Use it with: export POSTERN_ADMIN_TOKEN=$(cat ${relay.adminTokenFile})\n\n`,
+        `Admin commands take it with: --token-file ${relay.adminTokenFile}\n\n`,
     );
   } else {
     process.stderr.write(

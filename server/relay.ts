@@ -80,7 +80,14 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
   const logger = deps.logger;
   const now = deps.now ?? Date.now;
   const store =
-    deps.store ?? new EmbeddedStore({ dataDir: config.dataDir, segmentBytes: config.segmentBytes });
+    deps.store ??
+    new EmbeddedStore({
+      dataDir: config.dataDir,
+      segmentBytes: config.segmentBytes,
+      secretsKey: config.secretsKey,
+      forgetLostSecrets: config.forgetLostSecrets,
+      logger,
+    });
   let server: Server | null = null;
   let tunnel: TunnelEndpoint | null = null;
   let dispatcher: Dispatcher | null = null;

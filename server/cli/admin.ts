@@ -3,9 +3,11 @@
  * relay: human tables by default, `--json` for scripts.
  */
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../../shared/errors.ts';
 import { isObject, type Obj } from '../../shared/fields.ts';
+import { ADMIN_TOKEN_FILE } from '../admin-token.ts';
 import { channelOptions } from './channel-options.ts';
 import { table } from './table.ts';
 
@@ -29,13 +31,18 @@ export const ADMIN_USAGE = `Admin commands (talk to a running relay):
   events show ID | events replay ID
   events replay --channel ID|NAME [--status failed|delivered] [--since ISO] [--until ISO]
   tail [--channel ID|NAME]                          one line per event as they arrive
-    --relay URL     relay to talk to  (POSTERN_RELAY_URL, default http://localhost:8080)
-    --token TOKEN   admin token       (POSTERN_ADMIN_TOKEN, or the file ./data/admin-token)
-    --json          print JSON instead of tables`;
+    --relay URL        relay to talk to  (POSTERN_RELAY_URL, default http://localhost:8080)
+    --token-file FILE  file holding the admin token (POSTERN_ADMIN_TOKEN_FILE); or the token in
+                       POSTERN_ADMIN_TOKEN; default <data-dir>/admin-token
+    --data-dir DIR     where that default file is (POSTERN_DATA_DIR, default ./data)
+    --token TOKEN      the token itself: visible to every local user in the process list
+    --json             print JSON instead of tables`;
 
 const OPTIONS = {
   relay: { type: 'string' },
   token: { type: 'string' },
+  'token-file': { type: 'string' },
+  'data-dir': { type: 'string' },
   json: { type: 'boolean' },
   verify: { type: 'string' },
   secret: { type: 'string' },
@@ -76,7 +83,7 @@ class Client {
       );
     }
     if (!res.ok || !res.body) {
-      const hint = res.status === 401 ? ' (check --token / POSTERN_ADMIN_TOKEN)' : '';
+      const hint = res.status === 401 ? ' (check --token-file / POSTERN_ADMIN_TOKEN)' : '';
       throw new ConfigError(`the relay refused the event stream: HTTP ${res.status}${hint}`);
     }
     return res.body.getReader();
@@ -110,21 +117,66 @@ class Client {
       throw new ConfigError(`the relay answered ${res.status} with an unexpected shape`);
     if (!res.ok) {
       const error = isObject(value['error']) ? value['error'] : {};
-      const hint = res.status === 401 ? ' (check --token / POSTERN_ADMIN_TOKEN)' : '';
+      const hint = res.status === 401 ? ' (check --token-file / POSTERN_ADMIN_TOKEN)' : '';
       throw new ConfigError(`${String(error['message'] ?? `HTTP ${res.status}`)}${hint}`);
     }
     return value;
   }
 }
 
-function resolveToken(flag: string | undefined, env: NodeJS.ProcessEnv): string {
-  const token = flag ?? env['POSTERN_ADMIN_TOKEN'];
-  if (token) return token;
+function readTokenFile(file: string, source: string): string {
+  let token: string;
   try {
-    return readFileSync('data/admin-token', 'utf8').trim();
-  } catch {
+    token = readFileSync(file, 'utf8').trim();
+  } catch (err) {
     throw new ConfigError(
-      'no admin token: pass --token, set POSTERN_ADMIN_TOKEN, or run from the directory holding data/admin-token',
+      `cannot read the admin token from ${file} (${source}): ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    );
+  }
+  if (!token) throw new ConfigError(`${file} (${source}) is empty: expected the admin token`);
+  return token;
+}
+
+/**
+ * The admin token, from (first found) --token-file, --token, POSTERN_ADMIN_TOKEN_FILE,
+ * POSTERN_ADMIN_TOKEN, or `<data-dir>/admin-token`. A token on the command line is in
+ * /proc/<pid>/cmdline, which every local user can read: it still works, with a warning.
+ */
+export function resolveToken(
+  values: { token?: string | undefined; 'token-file'?: string | undefined; 'data-dir'?: string },
+  env: NodeJS.ProcessEnv,
+  warn: (line: string) => void,
+): string {
+  if (values.token !== undefined && values['token-file'] !== undefined) {
+    throw new ConfigError('--token and --token-file are both given: keep --token-file');
+  }
+  if (values['token-file'] !== undefined) {
+    return readTokenFile(values['token-file'], '--token-file');
+  }
+  if (values.token !== undefined) {
+    warn(
+      'postern-relay: warning: --token is visible to other local users in the process list; use --token-file FILE or POSTERN_ADMIN_TOKEN instead\n',
+    );
+    if (!values.token) throw new ConfigError('--token is empty');
+    return values.token;
+  }
+  const fileFromEnv = env['POSTERN_ADMIN_TOKEN_FILE'] || undefined;
+  const fromEnv = env['POSTERN_ADMIN_TOKEN'] || undefined;
+  if (fileFromEnv !== undefined && fromEnv !== undefined) {
+    throw new ConfigError(
+      'POSTERN_ADMIN_TOKEN_FILE and POSTERN_ADMIN_TOKEN are both set: keep one',
+    );
+  }
+  if (fileFromEnv !== undefined) return readTokenFile(fileFromEnv, 'POSTERN_ADMIN_TOKEN_FILE');
+  if (fromEnv !== undefined) return fromEnv;
+  const dataDir = values['data-dir'] ?? (env['POSTERN_DATA_DIR'] || './data');
+  const file = path.join(dataDir, ADMIN_TOKEN_FILE);
+  try {
+    return readTokenFile(file, 'the default, <data-dir>/admin-token');
+  } catch (err) {
+    throw new ConfigError(
+      `no admin token: pass --token-file FILE, set POSTERN_ADMIN_TOKEN_FILE or POSTERN_ADMIN_TOKEN, ` +
+        `or point --data-dir at the relay's data dir (${(err as Error).message})`,
     );
   }
 }
@@ -150,7 +202,7 @@ export async function runAdminCommand(
   });
   const client = new Client(
     values.relay ?? env['POSTERN_RELAY_URL'] ?? 'http://localhost:8080',
-    resolveToken(values.token, env),
+    resolveToken(values, env, (line) => process.stderr.write(line)),
   );
   const out = (human: string, json: unknown): void => {
     process.stdout.write(values.json ? `${JSON.stringify(json, null, 2)}\n` : human);

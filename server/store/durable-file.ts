@@ -3,10 +3,11 @@
  * the document, then fsync the directory so the rename itself survives a crash. lowdb's stock
  * writer renames but never fsyncs. Concurrent writes coalesce: the latest data wins.
  */
-import { open, readFile, rename } from 'node:fs/promises';
+import { open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Adapter } from 'lowdb';
 import { PosternError } from '../../shared/errors.ts';
+import { PRIVATE_FILE_MODE } from './file-modes.ts';
 
 export async function fsyncDirectory(dir: string): Promise<void> {
   const handle = await open(dir, 'r');
@@ -75,7 +76,10 @@ export class DurableJsonFile<T> implements Adapter<T> {
   }
 
   async #writeNow(data: T): Promise<void> {
-    const handle = await open(this.#temp, 'w', 0o600);
+    // A fresh file every time: one left by a crash would keep its mode, and anyone who could
+    // open it then would read what is written now.
+    await rm(this.#temp, { force: true });
+    const handle = await open(this.#temp, 'wx', PRIVATE_FILE_MODE);
     try {
       await handle.writeFile(JSON.stringify(data, null, 2));
       await handle.sync();

@@ -3,13 +3,15 @@
  * an in-memory index of every event's metadata and delivery state rebuilt from the journal on
  * open. Bodies stay on disk; recent ones are cached in memory up to a byte budget.
  */
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { PosternError } from '../../shared/errors.ts';
 import { ControlDocument } from './control.ts';
+import { openDataDir, type DataDirOptions, type StoreLog } from './data-dir.ts';
 import { Journal, type Location } from './journal.ts';
+import type { DataDirLock } from './lock.ts';
 import { PayloadCache } from './payload-cache.ts';
 import { decodeRecord, encodeEventRecord, encodeUpdateRecord, STATUSES } from './records.ts';
+import type { SecretsKeySource } from './secrets-key.ts';
 import type {
   ControlState,
   EventFilter,
@@ -29,7 +31,15 @@ export interface EmbeddedStoreOptions {
   segmentBytes?: number;
   /** Bodies of undelivered events kept in memory up to this total. Default 16 MiB. */
   cacheBytes?: number;
+  /** The key that encrypts channel secrets at rest. Default: `<data-dir>/secrets.key`. */
+  secretsKey?: SecretsKeySource;
+  /** Start even if the key cannot open the secrets: those channels then refuse every request. */
+  forgetLostSecrets?: boolean;
+  /** Warnings about the data dir (permissions tightened, secrets encrypted, a stale lock). */
+  logger?: StoreLog;
 }
+
+const SILENT: StoreLog = { info() {}, warn() {} };
 
 interface Entry {
   summary: EventSummary;
@@ -48,7 +58,8 @@ const COMPACT_BELOW = 0.25;
 export class EmbeddedStore implements Store {
   readonly #control: ControlDocument;
   readonly #journal: Journal;
-  readonly #dataDir: string;
+  readonly #atRest: DataDirOptions;
+  #lock: DataDirLock | null = null;
   readonly #events = new Map<string, Entry>();
   /** Event ids in arrival order, for listing newest first; removed ids linger until rebuilt. */
   #order: string[] = [];
@@ -64,7 +75,12 @@ export class EmbeddedStore implements Store {
   readonly #counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<EventStatus, number>;
 
   constructor(opts: EmbeddedStoreOptions) {
-    this.#dataDir = opts.dataDir;
+    this.#atRest = {
+      dataDir: opts.dataDir,
+      secretsKey: opts.secretsKey ?? { kind: 'data-dir' },
+      forgetLostSecrets: opts.forgetLostSecrets ?? false,
+      log: opts.logger ?? SILENT,
+    };
     this.#cache = new PayloadCache(opts.cacheBytes ?? 16 * 1024 * 1024);
     this.#control = new ControlDocument(opts.dataDir);
     this.#journal = new Journal(path.join(opts.dataDir, 'journal'), {
@@ -73,13 +89,20 @@ export class EmbeddedStore implements Store {
   }
 
   async open(): Promise<void> {
-    await mkdir(this.#dataDir, { recursive: true, mode: 0o700 });
-    await this.#control.read();
-    await this.#journal.open((buf, loc) => {
-      const record = decodeRecord(buf);
-      if (record.kind === 'event') this.#index(record.payload, loc);
-      else if (this.#events.has(record.id)) this.#apply(record.id, record.update, loc.segment);
-    });
+    // Locked before anything is read: a second relay on this dir must not even look at it.
+    const lock = await openDataDir(this.#atRest, this.#control);
+    try {
+      await this.#journal.open((buf, loc) => {
+        const record = decodeRecord(buf);
+        if (record.kind === 'event') this.#index(record.payload, loc);
+        else if (this.#events.has(record.id)) this.#apply(record.id, record.update, loc.segment);
+      });
+    } catch (err) {
+      await this.#journal.close();
+      await lock.release();
+      throw err;
+    }
+    this.#lock = lock;
     // Nothing is in flight after a restart: what was being delivered is queued again.
     for (const { summary } of this.#events.values()) {
       if (summary.status === 'delivering') this.#setStatus(summary, 'queued');
@@ -89,6 +112,8 @@ export class EmbeddedStore implements Store {
   async close(): Promise<void> {
     while (this.#compacting) await this.#compacting;
     await this.#journal.close();
+    await this.#lock?.release();
+    this.#lock = null;
   }
 
   control(): Readonly<ControlState> {

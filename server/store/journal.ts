@@ -12,6 +12,7 @@ import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { PosternError } from '../../shared/errors.ts';
 import { fsyncDirectory } from './durable-file.ts';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from './file-modes.ts';
 
 const HEADER_BYTES = 8;
 /** The segment being appended to is opened for synchronous data writes (see #commit). */
@@ -62,7 +63,8 @@ export class Journal {
 
   /** Replays every record in order, cutting off a torn tail, then opens for appends. */
   async open(onRecord: (payload: Buffer, loc: Location) => void): Promise<void> {
-    await mkdir(this.#dir, { recursive: true });
+    // The umask can only narrow this mode; an existing directory is tightened by the store.
+    await mkdir(this.#dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     const segments = (await readdir(this.#dir))
       .map((name) => SEGMENT_NAME.exec(name)?.[1])
       .filter((n): n is string => n !== undefined)
@@ -207,7 +209,7 @@ export class Journal {
     const handle = await open(
       segmentFile(this.#dir, n),
       APPEND_FLAGS | constants.O_CREAT | constants.O_EXCL,
-      0o600,
+      PRIVATE_FILE_MODE,
     );
     this.#handles.set(n, handle);
     await fsyncDirectory(this.#dir);

@@ -70,17 +70,6 @@ export const genericHmac: Verifier<HmacConfig> = {
     }
     return config;
   },
-  describe(config) {
-    const view: Record<string, unknown> = {
-      provider: 'hmac',
-      rotating: config.previousSecret !== undefined,
-      header: config.header,
-      algorithm: config.algorithm,
-      encoding: config.encoding,
-    };
-    if (config.prefix !== undefined) view['prefix'] = config.prefix;
-    return view;
-  },
   verify(config, request) {
     const value = headerValue(request.headers, config.header);
     if (value === undefined) return MISSING;

@@ -37,15 +37,22 @@ export function parseVerifyConfig(raw: unknown, fail: Fail): VerifyConfig | null
   return verifier.parse(raw, (field, expected) => fail(`verify.${field}`, expected));
 }
 
+/**
+ * The fields of a channel's `verify` object that hold secrets, whatever the provider: API
+ * answers never show them, and the store encrypts them at rest. A provider that takes a new
+ * secret field adds its name here, and nowhere else.
+ */
+export const VERIFY_SECRET_FIELDS: readonly string[] = ['secret', 'previousSecret', 'verifyToken'];
+
+/** What API answers show of a `verify` config: every field but the secrets, and `rotating`. */
 export function describeVerifyConfig(config: VerifyConfig | null): Record<string, unknown> | null {
   if (!config) return null;
-  const verifier = lookup(config.provider);
-  return (
-    verifier?.describe?.(config) ?? {
-      provider: config.provider,
-      rotating: (config as { previousSecret?: string }).previousSecret !== undefined,
-    }
-  );
+  const view: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(config)) {
+    if (!VERIFY_SECRET_FIELDS.includes(key)) view[key] = value;
+  }
+  view['rotating'] = config['previousSecret'] !== undefined;
+  return view;
 }
 
 /** The answer to a provider's endpoint check, or null when the request is none. */

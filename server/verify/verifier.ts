@@ -29,11 +29,6 @@ export interface Verifier<C extends { provider: string } = { provider: string }>
   readonly provider: string;
   /** Validates a channel's `verify` object; `fail` names the field and what was expected. */
   parse(raw: Obj, fail: Fail): C;
-  /**
-   * The config without its secrets, as API answers show it. Default: the provider and whether
-   * a second secret is held (a rotation).
-   */
-  describe?(config: C): Record<string, unknown>;
   verify(config: C, request: SignedRequest): VerifyResult;
   /**
    * A provider's endpoint check (Slack `url_verification`, Meta `hub.challenge`), looked at

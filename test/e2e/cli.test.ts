@@ -110,7 +110,7 @@ test('errors say what to do', async () => {
     (err: { stderr: string; code: number }) => {
       assert.match(
         err.stderr,
-        /admin token missing or wrong \(check --token \/ POSTERN_ADMIN_TOKEN\)/,
+        /admin token missing or wrong \(check --token-file \/ POSTERN_ADMIN_TOKEN\)/,
       );
       assert.equal(err.code, 1);
       return true;

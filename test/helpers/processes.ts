@@ -115,11 +115,12 @@ export interface RelayOptions {
   heartbeatMs?: number;
   env?: NodeJS.ProcessEnv;
   extraArgs?: string[];
+  /** Runs the relay under this umask (through `sh -c 'umask …; exec …'`, same pid). */
+  umask?: number;
 }
 
-/** Starts `server/main.ts serve` and waits until it listens. */
-export async function startRelay(opts: RelayOptions = {}): Promise<RelayHandle> {
-  const dataDir = opts.dataDir ?? (await tempDir());
+/** Spawns `server/main.ts serve` on `dataDir` without waiting for anything. */
+export function spawnRelay(dataDir: string, opts: RelayOptions = {}): Proc {
   const args = [
     path.join(ROOT, 'server/main.ts'),
     'serve',
@@ -134,7 +135,25 @@ export async function startRelay(opts: RelayOptions = {}): Promise<RelayHandle> 
     ...(opts.heartbeatMs ? ['--heartbeat-ms', String(opts.heartbeatMs)] : []),
     ...(opts.extraArgs ?? []),
   ];
-  const proc = new Proc(args, { POSTERN_ADMIN_TOKEN: '', ...opts.env });
+  const command =
+    opts.umask === undefined
+      ? undefined
+      : [
+          '/bin/sh',
+          '-c',
+          `umask ${opts.umask.toString(8).padStart(3, '0')} && exec "$0" "$@"`,
+          process.execPath,
+          '--import',
+          'tsx',
+          ...args,
+        ];
+  return new Proc(args, { POSTERN_ADMIN_TOKEN: '', ...opts.env }, ROOT, command);
+}
+
+/** Starts `server/main.ts serve` and waits until it listens. */
+export async function startRelay(opts: RelayOptions = {}): Promise<RelayHandle> {
+  const dataDir = opts.dataDir ?? (await tempDir());
+  const proc = spawnRelay(dataDir, opts);
   const ready = await proc.waitForMsg('relay listening');
   const url = String(ready['url']);
   const token =

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { test } from 'node:test';
 import { parseRelayConfig } from '../../server/config.ts';
@@ -13,7 +14,30 @@ test('defaults: 0.0.0.0:8080, ./data, public URL from the port, 7 days of retent
   assert.equal(c.adminToken, null);
   assert.equal(c.heartbeatMs, 10_000);
   assert.equal(c.retentionMs, 7 * 24 * 3_600_000);
+  assert.deepEqual(c.secretsKey, { kind: 'data-dir' });
+  assert.equal(c.forgetLostSecrets, false);
   assert.ok(Object.isFrozen(c));
+});
+
+test('the secrets key: POSTERN_SECRETS_KEY, or a key file from the flag (first) or the environment', () => {
+  const key = randomBytes(32);
+  assert.deepEqual(
+    parseRelayConfig({}, { POSTERN_SECRETS_KEY: key.toString('base64') }).secretsKey,
+    {
+      kind: 'env',
+      key,
+    },
+  );
+  assert.deepEqual(parseRelayConfig({}, { POSTERN_SECRETS_KEY_FILE: 'k/env.key' }).secretsKey, {
+    kind: 'file',
+    file: path.resolve('k/env.key'),
+  });
+  assert.deepEqual(
+    parseRelayConfig({ secretsKeyFile: '/etc/k' }, { POSTERN_SECRETS_KEY_FILE: 'k/env.key' })
+      .secretsKey,
+    { kind: 'file', file: '/etc/k' },
+  );
+  assert.equal(parseRelayConfig({ forgetLostSecrets: true }, {}).forgetLostSecrets, true);
 });
 
 test('flags override the environment', () => {
@@ -59,6 +83,18 @@ for (const [what, flags, env, message] of [
     {},
     { POSTERN_ADMIN_TOKEN: 'short' },
     /POSTERN_ADMIN_TOKEN: expected at least 16 characters/,
+  ],
+  [
+    'a secrets key that is not 32 bytes of base64 (and the message does not repeat it)',
+    {},
+    { POSTERN_SECRETS_KEY: 'hunter2-hunter2-hunter2' },
+    /^POSTERN_SECRETS_KEY: expected the base64 of 32 random bytes \(e\.g\. openssl rand -base64 32\)$/,
+  ],
+  [
+    'a secrets key and a key file both',
+    { secretsKeyFile: '/etc/k' },
+    { POSTERN_SECRETS_KEY: Buffer.alloc(32).toString('base64') },
+    /^POSTERN_SECRETS_KEY and a key file \(--secrets-key-file \/ POSTERN_SECRETS_KEY_FILE\) are both set: keep one$/,
   ],
 ] as const) {
   test(`refused: ${what}`, () => {

@@ -573,8 +573,15 @@ test('state.json is written by rename: it parses and no temp file remains', asyn
     });
   }
   const names = (await readdir(dir)).sort();
-  assert.deepEqual(names, ['journal', 'state.json']);
-  const parsed: unknown = JSON.parse(await readFile(path.join(dir, 'state.json'), 'utf8'));
+  assert.deepEqual(names, ['journal', 'relay.lock', 'secrets.key', 'state.json']);
+  const parsed = JSON.parse(await readFile(path.join(dir, 'state.json'), 'utf8')) as {
+    channels: { verify: { secret: string } }[];
+  };
+  // The secrets are encrypted on disk (see test/server/sealed-secrets.test.ts).
+  for (const c of parsed.channels) {
+    assert.match(c.verify.secret, /^enc:v1:/);
+    c.verify.secret = 'gh-secret';
+  }
   assert.deepEqual(parsed, {
     ...store.control(),
     adminTokenHash: null,
@@ -599,7 +606,12 @@ test('concurrent updateControl calls all apply: none is lost', async (t) => {
     store.control().channels.map((c) => c.id),
     Array.from({ length: 10 }, (_, i) => `ch_${i}`),
   );
-  assert.deepEqual((await readdir(dir)).sort(), ['journal', 'state.json']);
+  assert.deepEqual((await readdir(dir)).sort(), [
+    'journal',
+    'relay.lock',
+    'secrets.key',
+    'state.json',
+  ]);
   const again = await reopen(t, store, dir);
   assert.equal(again.control().channels.length, 10);
 });
