@@ -11,10 +11,12 @@ import { isPosternError, PosternError } from '../../shared/errors.ts';
 import { pairsFromRaw, withoutHopByHop } from '../../shared/http.ts';
 import type { EventPayload } from '../store/types.ts';
 import { RateLimiter } from '../rate-limit.ts';
-import { handshakeAnswer, verifyRequest } from '../verify/index.ts';
+import { handshakeAnswer, replayKeyOf, verifyRequest, type ReplayKey } from '../verify/index.ts';
 import { drain, readBody } from './body.ts';
+import { refusalOf } from './channel-rules.ts';
 import type { RelayContext } from './context.ts';
 import { orderKeyOf } from './order-key.ts';
+import { ReplayGuard, type Claim } from './replay-guard.ts';
 
 export const INGRESS_PREFIX = '/h/';
 
@@ -68,8 +70,15 @@ class ChannelLimiters {
   }
 }
 
-export function ingressHandler(relay: RelayContext) {
+export interface IngressDeps {
+  /** The ordering key of a verified event (a seam for tests; default `orderKeyOf`). */
+  orderKeyOf?: typeof orderKeyOf;
+}
+
+export function ingressHandler(relay: RelayContext, deps: IngressDeps = {}) {
   const limiters = new ChannelLimiters(relay.now);
+  const replays = new ReplayGuard(relay.store, relay.now);
+  const keyOf = deps.orderKeyOf ?? orderKeyOf;
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const rawUrl = req.url ?? '/';
     const { channelId, suffix, query } = splitTarget(rawUrl);
@@ -86,6 +95,16 @@ export function ingressHandler(relay: RelayContext) {
       return sendError(res, err, { 'retry-after': '5' });
     }
     const outcome = (o: string) => relay.metrics.ingress.inc({ channel: channel.name, outcome: o });
+    const method = req.method ?? 'GET';
+    // Before the body is read: a method or path the channel does not take costs nothing more.
+    const refused = refusalOf(channel, method, suffix);
+    if (refused) {
+      outcome(refused.outcome);
+      return sendError(res, refused.error, {
+        ...refused.headers,
+        ...(drain(req) ? {} : { connection: 'close' }),
+      });
+    }
     if (channel.rateLimit) {
       const waitMs = limiters.take(channel.id, channel.rateLimit);
       if (waitMs > 0) {
@@ -112,9 +131,9 @@ export function ingressHandler(relay: RelayContext) {
     }
     const headers = pairsFromRaw(req.rawHeaders);
     const receivedAt = relay.now();
-    const method = req.method ?? 'GET';
     const originalUrl = `${relay.config.publicUrl}${rawUrl}`;
     let refusal: string | null = null;
+    let replay: ReplayKey | null = null;
     if (channel.verify) {
       const signed = { method, url: originalUrl, headers, body, now: receivedAt };
       const answer = handshakeAnswer(channel.verify, signed);
@@ -134,6 +153,8 @@ export function ingressHandler(relay: RelayContext) {
           'webhook refused: verification failed',
         );
         refusal = result.reason;
+      } else {
+        replay = replayKeyOf(channel.verify, signed);
       }
     }
     const payload: EventPayload = {
@@ -148,8 +169,6 @@ export function ingressHandler(relay: RelayContext) {
       remoteAddress: req.socket.remoteAddress ?? '',
       body,
     };
-    const orderKey = orderKeyOf(channel, headers, body);
-    if (orderKey !== undefined) payload.orderKey = orderKey;
     if (refusal !== null) {
       // Kept as metadata (no body) so an operator can see forged traffic; not awaited: a
       // flood of forgeries must not cost a disk flush each. The store bounds how many stay.
@@ -163,11 +182,30 @@ export function ingressHandler(relay: RelayContext) {
       const err = new PosternError('ERR_SIGNATURE', refusal, { status: 401, expose: true });
       return sendError(res, err);
     }
-    const started = performance.now();
+    let claim: Claim | null = null;
+    if (replay) {
+      claim = await replays.claim(channel.id, replay);
+      if (claim.duplicateOf !== undefined) {
+        // The same signed request again (a replay, or the provider's own retry): one event.
+        outcome('duplicate');
+        relay.logger.info(
+          { channelId: channel.id, eventId: claim.duplicateOf },
+          'webhook already accepted; answered with its event id',
+        );
+        return send(res, 202, `{"id":"${claim.duplicateOf}"}`);
+      }
+      payload.dedupKey = replay.key;
+    }
     let summary;
     try {
+      // Only now, for a verified request: a forged body is never parsed for its key.
+      const orderKey = keyOf(channel, headers, body);
+      if (orderKey !== undefined) payload.orderKey = orderKey;
+      const started = performance.now();
       summary = await relay.store.appendEvent(payload);
+      relay.metrics.commitSeconds.observe((performance.now() - started) / 1000);
     } catch (err) {
+      claim?.release(undefined);
       outcome('store_error');
       relay.logger.error({ err, channelId: channel.id }, 'could not store webhook; answered 503');
       const refused = new PosternError(
@@ -177,7 +215,7 @@ export function ingressHandler(relay: RelayContext) {
       );
       return sendError(res, refused, { 'retry-after': '5' });
     }
-    relay.metrics.commitSeconds.observe((performance.now() - started) / 1000);
+    claim?.release(summary.id);
     outcome('accepted');
     const sync = channel.response.mode === 'sync' && relay.dispatcher.hasSink(channel.id);
     const response = sync

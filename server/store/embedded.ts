@@ -7,6 +7,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { PosternError } from '../../shared/errors.ts';
 import { ControlDocument } from './control.ts';
+import { DedupIndex } from './dedup-index.ts';
 import { Journal, type Location } from './journal.ts';
 import { PayloadCache } from './payload-cache.ts';
 import { decodeRecord, encodeEventRecord, encodeUpdateRecord, STATUSES } from './records.ts';
@@ -57,6 +58,8 @@ export class EmbeddedStore implements Store {
   /** Rejected event ids per channel, oldest first, to keep them bounded. */
   readonly #rejected = new Map<string, string[]>();
   readonly #cache: PayloadCache;
+  /** Dedup keys of recent events (replay protection); outlives the events' retention. */
+  readonly #dedup = new DedupIndex();
   /** Per segment: how many live events point into it, and the bytes of their event records. */
   readonly #segments = new Map<number, { refs: number; liveBytes: number }>();
   #compacting: Promise<void> | null = null;
@@ -125,6 +128,10 @@ export class EmbeddedStore implements Store {
 
   getEvent(id: string): EventSummary | undefined {
     return this.#events.get(id)?.summary;
+  }
+
+  findByDedupKey(channelId: string, dedupKey: string, since: number): Promise<string | undefined> {
+    return Promise.resolve(this.#dedup.find(channelId, dedupKey, since));
   }
 
   /** Marks an event as handed to an agent or back in the queue; memory only (see `open`). */
@@ -313,6 +320,9 @@ export class EmbeddedStore implements Store {
   }
 
   #index(p: EventPayload, loc: Location): EventSummary {
+    if (p.dedupKey !== undefined && !p.rejected) {
+      this.#dedup.add(p.channelId, p.dedupKey, p.id, p.receivedAt);
+    }
     const existing = this.#events.get(p.id);
     if (existing) {
       // The same event twice: compaction wrote it forward and crashed before deleting the
