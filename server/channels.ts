@@ -11,6 +11,7 @@ import {
 } from '../shared/fields.ts';
 import { MAX_BODY_BYTES } from '../shared/protocol.ts';
 import { DEFAULT_RETRY_DELAYS_MS } from './dispatch/retry.ts';
+import { parseMethods, parsePaths } from './http/channel-rules.ts';
 import type { ChannelRecord } from './store/types.ts';
 import { describeVerifyConfig, parseVerifyConfig } from './verify/index.ts';
 
@@ -92,6 +93,8 @@ export function parseNewChannel(raw: Obj, id: string, now: number): ChannelRecor
     orderingKey: null,
     rateLimit: null,
     maxBodyBytes: MAX_BODY_BYTES,
+    methods: null,
+    paths: null,
     createdAt: now,
   };
   applyChannelPatch(channel, raw);
@@ -107,6 +110,8 @@ const PATCHABLE = new Set([
   'orderingKey',
   'rateLimit',
   'maxBodyBytes',
+  'methods',
+  'paths',
 ]);
 
 /** Applies the fields present in `raw` (create or `PATCH`); unknown fields are refused. */
@@ -127,6 +132,8 @@ export function applyChannelPatch(channel: ChannelRecord, raw: Obj): void {
   if (raw['maxBodyBytes'] !== undefined) {
     channel.maxBodyBytes = readInt(raw, 'maxBodyBytes', fail, 1, MAX_BODY_BYTES);
   }
+  if (raw['methods'] !== undefined) channel.methods = parseMethods(raw['methods'], fail);
+  if (raw['paths'] !== undefined) channel.paths = parsePaths(raw['paths'], fail);
 }
 
 /** What API answers show of a channel: never a secret. */
@@ -142,6 +149,8 @@ export function channelView(channel: ChannelRecord, publicUrl: string): Record<s
     orderingKey: channel.orderingKey,
     rateLimit: channel.rateLimit,
     maxBodyBytes: channel.maxBodyBytes,
+    methods: channel.methods,
+    paths: channel.paths,
     createdAt: new Date(channel.createdAt).toISOString(),
   };
 }

@@ -22,6 +22,8 @@ export const ADMIN_USAGE = `Admin commands (talk to a running relay):
     --ordered | --unordered        --ordering-key header:NAME | json:PATH
     --rate-limit PER_SECOND[/BURST]
     --max-body-bytes N
+    --methods M,M,… | default       HTTP methods taken (default: the provider's, or any)
+    --paths /a,/b/*,… | any         path suffixes taken ("" item: none; /x/*: a prefix)
   channel list | channel show ID|NAME | channel delete ID|NAME
   agent add NAME --channel ID|NAME [--channel …]   prints a one-time pairing code
   agent update ID --channel ID|NAME [--channel …]  change its channels (it reconnects)
@@ -54,6 +56,8 @@ const OPTIONS = {
   'retry-delays': { type: 'string' },
   'rate-limit': { type: 'string' },
   'max-body-bytes': { type: 'string' },
+  methods: { type: 'string' },
+  paths: { type: 'string' },
   channel: { type: 'string', multiple: true },
   status: { type: 'string' },
   limit: { type: 'string' },

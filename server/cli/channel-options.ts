@@ -14,6 +14,8 @@ export function channelOptions(values: {
   'retry-delays'?: string | undefined;
   'rate-limit'?: string | undefined;
   'max-body-bytes'?: string | undefined;
+  methods?: string | undefined;
+  paths?: string | undefined;
 }): Obj {
   const body: Obj = {};
   const int = (flag: string, text: string): number => {
@@ -58,5 +60,16 @@ export function channelOptions(values: {
   }
   if (values['max-body-bytes'])
     body['maxBodyBytes'] = int('--max-body-bytes', values['max-body-bytes']);
+  const methods = values.methods;
+  if (methods !== undefined) {
+    // The relay validates the names; `default` goes back to the provider's own methods.
+    body['methods'] =
+      methods === 'default' ? null : methods.split(',').map((m) => m.trim().toUpperCase());
+  }
+  const paths = values.paths;
+  if (paths !== undefined) {
+    // `any` lifts the restriction; an empty item (",/push") is the empty suffix.
+    body['paths'] = paths === 'any' ? null : paths.split(',').map((p) => p.trim());
+  }
   return body;
 }

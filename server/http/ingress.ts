@@ -11,8 +11,9 @@ import { isPosternError, PosternError } from '../../shared/errors.ts';
 import { pairsFromRaw } from '../../shared/http.ts';
 import type { EventPayload } from '../store/types.ts';
 import { RateLimiter } from '../rate-limit.ts';
-import { handshakeAnswer, verifyRequest } from '../verify/index.ts';
+import { handshakeAnswer, replayKeyOf, verifyRequest, type ReplayKey } from '../verify/index.ts';
 import { drain, readBody } from './body.ts';
+import { refusalOf } from './channel-rules.ts';
 import type { RelayContext } from './context.ts';
 import {
   appAnswerHeaders,
@@ -21,6 +22,7 @@ import {
 } from './ingress-answers.ts';
 import { untransportable } from './ingress-limits.ts';
 import { orderKeyOf } from './order-key.ts';
+import { ReplayGuard, type Claim } from './replay-guard.ts';
 
 export const INGRESS_PREFIX = '/h/';
 
@@ -75,8 +77,15 @@ class ChannelLimiters {
   }
 }
 
-export function ingressHandler(relay: RelayContext) {
+export interface IngressDeps {
+  /** The ordering key of a verified event (a seam for tests; default `orderKeyOf`). */
+  orderKeyOf?: typeof orderKeyOf;
+}
+
+export function ingressHandler(relay: RelayContext, deps: IngressDeps = {}) {
   const limiters = new ChannelLimiters(relay.now);
+  const replays = new ReplayGuard(relay.store, relay.now);
+  const keyOf = deps.orderKeyOf ?? orderKeyOf;
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const rawUrl = req.url ?? '/';
     const { channelId, suffix, query } = splitTarget(rawUrl);
@@ -105,6 +114,16 @@ export function ingressHandler(relay: RelayContext) {
       outcome('too_large');
       return sendError(res, tooMuch, drain(req) ? {} : { connection: 'close' });
     }
+    const method = req.method ?? 'GET';
+    // Before the body is read: a method or path the channel does not take costs nothing more.
+    const refused = refusalOf(channel, method, suffix);
+    if (refused) {
+      outcome(refused.outcome);
+      return sendError(res, refused.error, {
+        ...refused.headers,
+        ...(drain(req) ? {} : { connection: 'close' }),
+      });
+    }
     if (channel.rateLimit) {
       const waitMs = limiters.take(channel.id, channel.rateLimit);
       if (waitMs > 0) {
@@ -131,9 +150,9 @@ export function ingressHandler(relay: RelayContext) {
     }
     const headers = pairsFromRaw(req.rawHeaders);
     const receivedAt = relay.now();
-    const method = req.method ?? 'GET';
     const originalUrl = `${relay.config.publicUrl}${rawUrl}`;
     let refusal: string | null = null;
+    let replay: ReplayKey | null = null;
     if (channel.verify) {
       const signed = { method, url: originalUrl, headers, body, now: receivedAt };
       const answer = handshakeAnswer(channel.verify, signed);
@@ -153,6 +172,8 @@ export function ingressHandler(relay: RelayContext) {
           'webhook refused: verification failed',
         );
         refusal = result.reason;
+      } else {
+        replay = replayKeyOf(channel.verify, signed);
       }
     }
     const payload: EventPayload = {
@@ -167,8 +188,6 @@ export function ingressHandler(relay: RelayContext) {
       remoteAddress: req.socket.remoteAddress ?? '',
       body,
     };
-    const orderKey = orderKeyOf(channel, headers, body);
-    if (orderKey !== undefined) payload.orderKey = orderKey;
     if (refusal !== null) {
       // Kept as metadata (no body) so an operator can see forged traffic; not awaited: a
       // flood of forgeries must not cost a disk flush each. The store bounds how many stay.
@@ -182,11 +201,30 @@ export function ingressHandler(relay: RelayContext) {
       const err = new PosternError('ERR_SIGNATURE', refusal, { status: 401, expose: true });
       return sendError(res, err);
     }
-    const started = performance.now();
+    let claim: Claim | null = null;
+    if (replay) {
+      claim = await replays.claim(channel.id, replay);
+      if (claim.duplicateOf !== undefined) {
+        // The same signed request again (a replay, or the provider's own retry): one event.
+        outcome('duplicate');
+        relay.logger.info(
+          { channelId: channel.id, eventId: claim.duplicateOf },
+          'webhook already accepted; answered with its event id',
+        );
+        return send(res, 202, `{"id":"${claim.duplicateOf}"}`);
+      }
+      payload.dedupKey = replay.key;
+    }
     let summary;
     try {
+      // Only now, for a verified request: a forged body is never parsed for its key.
+      const orderKey = keyOf(channel, headers, body);
+      if (orderKey !== undefined) payload.orderKey = orderKey;
+      const started = performance.now();
       summary = await relay.store.appendEvent(payload);
+      relay.metrics.commitSeconds.observe((performance.now() - started) / 1000);
     } catch (err) {
+      claim?.release(undefined);
       outcome('store_error');
       relay.logger.error({ err, channelId: channel.id }, 'could not store webhook; answered 503');
       const refused = new PosternError(
@@ -196,7 +234,7 @@ export function ingressHandler(relay: RelayContext) {
       );
       return sendError(res, refused, { 'retry-after': '5' });
     }
-    relay.metrics.commitSeconds.observe((performance.now() - started) / 1000);
+    claim?.release(summary.id);
     outcome('accepted');
     const sync = channel.response.mode === 'sync' && relay.dispatcher.hasSink(channel.id);
     const response = sync

@@ -34,6 +34,8 @@ function parseControl(value: unknown, file: string): ControlState {
   for (const c of state.channels) {
     c.orderingKey ??= null;
     c.rateLimit ??= null;
+    c.methods ??= null;
+    c.paths ??= null;
   }
   if (!Array.isArray(state.usedTokenIds)) state.usedTokenIds = [];
   return state;

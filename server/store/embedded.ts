@@ -7,6 +7,7 @@ import path from 'node:path';
 import { PosternError } from '../../shared/errors.ts';
 import { ControlDocument } from './control.ts';
 import { openDataDir, type DataDirOptions, type StoreLog } from './data-dir.ts';
+import { DedupIndex } from './dedup-index.ts';
 import { Journal, type Location } from './journal.ts';
 import type { DataDirLock } from './lock.ts';
 import { PayloadCache } from './payload-cache.ts';
@@ -68,6 +69,8 @@ export class EmbeddedStore implements Store {
   /** Rejected event ids per channel, oldest first, to keep them bounded. */
   readonly #rejected = new Map<string, string[]>();
   readonly #cache: PayloadCache;
+  /** Dedup keys of recent events (replay protection); outlives the events' retention. */
+  readonly #dedup = new DedupIndex();
   /** Per segment: how many live events point into it, and the bytes of their event records. */
   readonly #segments = new Map<number, { refs: number; liveBytes: number }>();
   #compacting: Promise<void> | null = null;
@@ -150,6 +153,10 @@ export class EmbeddedStore implements Store {
 
   getEvent(id: string): EventSummary | undefined {
     return this.#events.get(id)?.summary;
+  }
+
+  findByDedupKey(channelId: string, dedupKey: string, since: number): Promise<string | undefined> {
+    return Promise.resolve(this.#dedup.find(channelId, dedupKey, since));
   }
 
   /** Marks an event as handed to an agent or back in the queue; memory only (see `open`). */
@@ -338,6 +345,9 @@ export class EmbeddedStore implements Store {
   }
 
   #index(p: EventPayload, loc: Location): EventSummary {
+    if (p.dedupKey !== undefined && !p.rejected) {
+      this.#dedup.add(p.channelId, p.dedupKey, p.id, p.receivedAt);
+    }
     const existing = this.#events.get(p.id);
     if (existing) {
       // The same event twice: compaction wrote it forward and crashed before deleting the

@@ -45,6 +45,7 @@ export function encodeEventRecord(p: EventPayload): Buffer {
       remoteAddress: p.remoteAddress,
       ...(p.rejected ? { rejected: p.rejected } : {}),
       ...(p.orderKey !== undefined ? { orderKey: p.orderKey } : {}),
+      ...(p.dedupKey !== undefined ? { dedupKey: p.dedupKey } : {}),
     }),
   );
   const out = Buffer.allocUnsafe(5 + meta.length + p.body.length);
@@ -118,6 +119,10 @@ export function decodeRecord(buf: Buffer): JournalRecord {
       body: buf.subarray(metaEnd),
     };
     if (m['orderKey'] !== undefined) payload.orderKey = readString(m, 'orderKey', fail);
+    // Absent from records written before replay protection: such events simply have no key.
+    if (m['dedupKey'] !== undefined) {
+      payload.dedupKey = readString(m, 'dedupKey', fail, { min: 1, max: 128 });
+    }
     if (rejected !== undefined) {
       if (!isObject(rejected)) return fail('rejected', 'an object');
       payload.rejected = {

@@ -23,6 +23,16 @@ export interface ChannelRecord {
   /** Ingress rate limit: beyond it, 429 with Retry-After. Null: none. */
   rateLimit: { perSecond: number; burst: number } | null;
   maxBodyBytes: number;
+  /**
+   * The HTTP methods ingress takes (upper case); others get 405. Null: the provider's own
+   * (POST, plus GET for Meta and Twilio) on a verified channel, any on an unverified one.
+   */
+  methods: string[] | null;
+  /**
+   * The path suffixes ingress takes: `""` (none), exact (`/push`) or a prefix (`/github/*`);
+   * others get 404. Null: any.
+   */
+  paths: string[] | null;
   createdAt: number;
 }
 
@@ -80,6 +90,11 @@ export interface EventPayload {
   rejected?: { reason: string; size: number };
   /** The ordering key of an ordered channel with `orderingKey` (absent: the channel's one key). */
   orderKey?: string;
+  /**
+   * Replay protection: a digest of what the provider's signature covered (verified channels
+   * only; never on a rejected event). See `Store.findByDedupKey`.
+   */
+  dedupKey?: string;
 }
 
 /** An event's metadata and delivery state, kept in memory by the embedded store. */
@@ -172,6 +187,14 @@ export interface Store {
    */
   updateEvent(id: string, update: EventUpdate, opts?: { lazy?: boolean }): Promise<EventSummary>;
   getEvent(id: string): EventSummary | undefined;
+  /**
+   * Replay protection: the id of an event of `channelId` appended with this `dedupKey` and
+   * received at or after `since` (ms), or undefined. Holds across restarts for keys of the last
+   * day at least; bounded (the embedded store keeps at most MAX_DEDUP_KEYS, oldest forgotten
+   * first), so a very old key may be forgotten early. A key is visible once its
+   * `appendEvent` resolved; callers serialize identical requests in flight themselves.
+   */
+  findByDedupKey(channelId: string, dedupKey: string, since: number): Promise<string | undefined>;
   /** Marks an event as handed to an agent, or back in the queue. Not persisted: after a
    * restart nothing is in flight, so `delivering` events are read back as `queued`. */
   markDelivering(id: string, delivering: boolean): void;

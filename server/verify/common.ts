@@ -2,10 +2,39 @@
 import { createHash } from 'node:crypto';
 import { readOptionalString, readString, type Fail, type Obj } from '../../shared/fields.ts';
 import { constantTimeEqual, hmac, type HmacAlgorithm } from '../../shared/signing.ts';
-import type { VerifyResult } from './verifier.ts';
+import type { ReplayKey, SignedRequest, VerifyResult } from './verifier.ts';
 
 /** Timestamped schemes refuse a request signed further than this from now, either way. */
 export const TIMESTAMP_TOLERANCE_MS = 5 * 60_000;
+
+/**
+ * How long a timestamped request can verify again after it was first received: its timestamp
+ * may be up to the tolerance ahead of the relay's clock, and then stays valid for as long
+ * again; a minute more for clocks that step.
+ */
+export const TIMESTAMPED_REPLAY_MS = 2 * TIMESTAMP_TOLERANCE_MS + 60_000;
+
+/** A signature over the body alone never expires: such a request is remembered for a day. */
+export const BODY_REPLAY_MS = 24 * 3_600_000;
+
+/** What most providers send: webhooks are POSTs. */
+export const POST_ONLY: readonly string[] = Object.freeze(['POST']);
+
+/** The replay key over `tag` and the signed `parts`, in the order they were signed. */
+export function replayKeyOver(
+  tag: string,
+  windowMs: number,
+  parts: readonly (string | Uint8Array)[],
+): ReplayKey {
+  const hash = createHash('sha256').update(`postern-replay:${tag}\n`, 'utf8');
+  for (const part of parts) hash.update(part);
+  return { key: hash.digest('base64url'), windowMs };
+}
+
+/** The replay key of a provider that signs the body alone. */
+export function bodyReplayKey(tag: string): (config: unknown, request: SignedRequest) => ReplayKey {
+  return (_config, request) => replayKeyOver(tag, BODY_REPLAY_MS, [request.body]);
+}
 
 const SECRET_LENGTH = { min: 1, max: 1024 };
 

@@ -5,10 +5,12 @@
 import { headerValue } from '../../shared/http.ts';
 import {
   anyMatch,
+  bodyReplayKey,
   MALFORMED,
   MISMATCH,
   MISSING,
   OK,
+  POST_ONLY,
   secretsOf,
   type Secrets,
   parseSecrets,
@@ -24,6 +26,7 @@ const PREFIX = 'sha256=';
 
 export const github: Verifier<GithubConfig> = {
   provider: 'github',
+  methods: POST_ONLY,
   parse: (raw, fail) => parseSecrets('github', raw, fail),
   verify(config, request) {
     const header = headerValue(request.headers, 'x-hub-signature-256');
@@ -35,4 +38,6 @@ export const github: Verifier<GithubConfig> = {
     if (!given) return MALFORMED;
     return anyMatch('sha256', secretsOf(config), [request.body], [given]) ? OK : MISMATCH;
   },
+  // GitHub signs the body alone: method, path and X-GitHub-Delivery are not covered.
+  replayKey: bodyReplayKey('github'),
 };

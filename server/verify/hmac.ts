@@ -8,11 +8,13 @@ import { headerValue } from '../../shared/http.ts';
 import type { HmacAlgorithm } from '../../shared/signing.ts';
 import {
   anyMatch,
+  bodyReplayKey,
   MALFORMED,
   MISMATCH,
   MISSING,
   OK,
   onlyFields,
+  POST_ONLY,
   readSecrets,
   secretsOf,
   type Secrets,
@@ -51,6 +53,7 @@ const PREFIX = /^[\x21-\x7e][\x20-\x7e]{0,63}$/;
 
 export const genericHmac: Verifier<HmacConfig> = {
   provider: 'hmac',
+  methods: POST_ONLY,
   parse(raw, fail) {
     onlyFields(raw, FIELDS, fail);
     const secrets = readSecrets(raw, fail);
@@ -82,4 +85,5 @@ export const genericHmac: Verifier<HmacConfig> = {
     if (!given) return MALFORMED;
     return anyMatch(config.algorithm, secretsOf(config), [request.body], [given]) ? OK : MISMATCH;
   },
+  replayKey: bodyReplayKey('hmac'),
 };

@@ -4,5 +4,7 @@ export {
   describeVerifyConfig,
   verifyRequest,
   handshakeAnswer,
+  providerMethods,
+  replayKeyOf,
 } from './registry.ts';
-export type { HandshakeAnswer, SignedRequest, VerifyResult } from './verifier.ts';
+export type { HandshakeAnswer, ReplayKey, SignedRequest, VerifyResult } from './verifier.ts';

@@ -9,6 +9,7 @@ import { readString } from '../../shared/fields.ts';
 import { headerValue } from '../../shared/http.ts';
 import {
   anyMatch,
+  bodyReplayKey,
   MALFORMED,
   MISMATCH,
   MISSING,
@@ -39,6 +40,8 @@ function plain(status: number, body: string): HandshakeAnswer {
 
 export const meta: Verifier<MetaConfig> = {
   provider: 'meta',
+  // GET: the subscription check (`hub.challenge`), answered by `handshake`.
+  methods: ['POST', 'GET'],
   parse(raw, fail) {
     onlyFields(raw, FIELDS, fail);
     const secrets = readSecrets(raw, fail);
@@ -54,6 +57,7 @@ export const meta: Verifier<MetaConfig> = {
     if (!given) return MALFORMED;
     return anyMatch('sha256', secretsOf(config), [request.body], [given]) ? OK : MISMATCH;
   },
+  replayKey: bodyReplayKey('meta'),
   handshake(config, request) {
     if (request.method !== 'GET') return null;
     const query = queryOf(request.url);

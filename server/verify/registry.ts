@@ -9,7 +9,14 @@ import { slack } from './slack.ts';
 import { standardWebhooks } from './standard-webhooks.ts';
 import { stripe } from './stripe.ts';
 import { twilio } from './twilio.ts';
-import type { HandshakeAnswer, SignedRequest, Verifier, VerifyResult } from './verifier.ts';
+import { POST_ONLY } from './common.ts';
+import type {
+  HandshakeAnswer,
+  ReplayKey,
+  SignedRequest,
+  Verifier,
+  VerifyResult,
+} from './verifier.ts';
 
 export const verifiers: ReadonlyMap<string, Verifier<never>> = new Map(
   [github, stripe, slack, shopify, twilio, meta, standardWebhooks, genericHmac].map((v) => [
@@ -67,4 +74,14 @@ export function verifyRequest(config: VerifyConfig, request: SignedRequest): Ver
   const verifier = lookup(config.provider);
   if (!verifier) return { ok: false, reason: 'unknown_provider' };
   return verifier.verify(config, request);
+}
+
+/** The replay key of a request `verifyRequest` accepted (see `ReplayKey`). */
+export function replayKeyOf(config: VerifyConfig, request: SignedRequest): ReplayKey | null {
+  return lookup(config.provider)?.replayKey(config, request) ?? null;
+}
+
+/** The HTTP methods the channel's provider sends. */
+export function providerMethods(config: VerifyConfig): readonly string[] {
+  return lookup(config.provider)?.methods ?? POST_ONLY;
 }

@@ -6,10 +6,12 @@
 import { headerValue } from '../../shared/http.ts';
 import {
   anyMatch,
+  bodyReplayKey,
   MALFORMED,
   MISMATCH,
   MISSING,
   OK,
+  POST_ONLY,
   secretsOf,
   type Secrets,
   parseSecrets,
@@ -23,6 +25,7 @@ export type ShopifyConfig = Secrets & {
 
 export const shopify: Verifier<ShopifyConfig> = {
   provider: 'shopify',
+  methods: POST_ONLY,
   parse: (raw, fail) => parseSecrets('shopify', raw, fail),
   verify(config, request) {
     const header = headerValue(request.headers, 'x-shopify-hmac-sha256');
@@ -31,4 +34,5 @@ export const shopify: Verifier<ShopifyConfig> = {
     if (!given) return MALFORMED;
     return anyMatch('sha256', secretsOf(config), [request.body], [given]) ? OK : MISMATCH;
   },
+  replayKey: bodyReplayKey('shopify'),
 };

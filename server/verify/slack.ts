@@ -12,7 +12,10 @@ import {
   MISMATCH,
   MISSING,
   OK,
+  POST_ONLY,
+  replayKeyOver,
   secretsOf,
+  TIMESTAMPED_REPLAY_MS,
   type Secrets,
   parseSecrets,
 } from './common.ts';
@@ -57,8 +60,13 @@ function verify(config: SlackConfig, request: SignedRequest): VerifyResult {
 
 export const slack: Verifier<SlackConfig> = {
   provider: 'slack',
+  methods: POST_ONLY,
   parse: (raw, fail) => parseSecrets('slack', raw, fail),
   verify,
+  replayKey(_config, request) {
+    const timestamp = headerValue(request.headers, 'x-slack-request-timestamp') ?? '';
+    return replayKeyOver('slack', TIMESTAMPED_REPLAY_MS, [`v0:${timestamp}:`, request.body]);
+  },
   handshake(config, request) {
     // Slack signs the check like any event: only a verified one is answered.
     if (request.method !== 'POST') return null;

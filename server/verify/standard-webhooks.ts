@@ -8,13 +8,16 @@
 import { headerValue } from '../../shared/http.ts';
 import {
   anyMatch,
+  BODY_REPLAY_MS,
   checkTimestamp,
   MALFORMED,
   MISMATCH,
   MISSING,
   OK,
   onlyFields,
+  POST_ONLY,
   readSecrets,
+  replayKeyOver,
   secretsOf,
   type Secrets,
   SECRET_FIELDS,
@@ -35,6 +38,7 @@ function keyOf(secret: string): Buffer | undefined {
 
 export const standardWebhooks: Verifier<StandardWebhooksConfig> = {
   provider: 'standard-webhooks',
+  methods: POST_ONLY,
   parse(raw, fail) {
     onlyFields(raw, SECRET_FIELDS, fail);
     const secrets = readSecrets(raw, fail);
@@ -68,5 +72,11 @@ export const standardWebhooks: Verifier<StandardWebhooksConfig> = {
     const keys = secretsOf(config).flatMap((s) => keyOf(s) ?? []);
     const parts = [`${id}.${timestamp}.`, request.body];
     return anyMatch('sha256', keys, parts, given) ? OK : MISMATCH;
+  },
+  replayKey(_config, request) {
+    // The spec makes `webhook-id` the message's identity: a sender's retry reuses it with a new
+    // timestamp and signature, so it is kept as long as a body-only key, not just the window.
+    const id = headerValue(request.headers, 'webhook-id') ?? '';
+    return replayKeyOver('standard-webhooks', BODY_REPLAY_MS, [id]);
   },
 };

@@ -13,13 +13,16 @@ import {
   MISSING,
   OK,
   onlyFields,
+  POST_ONLY,
   readSecrets,
+  replayKeyOver,
   secretsOf,
   type Secrets,
   SECRET_FIELDS,
+  TIMESTAMPED_REPLAY_MS,
 } from './common.ts';
 import { decodeHex } from './decode.ts';
-import type { Verifier } from './verifier.ts';
+import type { Verifier, VerifyResult } from './verifier.ts';
 
 export type StripeConfig = Secrets & {
   provider: 'stripe';
@@ -27,8 +30,30 @@ export type StripeConfig = Secrets & {
 
 const SCHEME = /^[a-z0-9_]+$/;
 
+/** The `t` and every `v1` of a `Stripe-Signature` header, or why it is malformed. */
+function parseHeader(header: string): { timestamp?: string; given: Buffer[] } | VerifyResult {
+  let timestamp: string | undefined;
+  const given: Buffer[] = [];
+  for (const item of header.split(',')) {
+    const eq = item.indexOf('=');
+    const scheme = item.slice(0, eq);
+    const value = item.slice(eq + 1);
+    if (eq <= 0 || value === '' || !SCHEME.test(scheme)) return MALFORMED;
+    if (scheme === 't') {
+      if (timestamp !== undefined) return MALFORMED;
+      timestamp = value;
+    } else if (scheme === 'v1') {
+      const signature = decodeHex(value, 32);
+      if (!signature) return MALFORMED;
+      given.push(signature);
+    }
+  }
+  return timestamp === undefined ? { given } : { timestamp, given };
+}
+
 export const stripe: Verifier<StripeConfig> = {
   provider: 'stripe',
+  methods: POST_ONLY,
   parse(raw, fail) {
     onlyFields(raw, SECRET_FIELDS, fail);
     const secrets = readSecrets(raw, fail);
@@ -44,26 +69,19 @@ export const stripe: Verifier<StripeConfig> = {
   verify(config, request) {
     const header = headerValue(request.headers, 'stripe-signature');
     if (header === undefined) return MISSING;
-    let timestamp: string | undefined;
-    const given: Buffer[] = [];
-    for (const item of header.split(',')) {
-      const eq = item.indexOf('=');
-      const scheme = item.slice(0, eq);
-      const value = item.slice(eq + 1);
-      if (eq <= 0 || value === '' || !SCHEME.test(scheme)) return MALFORMED;
-      if (scheme === 't') {
-        if (timestamp !== undefined) return MALFORMED;
-        timestamp = value;
-      } else if (scheme === 'v1') {
-        const signature = decodeHex(value, 32);
-        if (!signature) return MALFORMED;
-        given.push(signature);
-      }
-    }
+    const parsed = parseHeader(header);
+    if ('ok' in parsed) return parsed;
+    const { timestamp, given } = parsed;
     const time = checkTimestamp(timestamp, request.now);
     if (!time.ok) return time;
     if (given.length === 0) return MISSING;
     const parts = [`${timestamp}.`, request.body];
     return anyMatch('sha256', secretsOf(config), parts, given) ? OK : MISMATCH;
+  },
+  replayKey(_config, request) {
+    // What is signed, not the header's text: a replayer may reorder or drop `v1` entries.
+    const parsed = parseHeader(headerValue(request.headers, 'stripe-signature') ?? '');
+    const timestamp = 'ok' in parsed ? '' : (parsed.timestamp ?? '');
+    return replayKeyOver('stripe', TIMESTAMPED_REPLAY_MS, [`${timestamp}.`, request.body]);
   },
 };

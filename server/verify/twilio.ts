@@ -9,17 +9,19 @@ import { headerValue } from '../../shared/http.ts';
 import { constantTimeEqual } from '../../shared/signing.ts';
 import {
   anyMatch,
+  BODY_REPLAY_MS,
   MALFORMED,
   MISMATCH,
   MISSING,
   OK,
   queryOf,
+  replayKeyOver,
   secretsOf,
   type Secrets,
   parseSecrets,
 } from './common.ts';
 import { decodeBase64, decodeHex } from './decode.ts';
-import type { Verifier, VerifyResult } from './verifier.ts';
+import type { SignedRequest, Verifier, VerifyResult } from './verifier.ts';
 
 export type TwilioConfig = Secrets & {
   provider: 'twilio';
@@ -68,6 +70,20 @@ function urlForms(url: string): string[] {
   return [...forms];
 }
 
+/**
+ * One form of the URL that every form `urlForms` tries leads back to (the parsed URL with its
+ * port spelled out): two requests that verify with the same signature share it.
+ */
+function canonicalUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    const defaultPort = parsed.protocol === 'https:' ? '443' : '80';
+    return `${parsed.protocol}//${parsed.hostname}:${parsed.port || defaultPort}${parsed.pathname}${parsed.search}`;
+  } catch {
+    return url;
+  }
+}
+
 function checkBodyHash(url: string, body: Buffer): VerifyResult {
   const given = decodeHex(queryOf(url).get('bodySHA256') ?? '', 32);
   const actual = createHash('sha256').update(body).digest();
@@ -77,29 +93,43 @@ function checkBodyHash(url: string, body: Buffer): VerifyResult {
   return OK;
 }
 
+/** What is signed after the URL (the sorted form parameters, or nothing), or a refusal. */
+function signedSuffix(request: SignedRequest): string | VerifyResult {
+  if (queryOf(request.url).has('bodySHA256')) {
+    // A JSON body: the signed URL carries its hash, and the signature covers the URL alone.
+    const hash = checkBodyHash(request.url, request.body);
+    return hash.ok ? '' : hash;
+  }
+  if (request.method === 'POST' && isForm(headerValue(request.headers, 'content-type'))) {
+    return formSuffix(request.body);
+  }
+  // Neither the parameters nor a hash would cover this body: anyone could change it.
+  if (request.body.length > 0) return { ok: false, reason: 'missing_body_hash' };
+  return '';
+}
+
 export const twilio: Verifier<TwilioConfig> = {
   provider: 'twilio',
+  // Twilio calls a webhook with the method configured for it: POST by default, or GET.
+  methods: ['POST', 'GET'],
   parse: (raw, fail) => parseSecrets('twilio', raw, fail),
   verify(config, request) {
     const header = headerValue(request.headers, 'x-twilio-signature');
     if (header === undefined) return MISSING;
     const given = decodeBase64(header, 20);
     if (!given) return MALFORMED;
-    let suffix = '';
-    if (queryOf(request.url).has('bodySHA256')) {
-      // A JSON body: the signed URL carries its hash, and the signature covers the URL alone.
-      const hash = checkBodyHash(request.url, request.body);
-      if (!hash.ok) return hash;
-    } else if (request.method === 'POST' && isForm(headerValue(request.headers, 'content-type'))) {
-      suffix = formSuffix(request.body);
-    } else if (request.body.length > 0) {
-      // Neither the parameters nor a hash would cover this body: anyone could change it.
-      return { ok: false, reason: 'missing_body_hash' };
-    }
+    const suffix = signedSuffix(request);
+    if (typeof suffix !== 'string') return suffix;
     const keys = secretsOf(config);
     for (const url of urlForms(request.url)) {
       if (anyMatch('sha1', keys, [url, suffix], [given])) return OK;
     }
     return MISMATCH;
+  },
+  replayKey(_config, request) {
+    const suffix = signedSuffix(request);
+    const covered = [canonicalUrl(request.url), typeof suffix === 'string' ? suffix : ''];
+    // Not timestamped: a signed URL and its parameters verify for ever.
+    return replayKeyOver('twilio', BODY_REPLAY_MS, covered);
   },
 };

@@ -18,6 +18,17 @@ export interface SignedRequest {
 /** `reason` is a short code for the operator (and the 401 body), never a secret. */
 export type VerifyResult = { ok: true } | { ok: false; reason: string };
 
+/**
+ * What a valid signature covers, for replay protection: `key` is a SHA-256 (base64url) over the
+ * provider's tag and exactly the signed content, so a resent request with the same signed
+ * content has the same key whatever else (method, path, unsigned headers) was changed.
+ * `windowMs` is how long such a request could verify again (and so must be remembered).
+ */
+export interface ReplayKey {
+  key: string;
+  windowMs: number;
+}
+
 /** A provider's endpoint check, answered by the relay itself; never stored or forwarded. */
 export interface HandshakeAnswer {
   status: number;
@@ -30,6 +41,10 @@ export interface Verifier<C extends { provider: string } = { provider: string }>
   /** Validates a channel's `verify` object; `fail` names the field and what was expected. */
   parse(raw: Obj, fail: Fail): C;
   verify(config: C, request: SignedRequest): VerifyResult;
+  /** The replay key of a request `verify` accepted (called only then). */
+  replayKey(config: C, request: SignedRequest): ReplayKey;
+  /** The HTTP methods the provider sends (a channel's default `methods`). */
+  readonly methods: readonly string[];
   /**
    * A provider's endpoint check (Slack `url_verification`, Meta `hub.challenge`), looked at
    * before `verify`: returns the answer to send, or null when the request is no handshake. A

@@ -323,6 +323,9 @@ test('GitHub: a correct X-Hub-Signature-256 is accepted and delivered', async ()
   assert.equal(got.headers['x-hub-signature-256'], githubSignature(body));
 });
 
+/** Barrier requests sent so far (each one's body is new). */
+let barriers = 0;
+
 /** Sends each forged request, then a good one; only the good ones may be stored or arrive. */
 async function expectRefused(cases: [string, Record<string, string>][]): Promise<void> {
   const eventsBefore = await allEvents();
@@ -367,10 +370,15 @@ async function expectRefused(cases: [string, Record<string, string>][]): Promise
     assert.equal(shown.size, body.length);
   }
   // A good request afterwards is the barrier: once it arrives, anything sent before it that
-  // had been queued would have been dispatched ahead of it.
+  // had been queued would have been dispatched ahead of it. Its body is new each time: the
+  // same signed body again would be a replay, answered with the first id and not delivered.
+  const barrier = Buffer.from(`{"action":"opened","number":42,"barrier":${++barriers}}`);
   const good = await send(`/h/${ch('gh')}`, {
-    headers: { 'content-type': 'application/json', 'x-hub-signature-256': githubSignature(body) },
-    body,
+    headers: {
+      'content-type': 'application/json',
+      'x-hub-signature-256': githubSignature(barrier),
+    },
+    body: barrier,
   });
   assert.equal(good.status, 202, good.text);
   const goodId = idOf(good.text);

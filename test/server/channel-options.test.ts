@@ -66,3 +66,20 @@ for (const [what, values, message] of [
     );
   });
 }
+
+test('--methods and --paths map to methods and paths', () => {
+  assert.deepEqual(channelOptions({ methods: 'POST,GET', paths: '/push,/github/*' }), {
+    methods: ['POST', 'GET'],
+    paths: ['/push', '/github/*'],
+  });
+  // Names are upper-cased and trimmed; the relay validates them.
+  assert.deepEqual(channelOptions({ methods: ' post , put' }), { methods: ['POST', 'PUT'] });
+  // An empty item is the empty suffix (a request to the bare ingress URL).
+  assert.deepEqual(channelOptions({ paths: ',/push' }), { paths: ['', '/push'] });
+  assert.deepEqual(channelOptions({ paths: '' }), { paths: [''] });
+  // Back to the defaults: the provider's methods, any path.
+  assert.deepEqual(channelOptions({ methods: 'default', paths: 'any' }), {
+    methods: null,
+    paths: null,
+  });
+});

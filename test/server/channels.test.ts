@@ -26,6 +26,8 @@ test('parseNewChannel: a name alone gets every default', () => {
     orderingKey: null,
     rateLimit: null,
     maxBodyBytes: 26_214_400,
+    methods: null,
+    paths: null,
     createdAt: NOW,
   });
   assert.equal(DEFAULT_SYNC_TIMEOUT_MS, 10_000);
@@ -44,6 +46,8 @@ test('parseNewChannel: every option given', () => {
       orderingKey: null,
       rateLimit: null,
       maxBodyBytes: 1_024,
+      methods: ['POST', 'PUT'],
+      paths: ['', '/push', '/github/*'],
     },
     ID,
     NOW,
@@ -58,6 +62,8 @@ test('parseNewChannel: every option given', () => {
     orderingKey: null,
     rateLimit: null,
     maxBodyBytes: 1_024,
+    methods: ['POST', 'PUT'],
+    paths: ['', '/push', '/github/*'],
     createdAt: NOW,
   });
 });
@@ -129,6 +135,31 @@ const bad: [description: string, raw: Obj, field: string][] = [
   ['maxBodyBytes over 25 MiB', { name: 'a', maxBodyBytes: 26_214_401 }, 'maxBodyBytes'],
   ['maxBodyBytes 1.5', { name: 'a', maxBodyBytes: 1.5 }, 'maxBodyBytes'],
   ['maxBodyBytes "1024"', { name: 'a', maxBodyBytes: '1024' }, 'maxBodyBytes'],
+  ['methods "POST"', { name: 'a', methods: 'POST' }, 'methods'],
+  ['methods []', { name: 'a', methods: [] }, 'methods'],
+  ['17 methods', { name: 'a', methods: new Array(17).fill('POST') }, 'methods'],
+  ['a lower-case method', { name: 'a', methods: ['POST', 'get'] }, 'methods[1]'],
+  ['a method with a space', { name: 'a', methods: ['PO ST'] }, 'methods[0]'],
+  ['a method twice', { name: 'a', methods: ['POST', 'POST'] }, 'methods[1]'],
+  ['a number as a method', { name: 'a', methods: [1] }, 'methods[0]'],
+  ['paths "/push"', { name: 'a', paths: '/push' }, 'paths'],
+  ['paths []', { name: 'a', paths: [] }, 'paths'],
+  ['65 paths', { name: 'a', paths: Array.from({ length: 65 }, (_, i) => `/p${i}`) }, 'paths'],
+  ['a path without a leading slash', { name: 'a', paths: ['push'] }, 'paths[0]'],
+  ['a path with ..', { name: 'a', paths: ['/a/../admin'] }, 'paths[0]'],
+  ['a path ending in ..', { name: 'a', paths: ['/a/..'] }, 'paths[0]'],
+  ['a path with an encoded ..', { name: 'a', paths: ['/a/%2e%2e/b'] }, 'paths[0]'],
+  ['a path with a . segment', { name: 'a', paths: ['/a/./b'] }, 'paths[0]'],
+  ['a prefix with ..', { name: 'a', paths: ['/../*'] }, 'paths[0]'],
+  ['a path with a backslash', { name: 'a', paths: ['/a\\b'] }, 'paths[0]'],
+  ['a path with a query', { name: 'a', paths: ['/a?x=1'] }, 'paths[0]'],
+  ['a path with a fragment', { name: 'a', paths: ['/a#x'] }, 'paths[0]'],
+  ['a star inside a path', { name: 'a', paths: ['/a/*/b'] }, 'paths[0]'],
+  ['a star not after a slash', { name: 'a', paths: ['/a*'] }, 'paths[0]'],
+  ['a path with a space', { name: 'a', paths: ['/a b'] }, 'paths[0]'],
+  ['a path over 256 characters', { name: 'a', paths: [`/${'a'.repeat(256)}`] }, 'paths[0]'],
+  ['a path twice', { name: 'a', paths: ['/a', '/b', '/a'] }, 'paths[2]'],
+  ['a path that is not a string', { name: 'a', paths: [null] }, 'paths[0]'],
 ];
 
 for (const [description, raw, field] of bad) {
@@ -203,6 +234,8 @@ test('channelView shows the channel without any verification secret', () => {
     orderingKey: null,
     rateLimit: null,
     maxBodyBytes: 26_214_400,
+    methods: null,
+    paths: null,
     createdAt: '2023-11-14T22:13:20.000Z',
   });
   const text = JSON.stringify(view);
@@ -262,4 +295,36 @@ test('orderingKey and rateLimit: parsed, shown, and refused when wrong', () => {
   }
   const plain = parseNewChannel({ name: 'p', rateLimit: { perSecond: 7 } }, ID, NOW);
   assert.deepEqual(plain.rateLimit, { perSecond: 7, burst: 7 }, 'burst defaults to perSecond');
+});
+
+test('methods and paths: parsed, shown, patched and set back to null', () => {
+  const channel = parseNewChannel(
+    { name: 'gh', methods: ['POST', 'PUT'], paths: ['', '/push', '/github/*'] },
+    ID,
+    NOW,
+  );
+  const view = channelView(channel, 'http://localhost:8080');
+  assert.deepEqual(view['methods'], ['POST', 'PUT']);
+  assert.deepEqual(view['paths'], ['', '/push', '/github/*']);
+  applyChannelPatch(channel, { methods: null });
+  assert.equal(channel.methods, null);
+  assert.deepEqual(channel.paths, ['', '/push', '/github/*'], 'paths untouched');
+  applyChannelPatch(channel, { paths: null });
+  assert.equal(channel.paths, null);
+  // The longest path allowed, and the most of each.
+  const most = parseNewChannel(
+    {
+      name: 'm',
+      methods: Array.from({ length: 16 }, (_, i) => `M${'X'.repeat(i)}`),
+      paths: [`/${'a'.repeat(255)}`, ...Array.from({ length: 63 }, (_, i) => `/p${i}/*`)],
+    },
+    ID,
+    NOW,
+  );
+  assert.equal(most.methods?.length, 16);
+  assert.equal(most.paths?.length, 64);
+  // A refused patch changes nothing.
+  const before = structuredClone(most);
+  assert.throws(() => applyChannelPatch(most, { paths: ['/ok', '/../x'] }), PosternError);
+  assert.deepEqual(most, before);
 });

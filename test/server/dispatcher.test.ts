@@ -51,6 +51,8 @@ function channelRecord(id: string, extra: Partial<ChannelRecord> = {}): ChannelR
     orderingKey: null,
     rateLimit: null,
     maxBodyBytes: 1_024,
+    methods: null,
+    paths: null,
     createdAt: START,
     ...extra,
   };

@@ -507,6 +507,8 @@ function channel(id: string, name: string): ChannelRecord {
     orderingKey: null,
     rateLimit: null,
     maxBodyBytes: 1_024,
+    methods: null,
+    paths: null,
     createdAt: 1_700_000_000_000,
   };
 }
@@ -672,4 +674,48 @@ test('a refused request is kept as metadata only, and at most MAX_REJECTED_PER_C
     'bounded after a restart too',
   );
   assert.equal((await reopened.readPayload(payload(overflow).id)).body.length, 0);
+});
+
+test('findByDedupKey: per channel, within `since`, across a reopen; refused events carry none', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  const keyed = { ...payload(1), dedupKey: 'A'.repeat(43) };
+  await store.appendEvent(keyed);
+  await store.appendEvent(payload(2)); // no key: an unverified channel
+  await store.appendEvent({
+    ...payload(3),
+    dedupKey: 'B'.repeat(43),
+    body: Buffer.alloc(0),
+    rejected: { reason: 'signature_mismatch', size: 10 },
+  });
+  const check = async (s: EmbeddedStore) => {
+    assert.equal(await s.findByDedupKey('ch_a', 'A'.repeat(43), keyed.receivedAt), keyed.id);
+    assert.equal(await s.findByDedupKey('ch_a', 'A'.repeat(43), keyed.receivedAt + 1), undefined);
+    assert.equal(await s.findByDedupKey('ch_b', 'A'.repeat(43), 0), undefined);
+    assert.equal(await s.findByDedupKey('ch_a', 'B'.repeat(43), 0), undefined, 'refused');
+  };
+  await check(store);
+  assert.deepEqual(await store.readPayload(keyed.id), keyed, 'the key is part of the record');
+  const again = await reopen(t, store, dir, { cacheBytes: 0 });
+  await check(again);
+  assert.equal((await again.readPayload(keyed.id)).dedupKey, keyed.dedupKey);
+  assert.equal((await again.readPayload(payload(2).id)).dedupKey, undefined);
+});
+
+test('a state.json of an earlier version: channels get methods and paths null', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  await store.updateControl((s) => {
+    s.channels.push(channel('ch_1', 'one'));
+  });
+  await store.close();
+  const file = path.join(dir, 'state.json');
+  const raw = JSON.parse(await readFile(file, 'utf8')) as { channels: Record<string, unknown>[] };
+  for (const c of raw.channels) {
+    delete c['methods'];
+    delete c['paths'];
+  }
+  await writeFile(file, JSON.stringify(raw));
+  const again = await openStore(t, dir);
+  assert.deepEqual(again.control().channels, [channel('ch_1', 'one')]);
 });

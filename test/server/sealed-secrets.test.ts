@@ -48,6 +48,8 @@ function channel(id: string, verify: ChannelRecord['verify']): ChannelRecord {
     ordered: false,
     orderingKey: null,
     rateLimit: null,
+    methods: null,
+    paths: null,
     maxBodyBytes: 1_024,
     createdAt: 1_700_000_000_000,
   };
