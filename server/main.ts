@@ -23,6 +23,13 @@ const USAGE = `Usage: postern-relay <command> [options]
                           default 168 = 7 days; decimals allowed)
     --trust-proxy         behind a reverse proxy: rate limits use the client address from
                           X-Forwarded-For (POSTERN_TRUST_PROXY=1)
+    --header-timeout-ms MS
+                          a connection that has not sent a complete request head this long
+                          after connecting is closed (POSTERN_HEADER_TIMEOUT_MS, default 10000)
+    --max-connections-per-address N
+                          open connections one client address may hold (IPv6: per /64);
+                          behind --trust-proxy, requests in flight per forwarded address
+                          (POSTERN_MAX_CONNECTIONS_PER_ADDRESS, default 256)
     --log-level LEVEL     fatal|error|warn|info|debug|trace|silent (POSTERN_LOG_LEVEL, default info)
     The admin token comes from POSTERN_ADMIN_TOKEN, or is generated on first start and
     written to <data-dir>/admin-token.
@@ -42,6 +49,8 @@ async function serve(args: string[]): Promise<void> {
       'heartbeat-ms': { type: 'string' },
       'retention-hours': { type: 'string' },
       'trust-proxy': { type: 'boolean' },
+      'header-timeout-ms': { type: 'string' },
+      'max-connections-per-address': { type: 'string' },
       'log-level': { type: 'string' },
     },
     strict: true,
@@ -55,6 +64,8 @@ async function serve(args: string[]): Promise<void> {
       heartbeatMs: values['heartbeat-ms'],
       retentionHours: values['retention-hours'],
       trustProxy: values['trust-proxy'],
+      headerTimeoutMs: values['header-timeout-ms'],
+      maxConnectionsPerAddress: values['max-connections-per-address'],
       logLevel: values['log-level'],
     },
     process.env,
