@@ -101,10 +101,9 @@ function buildApp(ctx: RelayContext, metrics: Metrics): { app: Koa; routes: Rout
     }
   });
   app.use(adminAuth(ctx));
-  for (const r of [router, api, dashboard]) {
-    app.use(r.routes());
-    app.use(r.allowedMethods());
-  }
+  // No allowedMethods(): a method a path does not have is a 404 like any other miss, so that
+  // no answer (405, OPTIONS' Allow) tells which paths exist.
+  for (const r of [router, api, dashboard]) app.use(r.routes());
   return { app, routes: routeTable([router, api, dashboard]) };
 }
 
