@@ -46,7 +46,7 @@ export interface Relay {
 }
 
 /** One route of the relay's own HTTP app, as its routers hold it. */
-export interface RouteEntry {
+interface RouteEntry {
   method: string;
   path: string;
 }
@@ -95,7 +95,7 @@ function buildApp(ctx: RelayContext, metrics: Metrics): { app: Koa; routes: Rout
   app.use(async (c, next) => {
     await next();
     if (c.status === 404 && c.body == null) {
-      c.status = 404;
+      c.status = 404; // explicit, or koa turns it into 200 once a body is set
       c.type = 'application/json; charset=utf-8';
       c.body = NOT_FOUND_BODY;
     }

@@ -101,11 +101,6 @@ export class ConnectionLimits {
     return true;
   }
 
-  /** Connections or requests currently counted (for tests and debugging). */
-  held(address: string): number {
-    return this.#held.get(addressKey(address)) ?? 0;
-  }
-
   #onConnection(socket: Socket): void {
     if (!this.#opts.trustProxy) {
       const peer = socket.remoteAddress;
