@@ -36,6 +36,10 @@ export interface RelayConfig {
   readonly retentionMs: number;
   /** Behind a reverse proxy: rate limits key on the proxy's X-Forwarded-For entry. */
   readonly trustProxy: boolean;
+  /** A connection must complete a request head this long after connecting (or starting one). */
+  readonly headerTimeoutMs: number;
+  /** Open connections per client address (behind a trusted proxy: requests in flight). */
+  readonly maxConnectionsPerAddress: number;
 }
 
 export interface RelayConfigInput {
@@ -49,7 +53,13 @@ export interface RelayConfigInput {
   trustProxy?: boolean | undefined;
   secretsKeyFile?: string | undefined;
   forgetLostSecrets?: boolean | undefined;
+  headerTimeoutMs?: string | undefined;
+  maxConnectionsPerAddress?: string | undefined;
 }
+
+/** Defaults of the connection bounds (see server/http/connection-limits.ts). */
+export const DEFAULT_HEADER_TIMEOUT_MS = 10_000;
+export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 256;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -107,6 +117,21 @@ export function parseRelayConfig(
       `--retention-hours / POSTERN_RETENTION_HOURS: expected a number of hours above 0 (decimals allowed, at most 87600), got "${rawRetention}"`,
     );
   }
+  // At most 60 s: Node requires headersTimeout <= requestTimeout (120 s, server/relay.ts).
+  const headerTimeoutMs = intIn(
+    '--header-timeout-ms / POSTERN_HEADER_TIMEOUT_MS',
+    flags.headerTimeoutMs ?? env['POSTERN_HEADER_TIMEOUT_MS'] ?? String(DEFAULT_HEADER_TIMEOUT_MS),
+    1_000,
+    60_000,
+  );
+  const maxConnectionsPerAddress = intIn(
+    '--max-connections-per-address / POSTERN_MAX_CONNECTIONS_PER_ADDRESS',
+    flags.maxConnectionsPerAddress ??
+      env['POSTERN_MAX_CONNECTIONS_PER_ADDRESS'] ??
+      String(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS),
+    1,
+    1_000_000,
+  );
   const adminToken = env['POSTERN_ADMIN_TOKEN'] || null;
   if (adminToken !== null && adminToken.length < 16) {
     throw new ConfigError('POSTERN_ADMIN_TOKEN: expected at least 16 characters');
@@ -141,5 +166,7 @@ export function parseRelayConfig(
     shutdownGraceMs: 10_000,
     retentionMs: Math.round(retentionHours * 3_600_000),
     trustProxy: flags.trustProxy ?? ['1', 'true', 'yes'].includes(env['POSTERN_TRUST_PROXY'] ?? ''),
+    headerTimeoutMs,
+    maxConnectionsPerAddress,
   });
 }

@@ -23,6 +23,13 @@ const USAGE = `Usage: postern-relay <command> [options]
                           default 168 = 7 days; decimals allowed)
     --trust-proxy         behind a reverse proxy: rate limits use the client address from
                           X-Forwarded-For (POSTERN_TRUST_PROXY=1)
+    --header-timeout-ms MS
+                          a connection that has not sent a complete request head this long
+                          after connecting is closed (POSTERN_HEADER_TIMEOUT_MS, default 10000)
+    --max-connections-per-address N
+                          open connections one client address may hold (IPv6: per /64);
+                          behind --trust-proxy, requests in flight per forwarded address
+                          (POSTERN_MAX_CONNECTIONS_PER_ADDRESS, default 256)
     --log-level LEVEL     fatal|error|warn|info|debug|trace|silent (POSTERN_LOG_LEVEL, default info)
     --secrets-key-file F  key that encrypts channel secrets at rest (POSTERN_SECRETS_KEY_FILE,
                           or the key itself in POSTERN_SECRETS_KEY; default <data-dir>/secrets.key,
@@ -47,6 +54,8 @@ async function serve(args: string[]): Promise<void> {
       'heartbeat-ms': { type: 'string' },
       'retention-hours': { type: 'string' },
       'trust-proxy': { type: 'boolean' },
+      'header-timeout-ms': { type: 'string' },
+      'max-connections-per-address': { type: 'string' },
       'log-level': { type: 'string' },
       'secrets-key-file': { type: 'string' },
       'forget-lost-secrets': { type: 'boolean' },
@@ -62,6 +71,8 @@ async function serve(args: string[]): Promise<void> {
       heartbeatMs: values['heartbeat-ms'],
       retentionHours: values['retention-hours'],
       trustProxy: values['trust-proxy'],
+      headerTimeoutMs: values['header-timeout-ms'],
+      maxConnectionsPerAddress: values['max-connections-per-address'],
       logLevel: values['log-level'],
       secretsKeyFile: values['secrets-key-file'],
       forgetLostSecrets: values['forget-lost-secrets'],

@@ -40,6 +40,17 @@ export function createMetrics() {
       labelNames: ['status'] as const,
       registers: [registry],
     }),
+    connectionsRefused: new Counter({
+      name: 'postern_connections_refused_total',
+      help: 'Connections closed at once (limit="connections") or requests answered 503 behind --trust-proxy (limit="requests") because one client address held its maximum',
+      labelNames: ['limit'] as const,
+      registers: [registry],
+    }),
+    headTimeouts: new Counter({
+      name: 'postern_connections_head_timeout_total',
+      help: 'Connections closed because no complete request head arrived within --header-timeout-ms of connecting',
+      registers: [registry],
+    }),
     commitSeconds: new Histogram({
       name: 'postern_store_commit_seconds',
       help: 'Time to make an ingress event durable',

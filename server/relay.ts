@@ -11,7 +11,9 @@ import { setUpAdminToken } from './admin-token.ts';
 import type { RelayConfig } from './config.ts';
 import { dashboardRouter } from './dashboard/router.ts';
 import { Dispatcher } from './dispatch/dispatcher.ts';
-import { apiRouter } from './http/api.ts';
+import { adminAuth, apiRouter } from './http/api.ts';
+import { NOT_FOUND_BODY, isCanonicalTarget, refuseTarget } from './http/canonical-path.ts';
+import { ConnectionLimits } from './http/connection-limits.ts';
 import type { RelayContext } from './http/context.ts';
 import { errorMiddleware } from './http/errors.ts';
 import { INGRESS_PREFIX, ingressHandler } from './http/ingress.ts';
@@ -21,6 +23,9 @@ import { EmbeddedStore } from './store/embedded.ts';
 import type { ChannelRecord, Store } from './store/types.ts';
 import { AgentTokenVerifier } from './tunnel/auth.ts';
 import { TunnelEndpoint } from './tunnel/endpoint.ts';
+
+/** How long a kept-alive connection may sit idle between requests. */
+const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 
 export interface RelayDeps {
   logger: Logger;
@@ -40,10 +45,28 @@ export interface Relay {
   readonly adminTokenFile: string | null;
 }
 
-function buildApp(ctx: RelayContext, metrics: Metrics): Koa {
+/** One route of the relay's own HTTP app, as its routers hold it. */
+interface RouteEntry {
+  method: string;
+  path: string;
+}
+
+/** Every method and path the routers answer (HEAD, added by the router for each GET, left out). */
+function routeTable(routers: Router[]): RouteEntry[] {
+  return routers.flatMap((r) =>
+    r.stack.flatMap((layer) =>
+      layer.methods
+        .filter((method) => method !== 'HEAD')
+        .map((method) => ({ method, path: String(layer.path) })),
+    ),
+  );
+}
+
+function buildApp(ctx: RelayContext, metrics: Metrics): { app: Koa; routes: RouteEntry[] } {
   const app = new Koa({ proxy: false });
   app.silent = true;
-  const router = new Router();
+  // Exact, case-sensitive paths: `/HEALTHZ`, `/metrics/` and the like are not routes.
+  const router = new Router({ sensitive: true, strict: true });
   router.get('/healthz', (c) => {
     c.body = { status: 'ok' };
   });
@@ -53,6 +76,7 @@ function buildApp(ctx: RelayContext, metrics: Metrics): Koa {
     c.body = { status: ready ? 'ready' : 'not ready' };
   });
   router.get('/metrics', async (c) => {
+    // adminAuth already refused a request without the token; checked here too, in case.
     if (!ctx.admin.accepts(c.get('authorization'))) {
       c.status = 401;
       c.body = { error: { code: 'ERR_UNAUTHORIZED', message: 'admin token missing or wrong' } };
@@ -65,15 +89,22 @@ function buildApp(ctx: RelayContext, metrics: Metrics): Koa {
     c.body = await metrics.registry.metrics();
   });
   const api = apiRouter(ctx);
-  app.use(errorMiddleware(ctx.logger));
-  app.use(router.routes());
-  app.use(router.allowedMethods());
-  app.use(api.routes());
-  app.use(api.allowedMethods());
   const dashboard = dashboardRouter(ctx.logger);
-  app.use(dashboard.routes());
-  app.use(dashboard.allowedMethods());
-  return app;
+  app.use(errorMiddleware(ctx.logger));
+  // No route: the same JSON answer as a target the gate refused.
+  app.use(async (c, next) => {
+    await next();
+    if (c.status === 404 && c.body == null) {
+      c.status = 404; // explicit, or koa turns it into 200 once a body is set
+      c.type = 'application/json; charset=utf-8';
+      c.body = NOT_FOUND_BODY;
+    }
+  });
+  app.use(adminAuth(ctx));
+  // No allowedMethods(): a method a path does not have is a 404 like any other miss, so that
+  // no answer (405, OPTIONS' Allow) tells which paths exist.
+  for (const r of [router, api, dashboard]) app.use(r.routes());
+  return { app, routes: routeTable([router, api, dashboard]) };
 }
 
 export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
@@ -129,10 +160,14 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       await store.open();
       const admin = await setUpAdminToken(store, config.dataDir, config.adminToken);
       server = createServer({
-        // Explicit limits: a slow or stuck client cannot hold a connection for ever.
-        headersTimeout: 20_000,
+        // Explicit limits: a slow or stuck client cannot hold a connection for ever. A head
+        // that never starts is ConnectionLimits' job; Node checks started ones every second.
+        headersTimeout: config.headerTimeoutMs,
         requestTimeout: 120_000,
-        keepAliveTimeout: 65_000,
+        connectionsCheckingInterval: 1_000,
+        // Above the idle timeout of the proxies and load balancers in front (nginx and AWS ALB:
+        // 60 s), so that the relay never closes a kept-alive connection as they reuse it.
+        keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
         maxHeaderSize: 16 * 1024,
       });
       await new Promise<void>((resolve, reject) => {
@@ -147,6 +182,15 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
       const publicUrl = config.publicUrl ?? `http://localhost:${address.port}`;
       const metrics = createMetrics();
+      const limits = new ConnectionLimits({
+        headTimeoutMs: config.headerTimeoutMs,
+        maxPerAddress: config.maxConnectionsPerAddress,
+        trustProxy: config.trustProxy,
+        logger,
+        metrics,
+        now,
+      });
+      limits.attach(server);
       dispatcher = new Dispatcher({
         store,
         logger,
@@ -199,12 +243,17 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
         accepting: () => accepting,
         channel,
       };
-      const app = buildApp(ctx, metrics).callback();
+      const { app, routes } = buildApp(ctx, metrics);
+      const handle = app.callback();
       const ingress = ingressHandler(ctx);
       server.on('request', (req, res) => {
-        if (req.url?.startsWith(INGRESS_PREFIX)) ingress(req, res);
-        else void app(req, res);
+        if (!limits.admit(req, res)) return;
+        const target = req.url ?? '';
+        if (target.startsWith(INGRESS_PREFIX)) ingress(req, res);
+        else if (!isCanonicalTarget(target)) refuseTarget(res);
+        else void handle(req, res);
       });
+      logger.debug({ routes }, 'http routes');
       tunnel.listen(server);
       dispatcher.start();
       sweep();

@@ -26,7 +26,8 @@ export function dashboardRouter(
       return null;
     },
   );
-  const router = new Router();
+  // Exact paths only (see server/http/canonical-path.ts): no `/Assets/…`, no `/assets/x.js/`.
+  const router = new Router({ sensitive: true, strict: true });
   router.get('/', async (ctx) => {
     const loaded = await ready;
     if (!loaded) {

@@ -11,15 +11,32 @@ import { eventRoutes } from './api/events.ts';
 import { pairRoutes } from './api/pair.ts';
 import type { RelayContext } from './context.ts';
 
-export function apiRouter(relay: RelayContext): Router {
-  const router = new Router({ prefix: '/api' });
-  pairRoutes(router, relay);
-  router.use(async (ctx: Context, next: Next) => {
-    if (!relay.admin.accepts(ctx.get('authorization'))) {
+/** The one admin path open without the token (it needs a pairing code instead). */
+const PAIR_PATH = '/api/pair';
+/** Prefixes that need the admin token, compared in lower case. */
+const GUARDED = ['/api', '/metrics'];
+
+/**
+ * The admin token check, mounted on the whole app ahead of every router. It decides on the
+ * path in lower case and by prefix, so that it guards at least every path any router could
+ * match (they are case-sensitive and exact, but this check must not depend on it: a router
+ * that matched `/API/agents` once let it through without a token).
+ */
+export function adminAuth(relay: RelayContext) {
+  return async (ctx: Context, next: Next): Promise<void> => {
+    const path = ctx.path.toLowerCase();
+    const guarded = GUARDED.some((p) => path.startsWith(p));
+    const open = ctx.method === 'POST' && ctx.path === PAIR_PATH;
+    if (guarded && !open && !relay.admin.accepts(ctx.get('authorization'))) {
       throw new PosternError('ERR_UNAUTHORIZED', 'admin token missing or wrong', { status: 401 });
     }
     await next();
-  });
+  };
+}
+
+export function apiRouter(relay: RelayContext): Router {
+  const router = new Router({ prefix: '/api', sensitive: true, strict: true });
+  pairRoutes(router, relay);
   channelRoutes(router, relay);
   agentRoutes(router, relay);
   eventRoutes(router, relay);

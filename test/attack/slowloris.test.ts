@@ -26,6 +26,7 @@ import {
   FrameReader,
   closeSocket,
   connectionsHeldByRelay,
+  endpointOf,
   healthz,
   listChannels,
   listEvents,
@@ -40,8 +41,13 @@ const IDLE = 300;
 const HALF_UPGRADES = 50;
 const ATTACKERS = SLOW + IDLE + HALF_UPGRADES;
 const WEBHOOKS = 200;
-/** The relay's `headersTimeout` (server/relay.ts): past it, it may close an unfinished head. */
+/** The relay's `--header-timeout-ms` here: past it, it closes a connection without a head. */
 const HEADERS_TIMEOUT_MS = 20_000;
+/**
+ * The attackers' addresses: spread so that none reaches the relay's default cap on connections
+ * per address (256; test/attack/idle-connections.test.ts covers the cap itself).
+ */
+const ATTACKER_ADDRESSES = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
 /** Checks that rely on every attacker being open are made only this long after the start. */
 const STILL_ON_MS = HEADERS_TIMEOUT_MS - 1_000;
 const DRIBBLE_MS = 500;
@@ -78,7 +84,7 @@ let silentDialledAt = 0;
 
 before(async () => {
   app = await startApp();
-  relay = await startRelay();
+  relay = await startRelay({ extraArgs: ['--header-timeout-ms', String(HEADERS_TIMEOUT_MS)] });
   const flood = await relay.api<{ id: string }>('POST', '/api/channels', { name: 'flood' });
   floodId = flood.id;
   await relay.api<{ id: string }>('POST', '/api/channels', { name: 'side' });
@@ -131,14 +137,14 @@ function dribble(a: Attacker): void {
   a.sent += DRIBBLE_BYTES;
 }
 
-function attackerPorts(): Set<number> {
-  return new Set(attackers.map((a) => a.socket.localPort ?? -1));
+function attackerEndpoints(): Set<string> {
+  return new Set(attackers.map((a) => endpointOf(a.socket)));
 }
 
 async function held(): Promise<number> {
   const r = need(relay, 'relay');
   const pid = need(r.proc.child.pid, 'relay pid');
-  return connectionsHeldByRelay(pid, Number(new URL(r.url).port), attackerPorts());
+  return connectionsHeldByRelay(pid, Number(new URL(r.url).port), attackerEndpoints());
 }
 
 /** Waits until the relay holds exactly `n` of the attack connections. */
@@ -205,7 +211,8 @@ test(`the relay accepts and holds ${SLOW} slow, ${IDLE} idle and ${HALF_UPGRADES
     const batch = kinds.slice(at, at + 50);
     const opened = await Promise.all(
       batch.map(async (kind, j) => {
-        const socket = await tcp(r.url, sockets);
+        const from = ATTACKER_ADDRESSES[(at + j) % ATTACKER_ADDRESSES.length];
+        const socket = await tcp(r.url, sockets, from);
         const script =
           kind === 'slow'
             ? slowScript(at + j)

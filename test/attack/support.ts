@@ -27,11 +27,18 @@ export interface RawResponse {
   closed: boolean;
 }
 
-/** Opens a TCP connection to the relay and resolves once it is connected. */
-export function tcp(relayUrl: string, sockets: Socket[]): Promise<Socket> {
+/**
+ * Opens a TCP connection to the relay and resolves once it is connected; from `localAddress`
+ * (another loopback address, e.g. 127.0.0.2) when given, to count as another client.
+ */
+export function tcp(relayUrl: string, sockets: Socket[], localAddress?: string): Promise<Socket> {
   const { hostname, port } = new URL(relayUrl);
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: hostname, port: Number(port) });
+    const socket = connect({
+      host: hostname,
+      port: Number(port),
+      ...(localAddress === undefined ? {} : { localAddress }),
+    });
     sockets.push(socket);
     socket.once('connect', () => {
       socket.off('error', reject);
@@ -352,15 +359,28 @@ async function socketInodes(pid: number): Promise<Set<string>> {
   return inodes;
 }
 
+/** A client socket's own end as `address:port` (IPv4), the key `connectionsHeldByRelay` takes. */
+export function endpointOf(socket: Socket): string {
+  return `${socket.localAddress ?? '?'}:${socket.localPort ?? -1}`;
+}
+
+/** `0100007F:1F90` (little-endian IPv4 and port, as /proc/net/tcp writes them) as `127.0.0.1:8080`. */
+function procEndpoint(hex: string): string {
+  const [ip = '', port = ''] = hex.split(':');
+  const bytes = [6, 4, 2, 0].map((i) => Number.parseInt(ip.slice(i, i + 2), 16));
+  return `${bytes.join('.')}:${Number.parseInt(port, 16)}`;
+}
+
 /**
- * How many of the given client connections (by their local port) the relay process has
- * accepted and still holds open: its own end of each, found in /proc/net/tcp by the relay's
- * port and the client's port, whose inode is one of the relay's file descriptors.
+ * How many of the given client connections (by their own address and port, see `endpointOf`)
+ * the relay process has accepted and still holds open: its own end of each, found in
+ * /proc/net/tcp by the relay's port and the client's endpoint, whose inode is one of the relay's
+ * file descriptors.
  */
 export async function connectionsHeldByRelay(
   pid: number,
   relayPort: number,
-  clientPorts: ReadonlySet<number>,
+  clients: ReadonlySet<string>,
 ): Promise<number> {
   const inodes = await socketInodes(pid);
   const table = await readFile('/proc/net/tcp', 'utf8');
@@ -369,10 +389,14 @@ export async function connectionsHeldByRelay(
     const cols = line.trim().split(/\s+/);
     if (cols.length < 10) continue;
     const local = Number.parseInt(cols[1]!.split(':')[1]!, 16);
-    const remote = Number.parseInt(cols[2]!.split(':')[1]!, 16);
     const state = cols[3];
     // 01 = ESTABLISHED: the relay's end is open and the client's has not been closed.
-    if (local === relayPort && clientPorts.has(remote) && state === '01' && inodes.has(cols[9]!)) {
+    if (
+      local === relayPort &&
+      clients.has(procEndpoint(cols[2]!)) &&
+      state === '01' &&
+      inodes.has(cols[9]!)
+    ) {
       held++;
     }
   }

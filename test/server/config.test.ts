@@ -16,6 +16,8 @@ test('defaults: 0.0.0.0:8080, ./data, public URL from the port, 7 days of retent
   assert.equal(c.retentionMs, 7 * 24 * 3_600_000);
   assert.deepEqual(c.secretsKey, { kind: 'data-dir' });
   assert.equal(c.forgetLostSecrets, false);
+  assert.equal(c.headerTimeoutMs, 10_000);
+  assert.equal(c.maxConnectionsPerAddress, 256);
   assert.ok(Object.isFrozen(c));
 });
 
@@ -38,6 +40,17 @@ test('the secrets key: POSTERN_SECRETS_KEY, or a key file from the flag (first) 
     { kind: 'file', file: '/etc/k' },
   );
   assert.equal(parseRelayConfig({ forgetLostSecrets: true }, {}).forgetLostSecrets, true);
+});
+
+test('connection bounds: from flags, else from the environment', () => {
+  const env = { POSTERN_HEADER_TIMEOUT_MS: '2500', POSTERN_MAX_CONNECTIONS_PER_ADDRESS: '40' };
+  const fromEnv = parseRelayConfig({}, env);
+  assert.deepEqual([fromEnv.headerTimeoutMs, fromEnv.maxConnectionsPerAddress], [2_500, 40]);
+  const fromFlags = parseRelayConfig(
+    { headerTimeoutMs: '60000', maxConnectionsPerAddress: '1' },
+    env,
+  );
+  assert.deepEqual([fromFlags.headerTimeoutMs, fromFlags.maxConnectionsPerAddress], [60_000, 1]);
 });
 
 test('flags override the environment', () => {
@@ -78,6 +91,30 @@ for (const [what, flags, env, message] of [
   ['a heartbeat too short', { heartbeatMs: '10' }, {}, /--heartbeat-ms/],
   ['retention of zero', { retentionHours: '0' }, {}, /--retention-hours/],
   ['retention not a number', { retentionHours: 'week' }, {}, /--retention-hours/],
+  [
+    'a header timeout under 1 s',
+    { headerTimeoutMs: '999' },
+    {},
+    /--header-timeout-ms \/ POSTERN_HEADER_TIMEOUT_MS: expected an integer from 1000 to 60000, got "999"/,
+  ],
+  [
+    'a header timeout over 60 s',
+    {},
+    { POSTERN_HEADER_TIMEOUT_MS: '60001' },
+    /--header-timeout-ms \/ POSTERN_HEADER_TIMEOUT_MS: expected an integer from 1000 to 60000/,
+  ],
+  [
+    'no connection at all per address',
+    { maxConnectionsPerAddress: '0' },
+    {},
+    /--max-connections-per-address \/ POSTERN_MAX_CONNECTIONS_PER_ADDRESS: expected an integer from 1 to 1000000, got "0"/,
+  ],
+  [
+    'a connection cap that is not a number',
+    {},
+    { POSTERN_MAX_CONNECTIONS_PER_ADDRESS: 'lots' },
+    /--max-connections-per-address/,
+  ],
   [
     'a short admin token',
     {},
