@@ -165,6 +165,8 @@ export interface Route {
   target: string;
   timeoutMs?: number;
   signingSecret?: string;
+  /** The app's answer goes back to a sync channel's provider (route field `sync`). */
+  sync?: boolean;
 }
 
 /**
