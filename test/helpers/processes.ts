@@ -167,6 +167,11 @@ export interface Route {
   signingSecret?: string;
   /** The app's answer goes back to a sync channel's provider (route field `sync`). */
   sync?: boolean;
+  name?: string;
+  match?: {
+    headers?: Record<string, string | string[]>;
+    json?: Record<string, string | number | boolean | (string | number | boolean)[]>;
+  };
 }
 
 /**
