@@ -1,8 +1,8 @@
 /**
  * What the relay announced in `welcome`, held against every `deliver` of that connection: the
- * window, MAX_INFLIGHT_BYTES of unacknowledged bodies, and the channels granted. A relay that
- * breaks it is misbehaving (compromised or buggy) and the connection is closed with 1002, so a
- * relay can neither grow the agent's memory without bound nor reach a channel it never named.
+ * window, MAX_INFLIGHT_BYTES of unacknowledged bodies, and the channels granted (by id). A relay
+ * that breaks it is misbehaving (compromised or buggy) and the connection is closed with 1002:
+ * it can neither grow the agent's memory without bound nor reach a channel it did not grant.
  *
  * The count mirrors the relay's own (server/dispatch/sessions.ts): each `deliver` holds a slot
  * from its arrival until the agent SENDS its ack, redeliveries of an event already running or
@@ -39,10 +39,18 @@ export class RelayContract {
   }
 
   /**
-   * Takes a slot for a `deliver` of `bodyBytes`, checking its channel when it has a readable
+   * The name `welcome` gave the channel: the agent routes by it, whatever a `deliver` says (a
+   * channel renamed on the relay keeps its old name here until the agent reconnects).
+   */
+  grantedName(channelId: string): string | undefined {
+    return this.#granted.get(channelId);
+  }
+
+  /**
+   * Takes a slot for a `deliver` of `bodyBytes`, checking its channel id when it has a readable
    * one. Returns the breach instead when the relay sent more than it announced.
    */
-  admit(bodyBytes: number, channel: ChannelRef | null): Slot | ProtocolError {
+  admit(bodyBytes: number, channelId: string | null): Slot | ProtocolError {
     if (this.#count >= this.window) {
       return new ProtocolError(
         'ERR_PROTOCOL_WINDOW_EXCEEDED',
@@ -55,10 +63,10 @@ export class RelayContract {
         `deliver beyond ${MAX_INFLIGHT_BYTES} unacknowledged body bytes: ${this.#bytes} already`,
       );
     }
-    if (channel !== null && this.#granted.get(channel.id) !== channel.name) {
+    if (channelId !== null && !this.#granted.has(channelId)) {
       return new ProtocolError(
         'ERR_PROTOCOL_CHANNEL_NOT_GRANTED',
-        `deliver for channel ${JSON.stringify(channel.id)} (${JSON.stringify(channel.name)}), which the welcome did not grant`,
+        `deliver for channel ${JSON.stringify(channelId)}, which the welcome did not grant`,
       );
     }
     this.#count++;

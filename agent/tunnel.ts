@@ -234,11 +234,13 @@ export class TunnelClient {
         }
         case 'deliver': {
           if (!contract) return outOfOrder('deliver before welcome');
-          const channel = { id: frame.channelId, name: frame.channelName };
-          const slot = contract.admit(frame.body.length, channel);
+          const slot = contract.admit(frame.body.length, frame.channelId);
           if (slot instanceof ProtocolError) return breach(slot);
+          // Routes match the channel as granted, not as this frame names it.
+          const name = contract.grantedName(frame.channelId)!;
+          const granted = name === frame.channelName ? frame : { ...frame, channelName: name };
           // The slot is the relay's until the ack leaves: only then may it send the next one.
-          this.#opts.onDeliver(frame, (ack) => {
+          this.#opts.onDeliver(granted, (ack) => {
             slot.release();
             send(ack);
           });

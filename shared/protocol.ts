@@ -123,7 +123,8 @@ export type RelayFrame =
     }
   /**
    * One attempt at one event. The agent picks the target from its own routes. Sent only after
-   * `welcome`, for a channel it granted (`channelId` and `channelName` as granted), while fewer
+   * `welcome`, for a channel it granted (by `channelId`; the agent goes by the name `welcome`
+   * gave it, whatever `channelName` says), while fewer
    * than `window` deliveries and fewer than MAX_INFLIGHT_BYTES body bytes are unacknowledged
    * (each `deliver` counts until the agent sends its `ack`); otherwise the agent closes with
    * 1002 and delivers nothing of it. A `deliver` with a readable `eventId` but another field
