@@ -124,11 +124,11 @@ export type RelayFrame =
   /**
    * One attempt at one event. The agent picks the target from its own routes. Sent only after
    * `welcome`, for a channel it granted (by `channelId`; the agent goes by the name `welcome`
-   * gave it, whatever `channelName` says), while fewer
-   * than `window` deliveries and fewer than MAX_INFLIGHT_BYTES body bytes are unacknowledged
-   * (each `deliver` counts until the agent sends its `ack`); otherwise the agent closes with
-   * 1002 and delivers nothing of it. A `deliver` with a readable `eventId` but another field
-   * out of bounds is answered with a `failed` ack (error `deliver frame refused: …`).
+   * gave it, whatever `channelName` says), while fewer than `window` deliveries and fewer than
+   * MAX_INFLIGHT_BYTES body bytes are unacknowledged (each `deliver` counts until the agent
+   * sends its `ack`); otherwise the agent closes with 1002 and delivers nothing of it. A
+   * `deliver` with a readable `eventId` but another field out of bounds is answered with a
+   * `failed` ack (error `deliver frame refused: …`) and the connection stays up.
    */
   | {
       type: 'deliver';
