@@ -8,6 +8,7 @@ import { parseDocument } from 'yaml';
 import { ConfigError } from '../shared/errors.ts';
 import {
   isObject,
+  readBoolean,
   readOptionalInt,
   readOptionalString,
   readString,
@@ -40,6 +41,11 @@ export interface Route {
   readonly timeoutMs: number;
   /** When set, requests carry Standard Webhooks signatures made with this secret. */
   readonly signingSecret: string | null;
+  /**
+   * Whether the app's answer (status, headers, body) goes back to the relay when it asks for
+   * it (sync channels). False: the relay gets the status only, whatever it asks.
+   */
+  readonly sync: boolean;
 }
 
 export interface AgentConfig {
@@ -59,6 +65,7 @@ const ROUTE_FIELDS = [
   'concurrency',
   'timeoutMs',
   'signingSecret',
+  'sync',
 ];
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
 const JSON_PATH = /^[^.\s]{1,64}(\.[^.\s]{1,64}){0,15}$/;
@@ -168,7 +175,17 @@ export function parseAgentConfig(text: string, file: string): AgentConfig {
     if (signingSecret !== null && !isSigningSecret(signingSecret)) {
       f('signingSecret', 'a Standard Webhooks secret: "whsec_" then 16 to 64 bytes in base64');
     }
-    return Object.freeze({ name, channel, match, concurrency, target, timeoutMs, signingSecret });
+    const sync = raw['sync'] === undefined ? false : readBoolean(raw, 'sync', f);
+    return Object.freeze({
+      name,
+      channel,
+      match,
+      concurrency,
+      target,
+      timeoutMs,
+      signingSecret,
+      sync,
+    });
   });
   return Object.freeze({ file, routes: Object.freeze(routes) });
 }

@@ -133,7 +133,8 @@ export class Deliverer {
         headers: appHeaders(route, frame, now()).flat(),
         body: frame.body.length > 0 ? frame.body : null,
         timeoutMs: route.timeoutMs,
-        keepBody: frame.wantResponse,
+        // The relay asks; the route's own config decides whether the app's answer leaves.
+        keepBody: frame.wantResponse && route.sync,
       });
       const status = res.status;
       const ack: AckFrame = {

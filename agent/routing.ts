@@ -3,6 +3,7 @@
  * Several matching routes fan out; each is reported by name, so that a retry goes only to the
  * routes that did not get the event yet.
  */
+import { JSON_LOOKUP_LIMITS, parseJsonBounded } from '../shared/bounded-json.ts';
 import { headerValue } from '../shared/http.ts';
 import type { RelayFrame } from '../shared/protocol.ts';
 import type { AgentConfig, Match, Route } from './config.ts';
@@ -43,14 +44,13 @@ export function selectRoutes(config: AgentConfig, frame: Deliver): Selection {
     (r) => r.channel === frame.channelId || r.channel === frame.channelName,
   );
   if (ofChannel.length === 0) return { kind: 'no_route' };
+  // Parsed at most once, and only within JSON_LOOKUP_LIMITS: a larger or deeper body matches
+  // no json rule (its fields read as undefined).
   let parsed: { value: unknown } | undefined;
   const json = () => {
     if (!parsed) {
-      try {
-        parsed = { value: JSON.parse(Buffer.from(frame.body).toString('utf8')) };
-      } catch {
-        parsed = { value: undefined };
-      }
+      const result = parseJsonBounded(frame.body, JSON_LOOKUP_LIMITS);
+      parsed = { value: result.ok ? result.value : undefined };
     }
     return parsed.value;
   };

@@ -1,22 +1,26 @@
 /**
  * The agent's side of the tunnel: dials out, authenticates with a fresh JWT, says `hello`,
- * keeps heartbeats both ways, and reconnects for ever with capped full-jitter backoff.
+ * keeps heartbeats both ways, and reconnects for ever with capped full-jitter backoff. It holds
+ * the relay to its `welcome` (RelayContract) and closes with 1002 on any protocol error; a
+ * `deliver` that only breaks a field's bound is answered with a failed ack instead.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { WebSocket, type RawData } from 'ws';
 import { fullJitterBackoff } from '../shared/backoff.ts';
 import { decodeRelayFrame, encodeFrame } from '../shared/codec.ts';
-import { ProtocolError } from '../shared/errors.ts';
+import { DeliverRefusedError, ProtocolError } from '../shared/errors.ts';
 import { writeBatcher } from '../shared/write-batch.ts';
 import {
   CloseCode,
   HANDSHAKE_TIMEOUT_MS,
+  MAX_ERROR_CHARS,
   MAX_RELAY_FRAME_BYTES,
   PROTOCOL_VERSION,
   type AgentFrame,
   type RelayFrame,
 } from '../shared/protocol.ts';
+import { RelayContract } from './relay-contract.ts';
 
 type Welcome = Extract<RelayFrame, { type: 'welcome' }>;
 type Deliver = Extract<RelayFrame, { type: 'deliver' }>;
@@ -28,7 +32,10 @@ export interface TunnelClientOptions {
   agentVersion: string;
   logger: Logger;
   onWelcome: (welcome: Welcome) => void;
-  /** Called for each `deliver`; `reply` sends the ack if this connection is still up. */
+  /**
+   * Called for each `deliver` the relay was entitled to send (see RelayContract); `reply` sends
+   * the ack if this connection is still up, and frees the delivery's window slot.
+   */
   onDeliver: (frame: Deliver, reply: (ack: AgentFrame) => void) => void;
   backoffBaseMs?: number;
   backoffCapMs?: number;
@@ -36,6 +43,13 @@ export interface TunnelClientOptions {
 }
 
 const MISSED_HEARTBEATS = 3;
+/** After closing on a protocol error, the relay has this long to finish the close handshake. */
+const CLOSE_GRACE_MS = 2_000;
+
+/** A WebSocket close reason: at most 123 bytes (RFC 6455 §5.5), kept to printable ASCII. */
+function closeReason(message: string): string {
+  return message.replace(/[^\x20-\x7e]/g, '?').slice(0, 123);
+}
 
 function toBuffer(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;
@@ -135,7 +149,45 @@ export class TunnelClient {
         ws.terminate();
       }, HANDSHAKE_TIMEOUT_MS);
     });
+    // What the relay announced in `welcome`; null until then.
+    let contract: RelayContract | null = null;
+    // Set once the relay broke the protocol: nothing it sends after that is read.
+    let refusing = false;
+    const breach = (err: ProtocolError) => {
+      if (refusing) return;
+      refusing = true;
+      this.#log.error(
+        { code: err.code },
+        `protocol error from the relay: ${err.message}; closing the connection (1002)`,
+      );
+      ws.close(CloseCode.protocolError, closeReason(err.message));
+      // Stop reading: what a misbehaving relay still sends stays in its own buffers, not ours.
+      ws.pause();
+      setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
+    };
+    const outOfOrder = (what: string) =>
+      breach(new ProtocolError('ERR_PROTOCOL_OUT_OF_ORDER', what));
+    /** A deliver this agent cannot accept: one failed attempt for its event, the tunnel stays. */
+    const refuse = (err: DeliverRefusedError) => {
+      if (!contract) return outOfOrder('deliver before welcome');
+      const slot = contract.admit(err.bodyBytes, null);
+      if (slot instanceof ProtocolError) return breach(slot);
+      this.#log.warn(
+        { eventId: err.eventId, code: err.code },
+        `refused a deliver frame: ${err.reason}; answered with a failed ack`,
+      );
+      slot.release();
+      send({
+        type: 'ack',
+        eventId: err.eventId,
+        outcome: 'failed',
+        durationMs: 0,
+        error: `deliver frame refused: ${err.reason}`.slice(0, MAX_ERROR_CHARS),
+      });
+    };
+
     ws.on('message', (data, isBinary) => {
+      if (refusing) return;
       lastFrameAt = Date.now();
       let frame: RelayFrame;
       try {
@@ -143,15 +195,17 @@ export class TunnelClient {
           throw new ProtocolError('ERR_PROTOCOL_MALFORMED', 'text frames are not used');
         frame = decodeRelayFrame(toBuffer(data));
       } catch (err) {
-        this.#log.error(
-          { code: (err as ProtocolError).code },
-          `protocol error from the relay: ${(err as Error).message}`,
+        if (err instanceof DeliverRefusedError) return refuse(err);
+        return breach(
+          err instanceof ProtocolError
+            ? err
+            : new ProtocolError('ERR_PROTOCOL_MALFORMED', 'unreadable frame'),
         );
-        ws.close(CloseCode.protocolError, 'bad frame');
-        return;
       }
       switch (frame.type) {
         case 'welcome': {
+          if (contract) return outOfOrder('a second welcome');
+          contract = new RelayContract(frame);
           if (welcomeTimer) clearTimeout(welcomeTimer);
           this.#connected = true;
           this.#failures = 0;
@@ -178,9 +232,20 @@ export class TunnelClient {
           this.#opts.onWelcome(frame);
           return;
         }
-        case 'deliver':
-          this.#opts.onDeliver(frame, send);
+        case 'deliver': {
+          if (!contract) return outOfOrder('deliver before welcome');
+          const slot = contract.admit(frame.body.length, frame.channelId);
+          if (slot instanceof ProtocolError) return breach(slot);
+          // Routes match the channel as granted, not as this frame names it.
+          const name = contract.grantedName(frame.channelId)!;
+          const granted = name === frame.channelName ? frame : { ...frame, channelName: name };
+          // The slot is the relay's until the ack leaves: only then may it send the next one.
+          this.#opts.onDeliver(granted, (ack) => {
+            slot.release();
+            send(ack);
+          });
           return;
+        }
         case 'ping':
           send({ type: 'pong', ts: frame.ts });
           return;

@@ -49,7 +49,7 @@ async function runAll(b: Bench): Promise<Results['scenarios']> {
   const { stateDir } = await pairAgent(kids, relay, 'bench-agent', [channel.id, syncChannel.id]);
   const config = await writeAgentConfig(stateDir, [
     { channel: channel.name, target: `${b.app.url}/` },
-    { channel: syncChannel.name, target: `${b.app.url}/` },
+    { channel: syncChannel.name, target: `${b.app.url}/`, sync: true },
   ]);
   const agent = await startAgent(kids, stateDir, config);
   b.progress(

@@ -2,7 +2,7 @@
  * Encoding and validating decoding of tunnel frames (see `protocol.ts` for the layout).
  * Every inbound frame goes through `decodeAgentFrame` or `decodeRelayFrame`; nothing casts.
  */
-import { ProtocolError } from './errors.ts';
+import { DeliverRefusedError, ProtocolError } from './errors.ts';
 import {
   isObject,
   readEnum,
@@ -165,7 +165,42 @@ export function decodeAgentFrame(data: Buffer): AgentFrame {
   }
 }
 
-/** Validates a frame sent by the relay. Throws `ProtocolError` on anything else. */
+/**
+ * A `deliver` without a readable `eventId` is a broken peer (ProtocolError); with one, any other
+ * field out of bounds refuses this event only (DeliverRefusedError), so it can be answered.
+ */
+function decodeDeliver(fields: Obj, body: Buffer): Extract<RelayFrame, { type: 'deliver' }> {
+  const eventId = readString(fields, 'eventId', failer('deliver'), { min: 1, max: ID_MAX });
+  const fail: Fail = (field, expected) => {
+    throw new DeliverRefusedError(eventId, `${field}: expected ${expected}`, body.length);
+  };
+  if (body.length > MAX_BODY_BYTES) fail('body', `at most ${MAX_BODY_BYTES} bytes`);
+  const path = readString(fields, 'path', fail, { max: MAX_PATH_CHARS });
+  if (path !== '' && !path.startsWith('/')) fail('path', 'empty or a path starting with "/"');
+  return {
+    type: 'deliver',
+    eventId,
+    channelId: readString(fields, 'channelId', fail, { min: 1, max: ID_MAX }),
+    channelName: readString(fields, 'channelName', fail, { min: 1, max: 200 }),
+    attempt: readInt(fields, 'attempt', fail, 1, 1_000_000),
+    method: readString(fields, 'method', fail, { min: 1, max: MAX_METHOD_CHARS }),
+    path,
+    query: readString(fields, 'query', fail, { max: MAX_QUERY_CHARS }),
+    headers: readHeaderPairs(fields, 'headers', fail, MAX_HEADER_PAIRS),
+    originalUrl: readString(fields, 'originalUrl', fail, { min: 1, max: MAX_ORIGINAL_URL_CHARS }),
+    remoteAddress: readString(fields, 'remoteAddress', fail, { max: MAX_REMOTE_ADDRESS_CHARS }),
+    receivedAt: readInt(fields, 'receivedAt', fail, 0, TS_MAX),
+    wantResponse: readBoolean(fields, 'wantResponse', fail),
+    skipRoutes: readNames(fields, 'skipRoutes', fail),
+    replay: readInt(fields, 'replay', fail, 0, 1_000_000),
+    body,
+  };
+}
+
+/**
+ * Validates a frame sent by the relay. Throws `ProtocolError` on anything else, and its subclass
+ * `DeliverRefusedError` for a `deliver` that names its event but breaks a bound.
+ */
 export function decodeRelayFrame(data: Buffer): RelayFrame {
   const { fields, body } = split(data, MAX_RELAY_FRAME_BYTES);
   const type = fields['type'];
@@ -180,32 +215,8 @@ export function decodeRelayFrame(data: Buffer): RelayFrame {
         window: readInt(fields, 'window', fail, 1, MAX_WINDOW),
         channels: readChannels(fields, fail),
       };
-    case 'deliver': {
-      if (body.length > MAX_BODY_BYTES) fail('body', `at most ${MAX_BODY_BYTES} bytes`);
-      const path = readString(fields, 'path', fail, { max: MAX_PATH_CHARS });
-      if (path !== '' && !path.startsWith('/')) fail('path', 'empty or a path starting with "/"');
-      return {
-        type,
-        eventId: readString(fields, 'eventId', fail, { min: 1, max: ID_MAX }),
-        channelId: readString(fields, 'channelId', fail, { min: 1, max: ID_MAX }),
-        channelName: readString(fields, 'channelName', fail, { min: 1, max: 200 }),
-        attempt: readInt(fields, 'attempt', fail, 1, 1_000_000),
-        method: readString(fields, 'method', fail, { min: 1, max: MAX_METHOD_CHARS }),
-        path,
-        query: readString(fields, 'query', fail, { max: MAX_QUERY_CHARS }),
-        headers: readHeaderPairs(fields, 'headers', fail, MAX_HEADER_PAIRS),
-        originalUrl: readString(fields, 'originalUrl', fail, {
-          min: 1,
-          max: MAX_ORIGINAL_URL_CHARS,
-        }),
-        remoteAddress: readString(fields, 'remoteAddress', fail, { max: MAX_REMOTE_ADDRESS_CHARS }),
-        receivedAt: readInt(fields, 'receivedAt', fail, 0, TS_MAX),
-        wantResponse: readBoolean(fields, 'wantResponse', fail),
-        skipRoutes: readNames(fields, 'skipRoutes', fail),
-        replay: readInt(fields, 'replay', fail, 0, 1_000_000),
-        body,
-      };
-    }
+    case 'deliver':
+      return decodeDeliver(fields, body);
     case 'ping':
     case 'pong':
       noBody(type, body);

@@ -8,6 +8,9 @@ export type ErrorCode =
   | 'ERR_PROTOCOL_UNKNOWN_TYPE'
   | 'ERR_PROTOCOL_BAD_FIELD'
   | 'ERR_PROTOCOL_VERSION'
+  | 'ERR_PROTOCOL_OUT_OF_ORDER'
+  | 'ERR_PROTOCOL_WINDOW_EXCEEDED'
+  | 'ERR_PROTOCOL_CHANNEL_NOT_GRANTED'
   | 'ERR_CONFIG'
   | 'ERR_NOT_FOUND'
   | 'ERR_METHOD_NOT_ALLOWED'
@@ -51,6 +54,26 @@ export class PosternError extends Error {
 export class ProtocolError extends PosternError {
   constructor(code: ErrorCode, message: string) {
     super(code, message, { status: 400, expose: true });
+  }
+}
+
+/**
+ * A `deliver` whose `eventId` is readable but another field is out of bounds (600 headers, say):
+ * the peer is not broken, this one event is. It is answered with a failed ack naming `reason`,
+ * and the tunnel stays up.
+ */
+export class DeliverRefusedError extends ProtocolError {
+  readonly eventId: string;
+  /** The field and the bound it broke, e.g. `headers: expected a list of at most 512 …`. */
+  readonly reason: string;
+  /** Body bytes the frame carried: they count against the window until the ack is sent. */
+  readonly bodyBytes: number;
+
+  constructor(eventId: string, reason: string, bodyBytes: number) {
+    super('ERR_PROTOCOL_BAD_FIELD', `deliver.${reason}`);
+    this.eventId = eventId;
+    this.reason = reason;
+    this.bodyBytes = bodyBytes;
   }
 }
 

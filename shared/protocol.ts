@@ -35,6 +35,12 @@ export const MAX_METHOD_CHARS = 32;
 export const MAX_REMOTE_ADDRESS_CHARS = 64;
 /** Most unacknowledged deliveries the relay may grant one session. */
 export const MAX_WINDOW = 4096;
+/**
+ * Body bytes a session may have unacknowledged, beside its window of events: the window bounds
+ * count, this bounds memory. The relay sends a `deliver` only while the bodies it sent and has
+ * no ack for total less than this; the agent closes (1002) a relay that sends one beyond it.
+ */
+export const MAX_INFLIGHT_BYTES = 64 * 1024 * 1024;
 
 /** WebSocket close codes used by Postern beyond RFC 6455's own (1000–1015). */
 export const CloseCode = {
@@ -80,7 +86,11 @@ export const MAX_ROUTES = 64;
 export type AgentFrame =
   /** First frame on a connection: the protocol the agent speaks and its version. */
   | { type: 'hello'; protocol: number; agentVersion: string }
-  /** Result of one `deliver`. `body` carries the app's response when `deliver.wantResponse`. */
+  /**
+   * Result of one `deliver`, sent once per `deliver` received (a redelivery too); it frees the
+   * delivery's window slot. `responseHeaders` and `body` carry the app's response only when
+   * `deliver.wantResponse` is set AND the agent's route says `sync: true`.
+   */
   | {
       type: 'ack';
       eventId: string;
@@ -109,7 +119,10 @@ export type AgentFrame =
 // ---- relay → agent -------------------------------------------------------------------------
 
 export type RelayFrame =
-  /** Answer to `hello`: the session, the heartbeat interval, and the delivery window. */
+  /**
+   * Answer to `hello`, sent once: the session, the heartbeat interval, the delivery window and
+   * the channels granted. The agent holds the relay to it for the whole connection.
+   */
   | {
       type: 'welcome';
       sessionId: string;
@@ -117,7 +130,15 @@ export type RelayFrame =
       window: number;
       channels: ChannelRef[];
     }
-  /** One attempt at one event. The agent picks the target from its own routes. */
+  /**
+   * One attempt at one event. The agent picks the target from its own routes. Sent only after
+   * `welcome`, for a channel it granted (by `channelId`; the agent goes by the name `welcome`
+   * gave it, whatever `channelName` says), while fewer than `window` deliveries and fewer than
+   * MAX_INFLIGHT_BYTES body bytes are unacknowledged (each `deliver` counts until the agent
+   * sends its `ack`); otherwise the agent closes with 1002 and delivers nothing of it. A
+   * `deliver` with a readable `eventId` but another field out of bounds is answered with a
+   * `failed` ack (error `deliver frame refused: …`) and the connection stays up.
+   */
   | {
       type: 'deliver';
       eventId: string;

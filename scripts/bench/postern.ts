@@ -95,6 +95,8 @@ export async function pairAgent(
 export interface AgentRoute {
   channel: string;
   target: string;
+  /** The app's answer goes back to the provider (sync channels). */
+  sync?: boolean;
 }
 
 export async function writeAgentConfig(stateDir: string, routes: AgentRoute[]): Promise<string> {

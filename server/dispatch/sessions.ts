@@ -3,7 +3,7 @@
  * sent, how many body bytes), whether it is benched for failing, and the order its frames
  * leave in. `pick` chooses where the next event of a channel goes.
  */
-import type { AgentFrame, RelayFrame } from '../../shared/protocol.ts';
+import { MAX_INFLIGHT_BYTES, type AgentFrame, type RelayFrame } from '../../shared/protocol.ts';
 
 type DeliverFrame = Extract<RelayFrame, { type: 'deliver' }>;
 
@@ -17,11 +17,6 @@ export interface Sink {
   send(frame: DeliverFrame): void;
 }
 
-/**
- * Body bytes a session may have unacknowledged, beside its window of events: the window
- * bounds count, this bounds memory (a few 25 MiB bodies already make a lot).
- */
-export const MAX_INFLIGHT_BYTES = 64 * 1024 * 1024;
 /** A session whose deliveries failed this many times in a row is benched… */
 const BENCH_AFTER_FAILURES = 3;
 /** …for this long, while another session of the channel can take its events. */

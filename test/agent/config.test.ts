@@ -152,6 +152,31 @@ test('an unknown route field', () => {
   );
 });
 
+test('sync: false by default, true only when the route says so', () => {
+  const config = parseAgentConfig(
+    [
+      'routes:',
+      '  - {channel: a, target: "http://h/a"}',
+      '  - {channel: b, target: "http://h/b", sync: true}',
+      '  - {channel: c, target: "http://h/c", sync: false}',
+    ].join('\n'),
+    FILE,
+  );
+  assert.deepEqual(
+    config.routes.map((r) => r.sync),
+    [false, true, false],
+  );
+});
+
+test('sync that is not true or false names the file, the field and the expectation', () => {
+  for (const value of ['yes', '"true"', '1', 'null', '[true]']) {
+    assertConfigError(
+      `routes:\n  - {channel: a, target: "http://h/", sync: ${value}}\n`,
+      `${FILE}: routes[0].sync: expected true or false`,
+    );
+  }
+});
+
 test('a route without channel, or with a bad one', () => {
   assertConfigError(
     'routes:\n  - {target: "http://h/"}\n',

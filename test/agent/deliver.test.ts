@@ -22,6 +22,7 @@ function route(target: string, extra: Partial<Route> = {}): Route {
     name: 'github#0',
     match: null,
     concurrency: null,
+    sync: false,
     ...extra,
   };
 }
@@ -401,15 +402,31 @@ test('a path suffix that leaves the target is not sent at all', async (t) => {
   assert.equal(a.received.length, 0);
 });
 
-test('wantResponse: the app’s status, headers (hop-by-hop removed) and body come back', async (t) => {
-  const reply = Buffer.from([0x3c, 0x52, 0xff, 0x00]);
-  const a = await app(t, (_req, res) => {
-    res.statusCode = 200;
-    res.setHeader('Content-Type', 'text/xml');
-    res.setHeader('X-App', 'yes');
-    res.end(reply);
-  });
+const TWIML = Buffer.from([0x3c, 0x52, 0xff, 0x00]);
+const twiml: Responder = (_req, res) => {
+  res.statusCode = 200;
+  res.setHeader('Content-Type', 'text/xml');
+  res.setHeader('X-App', 'yes');
+  res.end(TWIML);
+};
+
+test('wantResponse on a route without sync: only the status comes back, never headers or body', async (t) => {
+  const a = await app(t, twiml);
   const ack = await deliverer(t).deliver(route(`${a.url}/twiml`), frame({ wantResponse: true }));
+  assert.equal(ack.outcome, 'delivered');
+  assert.equal(ack.status, 200);
+  assert.equal(ack.body, undefined);
+  assert.equal(ack.responseHeaders, undefined);
+  assert.equal(a.received.length, 1);
+});
+
+test('wantResponse on a sync route: the app’s status, headers (hop-by-hop removed) and body come back', async (t) => {
+  const reply = TWIML;
+  const a = await app(t, twiml);
+  const ack = await deliverer(t).deliver(
+    route(`${a.url}/twiml`, { sync: true }),
+    frame({ wantResponse: true }),
+  );
   assert.equal(ack.outcome, 'delivered');
   assert.equal(ack.status, 200);
   assert.deepEqual(ack.body, reply);

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseAgentConfig, type AgentConfig } from '../../agent/config.ts';
 import { selectRoutes, Semaphore, type Selection } from '../../agent/routing.ts';
+import { JSON_LOOKUP_LIMITS } from '../../shared/bounded-json.ts';
 import type { HeaderPair, RelayFrame } from '../../shared/protocol.ts';
 
 type Deliver = Extract<RelayFrame, { type: 'deliver' }>;
@@ -215,6 +216,34 @@ test('a body that is not JSON never matches a JSON field; header matches still w
   }
   // The same field in valid JSON does match, so the refusals above come from the body.
   assert.deepEqual(names(selectRoutes(cfg, frame({ body: '{"type":"x"}' }))), ['json']);
+});
+
+test('JSON rules read bodies up to 1 MiB and 64 levels deep; past either, they never match', () => {
+  const cfg = config([
+    { name: 'json', channel: CHANNEL_NAME, target: A, match: { json: { type: 'x' } } },
+    { name: 'all', channel: CHANNEL_NAME, target: B },
+  ]);
+  const { maxBytes, maxDepth } = JSON_LOOKUP_LIMITS;
+  /** `{"type":"x","pad":"…"}` of exactly `size` bytes. */
+  const padded = (size: number) => {
+    const head = '{"type":"x","pad":"';
+    return `${head}${'p'.repeat(size - head.length - 2)}"}`;
+  };
+  /** `{"type":"x","deep":[[…]]}` with `depth` levels in all (the outer object is one). */
+  const deep = (depth: number) =>
+    `{"type":"x","deep":${'['.repeat(depth - 1)}${']'.repeat(depth - 1)}}`;
+  const select = (body: string) => names(selectRoutes(cfg, frame({ body })));
+  assert.equal(padded(maxBytes).length, maxBytes);
+  assert.deepEqual(select(padded(maxBytes)), ['json', 'all']);
+  assert.deepEqual(select(padded(maxBytes + 1)), ['all']);
+  assert.deepEqual(select(deep(maxDepth)), ['json', 'all']);
+  assert.deepEqual(select(deep(maxDepth + 1)), ['all']);
+  // With only the JSON route, a body past the bounds is filtered.
+  const only = config([
+    { name: 'json', channel: CHANNEL_NAME, target: A, match: { json: { type: 'x' } } },
+  ]);
+  assert.equal(names(selectRoutes(only, frame({ body: deep(10_000) }))), 'filtered');
+  assert.equal(names(selectRoutes(only, frame({ body: padded(20 * maxBytes) }))), 'filtered');
 });
 
 test('several matching routes fan out, in config order; other channels are ignored', () => {

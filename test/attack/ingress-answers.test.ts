@@ -51,7 +51,7 @@ before(async () => {
   agent = await startAgent(stateDir, [
     { channel: 'plain', target: `${app.url}/plain` },
     { channel: 'other', target: `${app.url}/other` },
-    { channel: 'sync', target: `${app.url}/sync` },
+    { channel: 'sync', target: `${app.url}/sync`, sync: true },
   ]);
 });
 

@@ -47,7 +47,9 @@ navigator.serviceWorker.register('${base}/sw.js', { scope: '/' })
     });
     t.after(() => app.close());
     const { stateDir } = await pairAgent(relay, ['hooks'], 'laptop');
-    const agent = await startAgent(stateDir, [{ channel: 'hooks', target: `${app.url}/app` }]);
+    const agent = await startAgent(stateDir, [
+      { channel: 'hooks', target: `${app.url}/app`, sync: true },
+    ]);
     t.after(async () => {
       await agent.stop();
       await removeDir(stateDir);

@@ -48,7 +48,7 @@ test('with no agent connected, a sync channel answers 202 at once and queues the
   assert.equal(res.statusCode, 202);
   assert.ok(Date.now() - started < 1500, 'did not wait for the deadline');
   assert.equal((await relay.api('GET', `/api/events/${body.id}`)).status, 'queued');
-  agent = await startAgent(stateDir, [{ channel: 'slash', target: app.url }]);
+  agent = await startAgent(stateDir, [{ channel: 'slash', target: app.url, sync: true }]);
   await waitForEventStatus(relay, body.id, 'delivered');
 });
 

@@ -184,6 +184,13 @@ export interface Route {
   target: string;
   timeoutMs?: number;
   signingSecret?: string;
+  /** The app's answer goes back to a sync channel's provider (route field `sync`). */
+  sync?: boolean;
+  name?: string;
+  match?: {
+    headers?: Record<string, string | string[]>;
+    json?: Record<string, string | number | boolean | (string | number | boolean)[]>;
+  };
 }
 
 /**

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MAX_INFLIGHT_BYTES, Sessions, type Sink } from '../../server/dispatch/sessions.ts';
+import { Sessions, type Sink } from '../../server/dispatch/sessions.ts';
+import { MAX_INFLIGHT_BYTES } from '../../shared/protocol.ts';
 
 function sink(id: string, window = 10, open = true): Sink {
   return { id, agentId: `ag_${id}`, window, channels: ['ch_1'], open, send: () => undefined };

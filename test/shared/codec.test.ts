@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { decodeAgentFrame, decodeRelayFrame, encodeFrame } from '../../shared/codec.ts';
-import { ProtocolError, type ErrorCode } from '../../shared/errors.ts';
+import { DeliverRefusedError, ProtocolError, type ErrorCode } from '../../shared/errors.ts';
 import {
   MAX_AGENT_FRAME_BYTES,
   MAX_BODY_BYTES,
@@ -477,17 +477,94 @@ for (const [description, fields, field] of agentCases) {
 
 for (const [description, fields, field] of relayCases) {
   test(`decodeRelayFrame refuses ${description}`, () => {
+    // Only deliver carries a body; on other frames a body would be refused first.
+    const body = fields['type'] === 'deliver' ? Buffer.from('body') : undefined;
     assertCode(
-      // Only deliver carries a body; on other frames a body would be refused first.
-      () =>
-        decodeRelayFrame(
-          raw(fields, fields['type'] === 'deliver' ? Buffer.from('body') : undefined),
-        ),
+      () => decodeRelayFrame(raw(fields, body)),
       'ERR_PROTOCOL_BAD_FIELD',
       new RegExp(`^${field.replace('.', '\\.')}: expected `),
     );
+    // A deliver that names its event refuses that event only; without an event id the frame
+    // (and so the peer) is broken.
+    const refusable = field.startsWith('deliver.') && field !== 'deliver.eventId';
+    assert.throws(
+      () => decodeRelayFrame(raw(fields, body)),
+      (err: unknown) => {
+        assert.equal(err instanceof DeliverRefusedError, refusable);
+        if (err instanceof DeliverRefusedError) {
+          assert.equal(err.eventId, 'evt_1');
+          assert.equal(err.bodyBytes, 4);
+          assert.match(err.reason, new RegExp(`^${field.slice('deliver.'.length)}: expected `));
+        }
+        return true;
+      },
+    );
   });
 }
+
+// ---- refused delivers ----------------------------------------------------------------------
+
+function refusal(frame: Buffer): DeliverRefusedError {
+  try {
+    decodeRelayFrame(frame);
+  } catch (err) {
+    if (err instanceof DeliverRefusedError) return err;
+    throw err;
+  }
+  throw new Error('the frame decoded');
+}
+
+test('a deliver with 600 headers is refused for its event, naming the limit', () => {
+  const headers = Array.from({ length: 600 }, (_, i) => [`x-h${i}`, 'v']);
+  // The same frame with one header fewer than the bound decodes.
+  const within = Array.from({ length: MAX_HEADER_PAIRS }, (_, i) => [`x-h${i}`, 'v']);
+  const ok = decodeRelayFrame(raw({ ...deliver, headers: within }, Buffer.alloc(10)));
+  assert.equal(ok.type, 'deliver');
+  const refused = refusal(raw({ ...deliver, eventId: 'evt_many', headers }, Buffer.alloc(10)));
+  assert.equal(refused.eventId, 'evt_many');
+  assert.equal(refused.bodyBytes, 10);
+  assert.equal(
+    refused.reason,
+    `headers: expected a list of at most ${MAX_HEADER_PAIRS} [name, value] pairs`,
+  );
+  assert.equal(refused.code, 'ERR_PROTOCOL_BAD_FIELD');
+  assert.ok(refused instanceof ProtocolError);
+});
+
+test('a deliver body over MAX_BODY_BYTES (frame within bounds) is refused for its event', () => {
+  const refused = refusal(raw(deliver, Buffer.alloc(MAX_BODY_BYTES + 1)));
+  assert.equal(refused.eventId, 'evt_1');
+  assert.equal(refused.bodyBytes, MAX_BODY_BYTES + 1);
+  assert.equal(refused.reason, `body: expected at most ${MAX_BODY_BYTES} bytes`);
+});
+
+test('a deliver without a readable eventId is a protocol error, even with other bad fields', () => {
+  const headers = Array.from({ length: 600 }, () => ['a', 'b']);
+  for (const eventId of [undefined, '', 7, 'e'.repeat(65)]) {
+    assert.throws(
+      () => decodeRelayFrame(raw({ ...deliver, eventId, headers })),
+      (err: unknown) =>
+        err instanceof ProtocolError &&
+        !(err instanceof DeliverRefusedError) &&
+        /^deliver\.eventId: expected /.test(err.message),
+    );
+  }
+});
+
+test('a broken deliver frame is never a refusal: bad length, not JSON', () => {
+  const json = Buffer.from(JSON.stringify(deliver));
+  const lying = Buffer.concat([Buffer.from([0, 0, 0xff, 0xff]), json]);
+  const notJson = rawText('{"type":"deliver","eventId":"evt_1",');
+  for (const frame of [lying, notJson]) {
+    assert.throws(
+      () => decodeRelayFrame(frame),
+      (err: unknown) =>
+        err instanceof ProtocolError &&
+        !(err instanceof DeliverRefusedError) &&
+        err.code === 'ERR_PROTOCOL_MALFORMED',
+    );
+  }
+});
 
 test('the valid bases of the field tables decode (so each case fails for its one field)', () => {
   assert.equal(decodeAgentFrame(raw(hello)).type, 'hello');
