@@ -3,7 +3,7 @@
  * Several matching routes fan out; each is reported by name, so that a retry goes only to the
  * routes that did not get the event yet.
  */
-import { JSON_LOOKUP_LIMITS, parseJsonBounded } from '../shared/bounded-json.ts';
+import { fieldAt, JSON_LOOKUP_LIMITS, parseJsonBounded } from '../shared/bounded-json.ts';
 import { headerValue } from '../shared/http.ts';
 import type { RelayFrame } from '../shared/protocol.ts';
 import type { AgentConfig, Match, Route } from './config.ts';
@@ -18,22 +18,13 @@ export type Selection =
   /** The matching routes still to deliver to (maybe none: all got it in earlier attempts). */
   | { kind: 'deliver'; routes: Route[] };
 
-function field(json: unknown, path: string): unknown {
-  let value = json;
-  for (const part of path.split('.')) {
-    if (typeof value !== 'object' || value === null) return undefined;
-    value = (value as Record<string, unknown>)[part];
-  }
-  return value;
-}
-
 function matches(match: Match, frame: Deliver, json: () => unknown): boolean {
   for (const [name, accepted] of match.headers) {
     const value = headerValue(frame.headers, name);
     if (value === undefined || !accepted.includes(value)) return false;
   }
   for (const [path, accepted] of match.json) {
-    const value = field(json(), path);
+    const value = fieldAt(json(), path);
     if (!accepted.some((a) => a === value)) return false;
   }
   return true;

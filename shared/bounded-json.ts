@@ -65,3 +65,13 @@ export function parseJsonBounded(bytes: Uint8Array, limits: JsonLimits): Bounded
     return { ok: false, reason: 'invalid' };
   }
 }
+
+/** The value at a dotted path (`repository.full_name`) of a parsed body; undefined if absent. */
+export function fieldAt(json: unknown, path: string): unknown {
+  let value = json;
+  for (const part of path.split('.')) {
+    if (typeof value !== 'object' || value === null) return undefined;
+    value = (value as Record<string, unknown>)[part];
+  }
+  return value;
+}
