@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
+import { ConfigError } from '../shared/errors.ts';
 import { setUpAdminToken } from './admin-token.ts';
 import type { RelayConfig } from './config.ts';
 import { dashboardRouter } from './dashboard/router.ts';
@@ -107,6 +108,25 @@ function buildApp(ctx: RelayContext, metrics: Metrics): { app: Koa; routes: Rout
   return { app, routes: routeTable([router, api, dashboard]) };
 }
 
+/** Why the relay could not listen, in words that say what to do. */
+function listenError(err: unknown, host: string, port: number): Error {
+  const code = (err as { code?: string }).code;
+  if (code === 'EADDRINUSE') {
+    return new ConfigError(
+      `port ${port} on ${host} is in use by another process: stop it, or choose another --port`,
+    );
+  }
+  if (code === 'EACCES') {
+    return new ConfigError(
+      `not allowed to listen on port ${port} on ${host}: ports below 1024 need privileges; choose another --port`,
+    );
+  }
+  if (code === 'EADDRNOTAVAIL') {
+    return new ConfigError(`${host} is not an address of this host: check --host`);
+  }
+  return err as Error;
+}
+
 export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
   const logger = deps.logger;
   const now = deps.now ?? Date.now;
@@ -170,13 +190,20 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
         keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
         maxHeaderSize: 16 * 1024,
       });
-      await new Promise<void>((resolve, reject) => {
-        server!.once('error', reject);
-        server!.listen(config.port, config.host, () => {
-          server!.off('error', reject);
-          resolve();
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server!.once('error', reject);
+          server!.listen(config.port, config.host, () => {
+            server!.off('error', reject);
+            resolve();
+          });
         });
-      });
+      } catch (err) {
+        server = null;
+        // The data dir stays usable: its lock is released with the store.
+        await store.close();
+        throw listenError(err, config.host, config.port);
+      }
       // Nothing is served until the handlers below are attached, in this same tick.
       const address = server.address() as AddressInfo;
       const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;

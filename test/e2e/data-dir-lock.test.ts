@@ -76,3 +76,28 @@ test('a second relay on the same data dir refuses to start; after kill -9 of the
   };
   assert.equal(lock.pid, third.proc.child.pid);
 });
+
+test('a relay whose port is taken says so in one line, and leaves its data dir free', async () => {
+  const busyDir = await tempDir('postern-busy-port-');
+  const env = { POSTERN_ADMIN_TOKEN: 'lock-test-admin-token-0002' };
+  const holder = await startRelay({ env });
+  relays.push(holder);
+  const port = Number(new URL(holder.url).port);
+  const refused = spawnRelay(busyDir, { env, port });
+  assert.equal(await refused.exited, 1);
+  const lines = refused.raw.filter((l) => l.startsWith('postern-relay: '));
+  assert.deepEqual(lines, [
+    `postern-relay: port ${port} on 127.0.0.1 is in use by another process: stop it, or choose another --port`,
+  ]);
+  assert.ok(!refused.raw.some((l) => /^\s+at /.test(l)), 'no stack trace');
+  // The lock went with the failed start: the next relay on the dir starts without a takeover.
+  const next = await startRelay({ dataDir: busyDir, env });
+  relays.push(next);
+  assert.equal(
+    next.proc.lines.filter((l) => l.msg === 'took over the data-dir lock of a relay that is gone')
+      .length,
+    0,
+  );
+  await next.stop();
+  await removeDir(busyDir);
+});
