@@ -14,8 +14,10 @@ import { table } from './table.ts';
 export const ADMIN_USAGE = `Admin commands (talk to a running relay):
   channel create NAME [channel options]
   channel update ID|NAME [channel options]
-    --verify PROVIDER --secret S   github, stripe, slack, shopify, twilio, standard-webhooks
-                                   (meta, hmac: use the API, they take more fields)
+    --verify PROVIDER --secret-file F
+                                   github, stripe, slack, shopify, twilio, standard-webhooks,
+                                   with the provider's secret read from file F (--secret S also
+                                   works, visible in the process list; meta, hmac: use the API)
     --sync-timeout-ms N            sync channel: hold the provider's request up to N ms
     --async                        back to async
     --retry-delays MS,MS,…         the retry schedule
@@ -48,6 +50,7 @@ const OPTIONS = {
   json: { type: 'boolean' },
   verify: { type: 'string' },
   secret: { type: 'string' },
+  'secret-file': { type: 'string' },
   ordered: { type: 'boolean' },
   unordered: { type: 'boolean' },
   'ordering-key': { type: 'string' },
@@ -128,17 +131,42 @@ class Client {
   }
 }
 
-function readTokenFile(file: string, source: string): string {
-  let token: string;
+/** A secret kept in a file (first line; surrounding whitespace dropped). */
+function readSecretFile(file: string, source: string, what = 'the admin token'): string {
+  let secret: string;
   try {
-    token = readFileSync(file, 'utf8').trim();
+    secret = readFileSync(file, 'utf8').trim();
   } catch (err) {
     throw new ConfigError(
-      `cannot read the admin token from ${file} (${source}): ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      `cannot read ${what} from ${file} (${source}): ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
     );
   }
-  if (!token) throw new ConfigError(`${file} (${source}) is empty: expected the admin token`);
-  return token;
+  if (!secret) throw new ConfigError(`${file} (${source}) is empty: expected ${what}`);
+  return secret;
+}
+
+const readTokenFile = (file: string, source: string) => readSecretFile(file, source);
+
+/**
+ * A channel's verification secret, from --secret-file or --secret. Like the admin token, a
+ * secret on the command line is readable by every local user: it works, with a warning.
+ */
+export function resolveChannelSecret(
+  values: { secret?: string | undefined; 'secret-file'?: string | undefined },
+  warn: (line: string) => void,
+): string | undefined {
+  if (values.secret !== undefined && values['secret-file'] !== undefined) {
+    throw new ConfigError('--secret and --secret-file are both given: keep --secret-file');
+  }
+  if (values['secret-file'] !== undefined) {
+    return readSecretFile(values['secret-file'], '--secret-file', "the provider's secret");
+  }
+  if (values.secret !== undefined) {
+    warn(
+      'postern-relay: warning: --secret is visible to other local users in the process list; use --secret-file FILE instead\n',
+    );
+  }
+  return values.secret;
 }
 
 /**
@@ -213,11 +241,15 @@ export async function runAdminCommand(
   };
   const [sub, arg] = positionals;
   const key = `${command} ${sub ?? ''}`.trim();
+  const withSecret = () => ({
+    ...values,
+    secret: resolveChannelSecret(values, (line) => process.stderr.write(line)),
+  });
   const enc = encodeURIComponent;
 
   switch (key) {
     case 'channel create': {
-      const body: Obj = { name: need(arg, 'channel NAME'), ...channelOptions(values) };
+      const body: Obj = { name: need(arg, 'channel NAME'), ...channelOptions(withSecret()) };
       const c = await client.call('POST', '/api/channels', body);
       return out(
         `Created channel ${str(c['name'])} (${str(c['id'])})\nIngress URL: ${str(c['ingressUrl'])}\n`,
@@ -225,7 +257,7 @@ export async function runAdminCommand(
       );
     }
     case 'channel update': {
-      const body = channelOptions(values);
+      const body = channelOptions(withSecret());
       if (Object.keys(body).length === 0)
         throw new ConfigError('channel update needs at least one option; see --help');
       const c = await client.call(

@@ -24,7 +24,11 @@ export function channelOptions(values: {
     return Number(text);
   };
   if (values.verify) {
-    if (!values.secret) throw new ConfigError("--verify needs --secret S (the provider's secret)");
+    if (!values.secret) {
+      throw new ConfigError(
+        "--verify needs --secret-file F (a file holding the provider's secret)",
+      );
+    }
     body['verify'] = { provider: values.verify, secret: values.secret };
   }
   if (values.ordered) body['ordered'] = true;

@@ -37,7 +37,7 @@ test('every option maps to its channel field', () => {
 });
 
 for (const [what, values, message] of [
-  ['--verify without --secret', { verify: 'github' }, /--verify needs --secret/],
+  ['--verify without --secret', { verify: 'github' }, /--verify needs --secret-file/],
   [
     'an ordering key of no kind',
     { 'ordering-key': 'repo' },

@@ -7,7 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { resolveToken } from '../../server/cli/admin.ts';
+import { resolveChannelSecret, resolveToken } from '../../server/cli/admin.ts';
 import { ConfigError } from '../../shared/errors.ts';
 
 const WARNING =
@@ -92,4 +92,29 @@ test('refused: two sources at one level, a missing or empty file, an empty --tok
     ),
   );
   assert.throws(() => resolve({ token: '' }), refused(/^--token is empty$/));
+});
+
+test("a channel's secret: --secret-file without a warning, --secret with one, not both", async (t) => {
+  const { dir, tokenFile } = await files(t);
+  const warnings: string[] = [];
+  const warn = (line: string) => warnings.push(line);
+  assert.equal(resolveChannelSecret({ 'secret-file': tokenFile }, warn), 'pat_from_file');
+  assert.equal(resolveChannelSecret({}, warn), undefined);
+  assert.deepEqual(warnings, []);
+  assert.equal(resolveChannelSecret({ secret: 'on-the-line' }, warn), 'on-the-line');
+  assert.deepEqual(warnings, [
+    'postern-relay: warning: --secret is visible to other local users in the process list; use --secret-file FILE instead\n',
+  ]);
+  assert.throws(
+    () => resolveChannelSecret({ secret: 'a', 'secret-file': tokenFile }, warn),
+    refused(/--secret and --secret-file are both given/),
+  );
+  assert.throws(
+    () => resolveChannelSecret({ 'secret-file': path.join(dir, 'empty') }, warn),
+    refused(/is empty: expected the provider's secret/),
+  );
+  assert.throws(
+    () => resolveChannelSecret({ 'secret-file': path.join(dir, 'missing') }, warn),
+    refused(/cannot read the provider's secret from .*missing \(--secret-file\): ENOENT/),
+  );
 });
