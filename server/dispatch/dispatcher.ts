@@ -3,11 +3,17 @@
  *
  * An unordered channel has a FIFO of ready events; its events waiting for a retry sit in one
  * timer heap. An ordered channel has one lane per ordering key (see lanes.ts). A session takes
- * events of the channels its agent is granted while it has room in its window; with several
- * agents on a channel, each event goes to one of them, the one with the most room, and an
- * agent whose deliveries keep failing while another's succeed is benched for a while. Each
- * `deliver` is one attempt; the agent's `ack` decides what happens next (the relay owns the
- * schedule). Waiting for an agent consumes no attempt. Nothing here is O(backlog) per event.
+ * events of the channels its agent is granted while it has room in its window; room freed by
+ * an ack goes to those channels in turn, one event each, so that a busy channel cannot starve
+ * the others. With several agents on a channel, each event goes to one of them, the one with
+ * the most room, and an agent whose deliveries keep failing while another's succeed is benched
+ * for a while. Each `deliver` is one attempt; the agent's `ack` decides what happens next (the
+ * relay owns the schedule). Waiting for an agent consumes no attempt. Nothing here is
+ * O(backlog) per event; an ack costs at most a few turns over the session's channels.
+ *
+ * Channel settings apply at once: `channelChanged` places a channel's pending events again by
+ * its new settings. Events in flight at that moment stay in flight; their ack places them by
+ * the settings of the moment it arrives.
  */
 import type { Logger } from 'pino';
 import type { AgentFrame } from '../../shared/protocol.ts';
@@ -28,7 +34,7 @@ interface ChannelQueue {
   ready: Deque<string>;
   /** Ordered channels: one lane per ordering key. */
   lanes: Lanes;
-  sinks: Set<Sink>;
+  readonly sinks: Set<Sink>;
 }
 
 /** A scheduled wake-up: an event's retry time, or an ordered lane's head becoming due. */
@@ -54,6 +60,11 @@ export class Dispatcher {
   readonly #queues = new Map<string, ChannelQueue>();
   /** Where each pending event is: a ready FIFO, the timer heap, an ordered lane, or a sink. */
   readonly #where = new Map<string, 'ready' | 'timer' | 'lane' | Sink>();
+  /**
+   * Events that were in flight when their channel's settings changed: in no lane (on an
+   * ordered channel they hold their key instead, see Lanes.hold) until they come back.
+   */
+  readonly #crossed = new Set<string>();
   readonly #sessions = new Sessions();
   readonly #timers = new TimerHeap<Wake>();
   #timer: NodeJS.Timeout | null = null;
@@ -133,10 +144,8 @@ export class Dispatcher {
 
   attach(sink: Sink): void {
     this.#sessions.attach(sink);
-    for (const channelId of sink.channels) {
-      this.#queue(channelId).sinks.add(sink);
-      this.#pump(channelId);
-    }
+    for (const channelId of sink.channels) this.#queue(channelId).sinks.add(sink);
+    this.#pumpSink(sink);
   }
 
   /** The session ended: everything it had not acknowledged goes back to the front. */
@@ -174,11 +183,15 @@ export class Dispatcher {
       return;
     }
     this.#where.delete(frame.eventId);
+    const crossed = this.#crossed.delete(frame.eventId);
     this.#responseWaiters.get(frame.eventId)?.(frame);
     this.#store.markDelivering(frame.eventId, false);
     const summary = this.#store.getEvent(frame.eventId);
     this.#sessions.settled(sink, frame.eventId, summary?.size ?? 0);
-    if (!summary) return;
+    if (!summary) {
+      this.#pumpSink(sink);
+      return;
+    }
     const q = this.#queue(summary.channelId);
     const now = this.#now();
     this.#sessions.judge(sink, frame.outcome, now);
@@ -211,12 +224,49 @@ export class Dispatcher {
     });
     const next = { ...summary, ...update };
     if (this.#channel(summary.channelId)?.ordered) {
-      if (update.status === 'queued') this.#waitInLane(next);
+      if (crossed) {
+        // Sent before the channel's settings changed: it held its key from outside the lane.
+        q.lanes.unhold(summary.orderKey);
+        if (update.status === 'queued') this.#frontOfLane(next);
+      } else if (update.status === 'queued') this.#waitInLane(next);
       else q.lanes.done(summary.orderKey, summary.id);
     } else if (update.status === 'queued') {
       this.#place(next);
     }
+    // The room freed goes to the session's channels in turn; then to other sessions of this
+    // channel, if the ack let more of it go (the next event of an ordered lane).
+    this.#pumpSink(sink);
     this.#pump(summary.channelId);
+    this.#arm();
+  }
+
+  /**
+   * A channel's settings changed: its pending events are placed again by the new ones
+   * (`ordered`, ordering keys). Each event keeps the ordering key stored with it at ingress
+   * (events stored while the channel had no `orderingKey` keep the empty key); one waiting for
+   * a retry keeps its time. Events in flight stay in flight, and on an ordered channel hold
+   * their key until their ack, which places them by the settings of that moment.
+   */
+  channelChanged(channelId: string): void {
+    const q = this.#queue(channelId);
+    for (const id of q.ready) if (this.#where.get(id) === 'ready') this.#where.delete(id);
+    for (const id of q.lanes.ids()) if (this.#where.get(id) === 'lane') this.#where.delete(id);
+    q.ready = new Deque();
+    q.lanes = new Lanes();
+    const ordered = this.#channel(channelId)?.ordered === true;
+    // Stale wake-ups of the old placement find nothing to do (see #fire, #releaseLane).
+    for (const summary of this.#store.pendingEvents()) {
+      if (summary.channelId !== channelId) continue;
+      const where = this.#where.get(summary.id);
+      if (typeof where === 'object') {
+        this.#crossed.add(summary.id);
+        if (ordered) q.lanes.hold(summary.orderKey);
+      } else {
+        this.#where.delete(summary.id);
+        this.#place(summary);
+      }
+    }
+    this.#pump(channelId);
     this.#arm();
   }
 
@@ -318,13 +368,28 @@ export class Dispatcher {
     this.#timers.push(summary.nextAttemptAt, { channel: summary.channelId, key: summary.orderKey });
   }
 
+  /**
+   * An event sent before its channel became ordered comes back for a retry: it arrived before
+   * everything in its lane, so it goes first (its retry time is checked when it is taken).
+   */
+  #frontOfLane(summary: EventSummary): void {
+    this.#where.set(summary.id, 'lane');
+    this.#queue(summary.channelId).lanes.pushFront(summary.orderKey, summary.id);
+  }
+
   /** An event handed out but not acknowledged comes back (session lost, body unreadable). */
   #giveBack(summary: EventSummary, retryAt?: number): void {
     const q = this.#queue(summary.channelId);
+    const crossed = this.#crossed.delete(summary.id);
     if (this.#channel(summary.channelId)?.ordered) {
       this.#where.set(summary.id, 'lane');
-      if (retryAt === undefined) q.lanes.release(summary.orderKey);
-      else this.#timers.push(retryAt, { channel: summary.channelId, key: summary.orderKey });
+      if (crossed) {
+        q.lanes.unhold(summary.orderKey);
+        q.lanes.pushFront(summary.orderKey, summary.id, retryAt !== undefined);
+      } else if (retryAt === undefined) q.lanes.release(summary.orderKey);
+      if (retryAt !== undefined) {
+        this.#timers.push(retryAt, { channel: summary.channelId, key: summary.orderKey });
+      }
     } else if (retryAt !== undefined) {
       this.#where.set(summary.id, 'timer');
       this.#timers.push(retryAt, { event: summary.id });
@@ -341,10 +406,36 @@ export class Dispatcher {
     if (lanes && head !== undefined && this.#where.get(head) === 'lane') lanes.release(key);
   }
 
+  /** Sends the channel's events while some session of it has room. */
   #pump(channelId: string): void {
+    while (this.#sendOne(channelId));
+  }
+
+  /**
+   * Fills a session's room from its channels in turn, one event per channel per turn, starting
+   * after the channel it was last sent an event of: a channel with a backlog larger than the
+   * window cannot keep the room freed by its own acks from the session's other channels. Ends
+   * when the session is full or a whole turn sends nothing.
+   */
+  #pumpSink(sink: Sink): void {
+    const order = this.#sessions.rotation(sink);
+    for (let sent = true; sent;) {
+      sent = false;
+      for (const channelId of order) {
+        if (!this.#sessions.hasRoom(sink)) return;
+        if (this.#sendOne(channelId)) sent = true;
+      }
+    }
+  }
+
+  /**
+   * Sends the channel's next event to the session of it with the most room (not necessarily
+   * the one being filled); false when there is no such event or no such session.
+   */
+  #sendOne(channelId: string): boolean {
     const q = this.#queues.get(channelId);
     const channel = this.#channel(channelId);
-    if (!q || !channel) return;
+    if (!q || !channel) return false;
     while (q.ready.length > 0) {
       const id = q.ready.peek()!;
       const summary = this.#store.getEvent(id);
@@ -354,20 +445,21 @@ export class Dispatcher {
         continue;
       }
       const sink = this.#sessions.pick(q.sinks, this.#now());
-      if (!sink) return;
+      if (!sink) return false;
       q.ready.shift();
       this.#send(sink, summary, channel);
+      return true;
     }
-    this.#pumpLanes(q, channel);
+    return this.#sendFromLanes(q, channel);
   }
 
-  /** Ordered channels: the head of every idle lane that is due, while sessions have room. */
-  #pumpLanes(q: ChannelQueue, channel: ChannelRecord): void {
+  /** Ordered channels: the head of the next idle lane that is due, if a session has room. */
+  #sendFromLanes(q: ChannelQueue, channel: ChannelRecord): boolean {
     for (;;) {
       const sink = this.#sessions.pick(q.sinks, this.#now());
-      if (!sink) return;
+      if (!sink) return false;
       const next = q.lanes.take();
-      if (!next) return;
+      if (!next) return false;
       const summary = this.#store.getEvent(next.id);
       const where = this.#where.get(next.id);
       if (where !== undefined && where !== 'lane') continue; // in flight: the key stays held
@@ -383,11 +475,12 @@ export class Dispatcher {
         continue;
       }
       this.#send(sink, summary, channel);
+      return true;
     }
   }
 
   #send(sink: Sink, summary: EventSummary, channel: ChannelRecord): void {
-    this.#sessions.sent(sink, summary.id, summary.size, this.#now());
+    this.#sessions.sent(sink, summary.id, summary.size, this.#now(), channel.id);
     this.#where.set(summary.id, sink);
     this.#store.markDelivering(summary.id, true);
     const attempt = summary.attemptCount + 1;
@@ -427,6 +520,7 @@ export class Dispatcher {
           this.#store.markDelivering(summary.id, false);
           this.#where.delete(summary.id);
           this.#giveBack(summary, this.#now() + READ_RETRY_MS);
+          this.#pumpSink(sink);
           this.#arm();
         },
       ),

@@ -35,6 +35,8 @@ interface SessionState {
   benchedUntil: number;
   /** The last pending send, so that frames leave in the order they were taken. */
   chain: Promise<void>;
+  /** The channel of the last event sent: freed room goes to the channels after it first. */
+  lastChannel: string | undefined;
 }
 
 export class Sessions {
@@ -47,6 +49,7 @@ export class Sessions {
       failures: 0,
       benchedUntil: 0,
       chain: Promise.resolve(),
+      lastChannel: undefined,
     });
   }
 
@@ -61,11 +64,34 @@ export class Sessions {
     return this.#state.get(sink)?.inflight.has(eventId) ?? false;
   }
 
-  sent(sink: Sink, eventId: string, bytes: number, now: number): void {
+  sent(sink: Sink, eventId: string, bytes: number, now: number, channelId: string): void {
     const state = this.#state.get(sink);
     if (!state) return;
     state.inflight.set(eventId, now);
     state.bytes += bytes;
+    state.lastChannel = channelId;
+  }
+
+  /** Whether the session could take one more event now (`pick` may still prefer another). */
+  hasRoom(sink: Sink): boolean {
+    const state = this.#state.get(sink);
+    return (
+      sink.open &&
+      state !== undefined &&
+      state.bytes < MAX_INFLIGHT_BYTES &&
+      state.inflight.size < sink.window
+    );
+  }
+
+  /**
+   * The session's channels in round-robin order: first the one after the channel it was last
+   * sent an event of, the latter last. Taking one event per channel in this order, turn after
+   * turn, one busy channel cannot keep the window to itself.
+   */
+  rotation(sink: Sink): string[] {
+    const last = this.#state.get(sink)?.lastChannel;
+    const at = last === undefined ? -1 : sink.channels.indexOf(last);
+    return [...sink.channels.slice(at + 1), ...sink.channels.slice(0, at + 1)];
   }
 
   /** The delivery is over for this session (acknowledged, or taken back). */

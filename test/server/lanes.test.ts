@@ -204,3 +204,55 @@ test('a random mix of pushes, failures and successes keeps arrival order per key
   assert.deepEqual([...lanes.ids()], []);
   assert.equal(lanes.take(), undefined);
 });
+
+test('hold: a key with events in flight outside its lane offers nothing until each is back', () => {
+  const lanes = new Lanes();
+  lanes.hold('k');
+  lanes.hold('k');
+  lanes.push('k', 'k1');
+  lanes.push('k', 'k2');
+  lanes.push('other', 'o1');
+  assert.deepEqual(takeAll(lanes), ['other:o1'], 'k is held twice; other keys are not');
+  lanes.release('k');
+  assert.deepEqual(takeAll(lanes), [], 'a release does not lift a hold');
+  lanes.unhold('k');
+  assert.deepEqual(takeAll(lanes), [], 'still held once');
+  lanes.unhold('k');
+  assert.deepEqual(takeAll(lanes), ['k:k1']);
+  lanes.done('k', 'k1');
+  assert.deepEqual(takeAll(lanes), ['k:k2']);
+  // An unhold without a hold (a stale one) lifts nothing below zero.
+  lanes.unhold('k');
+  lanes.hold('k');
+  lanes.done('k', 'k2');
+  lanes.push('k', 'k3');
+  assert.deepEqual(takeAll(lanes), [], 'one hold still counts after a stale unhold');
+  lanes.unhold('k');
+  assert.deepEqual(takeAll(lanes), ['k:k3']);
+});
+
+test('pushFront: an event back from outside the lane becomes the head; waiting holds the key', () => {
+  const lanes = new Lanes();
+  lanes.hold('k');
+  lanes.push('k', 'k2');
+  lanes.push('k', 'k3');
+  lanes.unhold('k');
+  lanes.pushFront('k', 'k1');
+  assert.equal(lanes.head('k'), 'k1');
+  assert.deepEqual(takeAll(lanes), ['k:k1'], 'offered once, the key then busy');
+  lanes.done('k', 'k1');
+  assert.deepEqual(takeAll(lanes), ['k:k2']);
+  lanes.done('k', 'k2');
+
+  lanes.pushFront('k', 'k0', true);
+  assert.deepEqual(takeAll(lanes), [], 'waiting: busy until released');
+  lanes.release('k');
+  assert.deepEqual(takeAll(lanes), ['k:k0']);
+  lanes.done('k', 'k0');
+  assert.deepEqual(takeAll(lanes), ['k:k3']);
+  lanes.done('k', 'k3');
+  // Into a key with no lane yet.
+  lanes.pushFront('new', 'n1');
+  assert.deepEqual(takeAll(lanes), ['new:n1']);
+  assert.deepEqual([...lanes.ids()], ['n1']);
+});
