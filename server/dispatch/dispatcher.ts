@@ -4,12 +4,13 @@
  * An unordered channel has a FIFO of ready events; its events waiting for a retry sit in one
  * timer heap. An ordered channel has one lane per ordering key (see lanes.ts). A session takes
  * events of the channels its agent is granted while it has room in its window; room freed by
- * an ack goes to those channels in turn, one event each, so that a busy channel cannot starve
- * the others. With several agents on a channel, each event goes to one of them, the one with
- * the most room, and an agent whose deliveries keep failing while another's succeed is benched
- * for a while. Each `deliver` is one attempt; the agent's `ack` decides what happens next (the
- * relay owns the schedule). Waiting for an agent consumes no attempt. Nothing here is
- * O(backlog) per event; an ack costs at most a few turns over the session's channels.
+ * an ack goes to the channel with work that has the fewest events in flight on the session
+ * (ties in turn), so that a busy or slow channel cannot starve the others. With several agents
+ * on a channel, each event goes to one of them, the one with the most room, and an agent whose
+ * deliveries keep failing while another's succeed is benched for a while. Each `deliver` is
+ * one attempt; the agent's `ack` decides what happens next (the relay owns the schedule).
+ * Waiting for an agent consumes no attempt. Nothing here is O(backlog) per event; each event
+ * an ack lets go costs a sort of the session's channels.
  *
  * Channel settings apply at once: `channelChanged` places a channel's pending events again by
  * its new settings. Events in flight at that moment stay in flight; their ack places them by
@@ -233,8 +234,8 @@ export class Dispatcher {
     } else if (update.status === 'queued') {
       this.#place(next);
     }
-    // The room freed goes to the session's channels in turn; then to other sessions of this
-    // channel, if the ack let more of it go (the next event of an ordered lane).
+    // The room freed goes to the session's channels (see #pumpSink); then to other sessions
+    // of this channel, if the ack let more of it go (the next event of an ordered lane).
     this.#pumpSink(sink);
     this.#pump(summary.channelId);
     this.#arm();
@@ -412,19 +413,15 @@ export class Dispatcher {
   }
 
   /**
-   * Fills a session's room from its channels in turn, one event per channel per turn, starting
-   * after the channel it was last sent an event of: a channel with a backlog larger than the
-   * window cannot keep the room freed by its own acks from the session's other channels. Ends
-   * when the session is full or a whole turn sends nothing.
+   * Fills a session's room one event at a time, each from the first of its channels in
+   * `fillOrder` that has one to send (fewest in flight on the session, then round-robin), so
+   * that a channel with a backlog past the window, or a slow app, cannot keep the room freed by
+   * acks from the session's other channels. Costs O(channels) per event sent.
    */
   #pumpSink(sink: Sink): void {
-    const order = this.#sessions.rotation(sink);
-    for (let sent = true; sent;) {
-      sent = false;
-      for (const channelId of order) {
-        if (!this.#sessions.hasRoom(sink)) return;
-        if (this.#sendOne(channelId)) sent = true;
-      }
+    while (this.#sessions.hasRoom(sink)) {
+      const order = this.#sessions.fillOrder(sink);
+      if (!order.some((channelId) => this.#sendOne(channelId))) return;
     }
   }
 

@@ -720,7 +720,7 @@ test('start() picks up pending events left in the store by a previous run', asyn
 // ---------------------------------------------------------------------------------------------
 // Fairness between the channels of one session
 
-test('room freed by acks goes to the session’s channels in turn: a backlog on one starves none', async (t) => {
+test('room freed by acks goes to the session’s channels in turn: a backlog past the window starves none', async (t) => {
   const [A, B, C] = ['ch_a', 'ch_b', 'ch_c'];
   const h = await harness(t, [channelRecord(A), channelRecord(B), channelRecord(C)]);
   const sink = new FakeSink('s1', 4, [A, B, C]);
@@ -765,6 +765,36 @@ test('room freed by acks goes to the session’s channels in turn: a backlog on 
   assert.equal(new Set(sink.ids()).size, 15, 'each once');
   assert.equal(h.store.countByStatus().delivered, 15);
   assert.equal(h.dispatcher.inFlightCount(sink), 0);
+});
+
+test('a fast channel keeps the room it frees while a slow one holds the rest of the window', async (t) => {
+  const [SLOW, FAST] = ['ch_slow', 'ch_fast'];
+  const h = await harness(t, [channelRecord(SLOW), channelRecord(FAST)]);
+  const slow: string[] = [];
+  const fast: string[] = [];
+  for (let i = 0; i < 10; i++) {
+    slow.push(await h.add(SLOW));
+    fast.push(await h.add(FAST));
+  }
+  const sink = new FakeSink('s1', 4, [SLOW, FAST]);
+  h.dispatcher.attach(sink);
+  await flush();
+  assert.deepEqual(sink.ids(), [slow[0], fast[0], slow[1], fast[1]], 'two each');
+  // The slow channel's app never answers; the fast one answers every delivery at once.
+  for (let i = 0; i < 8; i++) await h.ack(sink, fast[i]!);
+  assert.deepEqual(
+    sink.ids().slice(4),
+    fast.slice(2),
+    'every fast event went through the room the fast channel freed',
+  );
+  assert.equal(h.dispatcher.inFlightCount(sink), 4, 'two slow, two fast');
+  // Once the fast channel has nothing left, the slow one gets the room.
+  await h.ack(sink, fast[8]!);
+  await h.ack(sink, fast[9]!);
+  assert.deepEqual(sink.ids().slice(12), [slow[2], slow[3]]);
+  await h.ack(sink, slow[0]!);
+  assert.deepEqual(sink.ids().slice(14), [slow[4]]);
+  assert.equal(h.store.countByStatus().delivered, 11);
 });
 
 test('window 1, two channels with a backlog: deliveries alternate', async (t) => {

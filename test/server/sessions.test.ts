@@ -118,18 +118,27 @@ test('hasRoom: open, attached, under the window and under the byte bound', () =>
   assert.equal(s.hasRoom(sink('closed', 10, false)), false, 'closed');
 });
 
-test('rotation: the channels after the one last sent from come first', () => {
+test('fillOrder: fewest in flight first, ties from the channel after the one last sent from', () => {
   const s = new Sessions();
   const a: Sink = { ...sink('a', 10), channels: ['c1', 'c2', 'c3', 'c4'] };
   s.attach(a);
-  assert.deepEqual(s.rotation(a), ['c1', 'c2', 'c3', 'c4'], 'nothing sent yet');
+  assert.deepEqual(s.fillOrder(a), ['c1', 'c2', 'c3', 'c4'], 'nothing sent yet');
   s.sent(a, 'e1', 1, 0, 'c2');
-  assert.deepEqual(s.rotation(a), ['c3', 'c4', 'c1', 'c2']);
+  assert.deepEqual(s.fillOrder(a), ['c3', 'c4', 'c1', 'c2'], 'c2 has one in flight, and went last');
   s.sent(a, 'e2', 1, 0, 'c4');
-  assert.deepEqual(s.rotation(a), ['c1', 'c2', 'c3', 'c4']);
+  assert.deepEqual(s.fillOrder(a), ['c1', 'c3', 'c2', 'c4'], 'idle ones first, each group in turn');
+  s.settled(a, 'e1', 1);
+  assert.deepEqual(s.fillOrder(a), ['c1', 'c2', 'c3', 'c4'], 'c2 idle again');
   s.sent(a, 'e3', 1, 0, 'c1');
-  assert.deepEqual(s.rotation(a), ['c2', 'c3', 'c4', 'c1']);
-  // A channel the session is no longer granted starts the rotation from the beginning.
-  s.sent(a, 'e4', 1, 0, 'gone');
-  assert.deepEqual(s.rotation(a), ['c1', 'c2', 'c3', 'c4']);
+  s.sent(a, 'e4', 1, 0, 'c1');
+  assert.deepEqual(s.fillOrder(a), ['c2', 'c3', 'c4', 'c1'], 'c1 has two in flight');
+  // A channel the session is no longer granted: the turn starts from the first channel.
+  s.sent(a, 'e5', 1, 0, 'gone');
+  assert.deepEqual(s.fillOrder(a), ['c2', 'c3', 'c4', 'c1']);
+  s.settled(a, 'e3', 1);
+  s.settled(a, 'e4', 1);
+  s.settled(a, 'e2', 1);
+  s.settled(a, 'e4', 1); // settled twice: counted once
+  assert.deepEqual(s.fillOrder(a), ['c1', 'c2', 'c3', 'c4']);
+  assert.equal(s.count(a), 1, 'e5 is still in flight');
 });
