@@ -62,8 +62,9 @@ export class Dispatcher {
   /** Where each pending event is: a ready FIFO, the timer heap, an ordered lane, or a sink. */
   readonly #where = new Map<string, 'ready' | 'timer' | 'lane' | Sink>();
   /**
-   * Events that were in flight when their channel's settings changed: in no lane (on an
-   * ordered channel they hold their key instead, see Lanes.hold) until they come back.
+   * Events that were in flight when their channel's settings changed. On an ordered channel
+   * they were put in their lane at their arrival place all the same, holding its key (see
+   * Lanes.hold) until they come back.
    */
   readonly #crossed = new Set<string>();
   readonly #sessions = new Sessions();
@@ -226,9 +227,11 @@ export class Dispatcher {
     const next = { ...summary, ...update };
     if (this.#channel(summary.channelId)?.ordered) {
       if (crossed) {
-        // Sent before the channel's settings changed: it held its key from outside the lane.
+        // Sent before the channel's settings changed: already in its lane, holding the key.
         q.lanes.unhold(summary.orderKey);
-        if (update.status === 'queued') this.#frontOfLane(next);
+        // Waiting for a retry, it stays in its place (its time is checked when it is taken).
+        if (update.status === 'queued') this.#where.set(summary.id, 'lane');
+        else q.lanes.done(summary.orderKey, summary.id);
       } else if (update.status === 'queued') this.#waitInLane(next);
       else q.lanes.done(summary.orderKey, summary.id);
     } else if (update.status === 'queued') {
@@ -245,8 +248,9 @@ export class Dispatcher {
    * A channel's settings changed: its pending events are placed again by the new ones
    * (`ordered`, ordering keys). Each event keeps the ordering key stored with it at ingress
    * (events stored while the channel had no `orderingKey` keep the empty key); one waiting for
-   * a retry keeps its time. Events in flight stay in flight, and on an ordered channel hold
-   * their key until their ack, which places them by the settings of that moment.
+   * a retry keeps its time. Events in flight stay in flight; on an ordered channel they take
+   * their place in their lane all the same and hold it until their ack, which places them by
+   * the settings of that moment (so a failed one is retried in its arrival place).
    */
   channelChanged(channelId: string): void {
     const q = this.#queue(channelId);
@@ -260,8 +264,12 @@ export class Dispatcher {
       if (summary.channelId !== channelId) continue;
       const where = this.#where.get(summary.id);
       if (typeof where === 'object') {
+        // In flight: it stays so; on an ordered channel it takes its place in its lane now.
         this.#crossed.add(summary.id);
-        if (ordered) q.lanes.hold(summary.orderKey);
+        if (ordered) {
+          q.lanes.push(summary.orderKey, summary.id);
+          q.lanes.hold(summary.orderKey);
+        }
       } else {
         this.#where.delete(summary.id);
         this.#place(summary);
@@ -334,8 +342,8 @@ export class Dispatcher {
   forgetChannel(channelId: string): void {
     const q = this.#queues.get(channelId);
     if (!q) return;
-    for (const id of q.ready) this.#where.delete(id);
-    for (const id of q.lanes.ids()) this.#where.delete(id);
+    for (const id of q.ready) if (this.#where.get(id) === 'ready') this.#where.delete(id);
+    for (const id of q.lanes.ids()) if (this.#where.get(id) === 'lane') this.#where.delete(id);
     this.#queues.delete(channelId);
   }
 
@@ -369,15 +377,6 @@ export class Dispatcher {
     this.#timers.push(summary.nextAttemptAt, { channel: summary.channelId, key: summary.orderKey });
   }
 
-  /**
-   * An event sent before its channel became ordered comes back for a retry: it arrived before
-   * everything in its lane, so it goes first (its retry time is checked when it is taken).
-   */
-  #frontOfLane(summary: EventSummary): void {
-    this.#where.set(summary.id, 'lane');
-    this.#queue(summary.channelId).lanes.pushFront(summary.orderKey, summary.id);
-  }
-
   /** An event handed out but not acknowledged comes back (session lost, body unreadable). */
   #giveBack(summary: EventSummary, retryAt?: number): void {
     const q = this.#queue(summary.channelId);
@@ -385,10 +384,12 @@ export class Dispatcher {
     if (this.#channel(summary.channelId)?.ordered) {
       this.#where.set(summary.id, 'lane');
       if (crossed) {
+        // Already in its lane (see channelChanged): it is offered again in its place; a
+        // failed read is tried again when it is taken (and, failing again, waits as a head).
         q.lanes.unhold(summary.orderKey);
-        q.lanes.pushFront(summary.orderKey, summary.id, retryAt !== undefined);
-      } else if (retryAt === undefined) q.lanes.release(summary.orderKey);
-      if (retryAt !== undefined) {
+      } else if (retryAt === undefined) {
+        q.lanes.release(summary.orderKey);
+      } else {
         this.#timers.push(retryAt, { channel: summary.channelId, key: summary.orderKey });
       }
     } else if (retryAt !== undefined) {
@@ -431,8 +432,10 @@ export class Dispatcher {
    */
   #sendOne(channelId: string): boolean {
     const q = this.#queues.get(channelId);
+    // Idle channels cost O(1): a session's turn passes over them on every ack.
+    if (!q || (q.ready.length === 0 && !q.lanes.mayOffer)) return false;
     const channel = this.#channel(channelId);
-    if (!q || !channel) return false;
+    if (!channel) return false;
     while (q.ready.length > 0) {
       const id = q.ready.peek()!;
       const summary = this.#store.getEvent(id);

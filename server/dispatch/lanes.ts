@@ -4,8 +4,9 @@
  * wait. Different keys move independently, so order is kept per key while keys run in
  * parallel. A channel without an ordering key has a single lane ("").
  *
- * A key can also be held by events in flight outside its lane: those sent before the channel
- * became ordered (or before its settings changed). The lane waits until each of them is back.
+ * A key can also be held by events of its lane that are out of turn: in flight since before
+ * the channel became ordered (or its settings changed). The lane offers nothing until each of
+ * them is back.
  */
 import { Deque } from './queues.ts';
 
@@ -16,7 +17,7 @@ export class Lanes {
   readonly #queued = new Set<string>();
   /** Keys whose head is in flight, or waiting for its retry time. */
   readonly #busy = new Set<string>();
-  /** Key → events of that key in flight outside the lane (see `hold`). */
+  /** Key → events of that key out of turn (see `hold`). */
   readonly #holds = new Map<string, number>();
 
   /** A new (or replayed) event at the back of its key's lane. */
@@ -27,16 +28,9 @@ export class Lanes {
     this.#offer(key);
   }
 
-  /**
-   * An event that was ahead of the whole lane comes back to it (one that was in flight outside
-   * the lane, see `hold`): it becomes the head. `waiting`: the key is busy until `release`.
-   */
-  pushFront(key: string, id: string, waiting = false): void {
-    let lane = this.#lanes.get(key);
-    if (!lane) this.#lanes.set(key, (lane = new Deque()));
-    lane.unshift(id);
-    if (waiting) this.#busy.add(key);
-    this.#offer(key);
+  /** Whether `take` may offer something (a cheap check: it may still find only stale keys). */
+  get mayOffer(): boolean {
+    return this.#ready.length > 0;
   }
 
   /** The first event of a key's lane. */
@@ -83,7 +77,7 @@ export class Lanes {
     }
   }
 
-  /** One more event of `key` is in flight outside the lane: the lane offers nothing meanwhile. */
+  /** One more event of the key's lane is out of turn (in flight): the lane offers nothing. */
   hold(key: string): void {
     this.#holds.set(key, (this.#holds.get(key) ?? 0) + 1);
   }

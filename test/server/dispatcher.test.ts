@@ -891,6 +891,39 @@ test('unordered → ordered: an event waiting for its retry and the queued ones 
   assert.equal(h.dispatcher.inFlightCount(sink), 0);
 });
 
+test('unordered → ordered: an event in flight at the change that fails is retried in its arrival place', async (t) => {
+  const record = channelRecord(CH, { retry: { delaysMs: [20] } });
+  const h = await harness(t, [record]);
+  const sink = new FakeSink('s1', 3, [CH]);
+  h.dispatcher.attach(sink);
+  const [a, b, c, d, e] = [
+    await h.add(CH),
+    await h.add(CH),
+    await h.add(CH),
+    await h.add(CH),
+    await h.add(CH),
+  ];
+  await h.ack(sink, a!, { outcome: 'failed', status: 500 });
+  assert.deepEqual(sink.ids(), [a, b, c, d], 'a waits for its retry; b, c, d in flight; e queued');
+
+  record.ordered = true;
+  h.dispatcher.channelChanged(CH);
+  await h.ack(sink, c!, { outcome: 'failed', status: 500 });
+  await h.ack(sink, b!);
+  assert.equal(sink.frames.length, 4, 'd, sent before the change, still holds the lane');
+  await h.ack(sink, d!);
+  assert.equal(sink.frames.length, 4, 'a is first and not due yet');
+  await h.advance(20);
+  assert.deepEqual(sink.ids().slice(4), [a]);
+  await h.ack(sink, a!);
+  assert.deepEqual(sink.ids().slice(5), [c], 'c, retried in its place: after a, before e');
+  await h.ack(sink, c!);
+  assert.deepEqual(sink.ids().slice(6), [e]);
+  await h.ack(sink, e!);
+  assert.deepEqual(sink.ids(), [a, b, c, d, a, c, e]);
+  assert.equal(h.store.countByStatus().delivered, 5);
+});
+
 test('ordered → unordered: the events queued behind the head in flight go at once, in parallel', async (t) => {
   const record = channelRecord(CH, { ordered: true, retry: { delaysMs: [20] } });
   const h = await harness(t, [record]);

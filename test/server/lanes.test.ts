@@ -231,28 +231,41 @@ test('hold: a key with events in flight outside its lane offers nothing until ea
   assert.deepEqual(takeAll(lanes), ['k:k3']);
 });
 
-test('pushFront: an event back from outside the lane becomes the head; waiting holds the key', () => {
+test('events out of turn keep their place: one done leaves the lane, one back for a retry goes first', () => {
   const lanes = new Lanes();
+  // k1 and k2 are in flight since before the channel became ordered; k3 arrived after them.
+  lanes.push('k', 'k1');
   lanes.hold('k');
   lanes.push('k', 'k2');
+  lanes.hold('k');
   lanes.push('k', 'k3');
+  assert.deepEqual(takeAll(lanes), []);
+  // k2 is delivered: it leaves the lane from behind k1.
   lanes.unhold('k');
-  lanes.pushFront('k', 'k1');
-  assert.equal(lanes.head('k'), 'k1');
-  assert.deepEqual(takeAll(lanes), ['k:k1'], 'offered once, the key then busy');
-  lanes.done('k', 'k1');
-  assert.deepEqual(takeAll(lanes), ['k:k2']);
   lanes.done('k', 'k2');
-
-  lanes.pushFront('k', 'k0', true);
-  assert.deepEqual(takeAll(lanes), [], 'waiting: busy until released');
-  lanes.release('k');
-  assert.deepEqual(takeAll(lanes), ['k:k0']);
-  lanes.done('k', 'k0');
+  assert.deepEqual(takeAll(lanes), [], 'k1 still out');
+  assert.deepEqual([...lanes.ids()], ['k1', 'k3']);
+  // k1 failed and waits for a retry: back in turn, it is still the head.
+  lanes.unhold('k');
+  assert.deepEqual(takeAll(lanes), ['k:k1']);
+  lanes.done('k', 'k1');
   assert.deepEqual(takeAll(lanes), ['k:k3']);
-  lanes.done('k', 'k3');
-  // Into a key with no lane yet.
-  lanes.pushFront('new', 'n1');
-  assert.deepEqual(takeAll(lanes), ['new:n1']);
-  assert.deepEqual([...lanes.ids()], ['n1']);
+});
+
+test('mayOffer: true while a key is listed as ready, false once nothing is', () => {
+  const lanes = new Lanes();
+  assert.equal(lanes.mayOffer, false);
+  lanes.push('k', 'k1');
+  assert.equal(lanes.mayOffer, true);
+  assert.deepEqual(lanes.take(), { key: 'k', id: 'k1' });
+  assert.equal(lanes.mayOffer, false, 'the only key is out');
+  lanes.push('k', 'k2');
+  assert.equal(lanes.mayOffer, false, 'a push behind a busy head lists nothing');
+  lanes.done('k', 'k1');
+  assert.equal(lanes.mayOffer, true);
+  lanes.hold('k');
+  lanes.done('k', 'k2');
+  assert.equal(lanes.mayOffer, true, 'listed before the lane emptied: take finds it stale');
+  assert.equal(lanes.take(), undefined);
+  assert.equal(lanes.mayOffer, false);
 });
