@@ -3,11 +3,18 @@
  *
  * An unordered channel has a FIFO of ready events; its events waiting for a retry sit in one
  * timer heap. An ordered channel has one lane per ordering key (see lanes.ts). A session takes
- * events of the channels its agent is granted while it has room in its window; with several
- * agents on a channel, each event goes to one of them, the one with the most room, and an
- * agent whose deliveries keep failing while another's succeed is benched for a while. Each
- * `deliver` is one attempt; the agent's `ack` decides what happens next (the relay owns the
- * schedule). Waiting for an agent consumes no attempt. Nothing here is O(backlog) per event.
+ * events of the channels its agent is granted while it has room in its window; room freed by
+ * an ack goes to the channel with work that has the fewest events in flight on the session
+ * (ties in turn), so that a busy or slow channel cannot starve the others. With several agents
+ * on a channel, each event goes to one of them, the one with the most room, and an agent whose
+ * deliveries keep failing while another's succeed is benched for a while. Each `deliver` is
+ * one attempt; the agent's `ack` decides what happens next (the relay owns the schedule).
+ * Waiting for an agent consumes no attempt. Nothing here is O(backlog) per event; each event
+ * an ack lets go costs a sort of the session's channels.
+ *
+ * Channel settings apply at once: `channelChanged` places a channel's pending events again by
+ * its new settings. Events in flight at that moment stay in flight; their ack places them by
+ * the settings of the moment it arrives.
  */
 import type { Logger } from 'pino';
 import type { AgentFrame } from '../../shared/protocol.ts';
@@ -28,7 +35,7 @@ interface ChannelQueue {
   ready: Deque<string>;
   /** Ordered channels: one lane per ordering key. */
   lanes: Lanes;
-  sinks: Set<Sink>;
+  readonly sinks: Set<Sink>;
 }
 
 /** A scheduled wake-up: an event's retry time, or an ordered lane's head becoming due. */
@@ -54,6 +61,12 @@ export class Dispatcher {
   readonly #queues = new Map<string, ChannelQueue>();
   /** Where each pending event is: a ready FIFO, the timer heap, an ordered lane, or a sink. */
   readonly #where = new Map<string, 'ready' | 'timer' | 'lane' | Sink>();
+  /**
+   * Events that were in flight when their channel's settings changed. On an ordered channel
+   * they were put in their lane at their arrival place all the same, holding its key (see
+   * Lanes.hold) until they come back.
+   */
+  readonly #crossed = new Set<string>();
   readonly #sessions = new Sessions();
   readonly #timers = new TimerHeap<Wake>();
   #timer: NodeJS.Timeout | null = null;
@@ -133,10 +146,8 @@ export class Dispatcher {
 
   attach(sink: Sink): void {
     this.#sessions.attach(sink);
-    for (const channelId of sink.channels) {
-      this.#queue(channelId).sinks.add(sink);
-      this.#pump(channelId);
-    }
+    for (const channelId of sink.channels) this.#queue(channelId).sinks.add(sink);
+    this.#pumpSink(sink);
   }
 
   /** The session ended: everything it had not acknowledged goes back to the front. */
@@ -174,11 +185,15 @@ export class Dispatcher {
       return;
     }
     this.#where.delete(frame.eventId);
+    const crossed = this.#crossed.delete(frame.eventId);
     this.#responseWaiters.get(frame.eventId)?.(frame);
     this.#store.markDelivering(frame.eventId, false);
     const summary = this.#store.getEvent(frame.eventId);
     this.#sessions.settled(sink, frame.eventId, summary?.size ?? 0);
-    if (!summary) return;
+    if (!summary) {
+      this.#pumpSink(sink);
+      return;
+    }
     const q = this.#queue(summary.channelId);
     const now = this.#now();
     this.#sessions.judge(sink, frame.outcome, now);
@@ -211,12 +226,56 @@ export class Dispatcher {
     });
     const next = { ...summary, ...update };
     if (this.#channel(summary.channelId)?.ordered) {
-      if (update.status === 'queued') this.#waitInLane(next);
+      if (crossed) {
+        // Sent before the channel's settings changed: already in its lane, holding the key.
+        q.lanes.unhold(summary.orderKey);
+        // Waiting for a retry, it stays in its place (its time is checked when it is taken).
+        if (update.status === 'queued') this.#where.set(summary.id, 'lane');
+        else q.lanes.done(summary.orderKey, summary.id);
+      } else if (update.status === 'queued') this.#waitInLane(next);
       else q.lanes.done(summary.orderKey, summary.id);
     } else if (update.status === 'queued') {
       this.#place(next);
     }
+    // The room freed goes to the session's channels (see #pumpSink); then to other sessions
+    // of this channel, if the ack let more of it go (the next event of an ordered lane).
+    this.#pumpSink(sink);
     this.#pump(summary.channelId);
+    this.#arm();
+  }
+
+  /**
+   * A channel's settings changed: its pending events are placed again by the new ones
+   * (`ordered`, ordering keys). Each event keeps the ordering key stored with it at ingress
+   * (events stored while the channel had no `orderingKey` keep the empty key); one waiting for
+   * a retry keeps its time. Events in flight stay in flight; on an ordered channel they take
+   * their place in their lane all the same and hold it until their ack, which places them by
+   * the settings of that moment (so a failed one is retried in its arrival place).
+   */
+  channelChanged(channelId: string): void {
+    const q = this.#queue(channelId);
+    for (const id of q.ready) if (this.#where.get(id) === 'ready') this.#where.delete(id);
+    for (const id of q.lanes.ids()) if (this.#where.get(id) === 'lane') this.#where.delete(id);
+    q.ready = new Deque();
+    q.lanes = new Lanes();
+    const ordered = this.#channel(channelId)?.ordered === true;
+    // Stale wake-ups of the old placement find nothing to do (see #fire, #releaseLane).
+    for (const summary of this.#store.pendingEvents()) {
+      if (summary.channelId !== channelId) continue;
+      const where = this.#where.get(summary.id);
+      if (typeof where === 'object') {
+        // In flight: it stays so; on an ordered channel it takes its place in its lane now.
+        this.#crossed.add(summary.id);
+        if (ordered) {
+          q.lanes.push(summary.orderKey, summary.id);
+          q.lanes.hold(summary.orderKey);
+        }
+      } else {
+        this.#where.delete(summary.id);
+        this.#place(summary);
+      }
+    }
+    this.#pump(channelId);
     this.#arm();
   }
 
@@ -283,8 +342,8 @@ export class Dispatcher {
   forgetChannel(channelId: string): void {
     const q = this.#queues.get(channelId);
     if (!q) return;
-    for (const id of q.ready) this.#where.delete(id);
-    for (const id of q.lanes.ids()) this.#where.delete(id);
+    for (const id of q.ready) if (this.#where.get(id) === 'ready') this.#where.delete(id);
+    for (const id of q.lanes.ids()) if (this.#where.get(id) === 'lane') this.#where.delete(id);
     this.#queues.delete(channelId);
   }
 
@@ -321,10 +380,18 @@ export class Dispatcher {
   /** An event handed out but not acknowledged comes back (session lost, body unreadable). */
   #giveBack(summary: EventSummary, retryAt?: number): void {
     const q = this.#queue(summary.channelId);
+    const crossed = this.#crossed.delete(summary.id);
     if (this.#channel(summary.channelId)?.ordered) {
       this.#where.set(summary.id, 'lane');
-      if (retryAt === undefined) q.lanes.release(summary.orderKey);
-      else this.#timers.push(retryAt, { channel: summary.channelId, key: summary.orderKey });
+      if (crossed) {
+        // Already in its lane (see channelChanged): it is offered again in its place; a
+        // failed read is tried again when it is taken (and, failing again, waits as a head).
+        q.lanes.unhold(summary.orderKey);
+      } else if (retryAt === undefined) {
+        q.lanes.release(summary.orderKey);
+      } else {
+        this.#timers.push(retryAt, { channel: summary.channelId, key: summary.orderKey });
+      }
     } else if (retryAt !== undefined) {
       this.#where.set(summary.id, 'timer');
       this.#timers.push(retryAt, { event: summary.id });
@@ -341,10 +408,34 @@ export class Dispatcher {
     if (lanes && head !== undefined && this.#where.get(head) === 'lane') lanes.release(key);
   }
 
+  /** Sends the channel's events while some session of it has room. */
   #pump(channelId: string): void {
+    while (this.#sendOne(channelId));
+  }
+
+  /**
+   * Fills a session's room one event at a time, each from the first of its channels in
+   * `fillOrder` that has one to send (fewest in flight on the session, then round-robin), so
+   * that a channel with a backlog past the window, or a slow app, cannot keep the room freed by
+   * acks from the session's other channels. Costs O(channels) per event sent.
+   */
+  #pumpSink(sink: Sink): void {
+    while (this.#sessions.hasRoom(sink)) {
+      const order = this.#sessions.fillOrder(sink);
+      if (!order.some((channelId) => this.#sendOne(channelId))) return;
+    }
+  }
+
+  /**
+   * Sends the channel's next event to the session of it with the most room (not necessarily
+   * the one being filled); false when there is no such event or no such session.
+   */
+  #sendOne(channelId: string): boolean {
     const q = this.#queues.get(channelId);
+    // Idle channels cost O(1): a session's turn passes over them on every ack.
+    if (!q || (q.ready.length === 0 && !q.lanes.mayOffer)) return false;
     const channel = this.#channel(channelId);
-    if (!q || !channel) return;
+    if (!channel) return false;
     while (q.ready.length > 0) {
       const id = q.ready.peek()!;
       const summary = this.#store.getEvent(id);
@@ -354,20 +445,21 @@ export class Dispatcher {
         continue;
       }
       const sink = this.#sessions.pick(q.sinks, this.#now());
-      if (!sink) return;
+      if (!sink) return false;
       q.ready.shift();
       this.#send(sink, summary, channel);
+      return true;
     }
-    this.#pumpLanes(q, channel);
+    return this.#sendFromLanes(q, channel);
   }
 
-  /** Ordered channels: the head of every idle lane that is due, while sessions have room. */
-  #pumpLanes(q: ChannelQueue, channel: ChannelRecord): void {
+  /** Ordered channels: the head of the next idle lane that is due, if a session has room. */
+  #sendFromLanes(q: ChannelQueue, channel: ChannelRecord): boolean {
     for (;;) {
       const sink = this.#sessions.pick(q.sinks, this.#now());
-      if (!sink) return;
+      if (!sink) return false;
       const next = q.lanes.take();
-      if (!next) return;
+      if (!next) return false;
       const summary = this.#store.getEvent(next.id);
       const where = this.#where.get(next.id);
       if (where !== undefined && where !== 'lane') continue; // in flight: the key stays held
@@ -383,11 +475,12 @@ export class Dispatcher {
         continue;
       }
       this.#send(sink, summary, channel);
+      return true;
     }
   }
 
   #send(sink: Sink, summary: EventSummary, channel: ChannelRecord): void {
-    this.#sessions.sent(sink, summary.id, summary.size, this.#now());
+    this.#sessions.sent(sink, summary.id, summary.size, this.#now(), channel.id);
     this.#where.set(summary.id, sink);
     this.#store.markDelivering(summary.id, true);
     const attempt = summary.attemptCount + 1;
@@ -427,6 +520,7 @@ export class Dispatcher {
           this.#store.markDelivering(summary.id, false);
           this.#where.delete(summary.id);
           this.#giveBack(summary, this.#now() + READ_RETRY_MS);
+          this.#pumpSink(sink);
           this.#arm();
         },
       ),

@@ -1,7 +1,8 @@
 /**
  * What dispatch knows of each tunnel session: the deliveries it has not acknowledged (when
- * sent, how many body bytes), whether it is benched for failing, and the order its frames
- * leave in. `pick` chooses where the next event of a channel goes.
+ * sent, of which channel, how many body bytes), whether it is benched for failing, and the
+ * order its frames leave in. `pick` chooses where the next event of a channel goes;
+ * `fillOrder` which of the session's channels gets room first.
  */
 import { MAX_INFLIGHT_BYTES, type AgentFrame, type RelayFrame } from '../../shared/protocol.ts';
 
@@ -23,13 +24,17 @@ const BENCH_AFTER_FAILURES = 3;
 const BENCH_MS = 30_000;
 
 interface SessionState {
-  /** Event id → when it was sent, for deliveries not yet acknowledged. */
-  inflight: Map<string, number>;
+  /** Event id → when it was sent and its channel, for deliveries not yet acknowledged. */
+  inflight: Map<string, { at: number; channelId: string }>;
+  /** Channel id → its deliveries not yet acknowledged (absent when none). */
+  perChannel: Map<string, number>;
   bytes: number;
   failures: number;
   benchedUntil: number;
   /** The last pending send, so that frames leave in the order they were taken. */
   chain: Promise<void>;
+  /** The channel of the last event sent: freed room goes to the channels after it first. */
+  lastChannel: string | undefined;
 }
 
 export class Sessions {
@@ -38,10 +43,12 @@ export class Sessions {
   attach(sink: Sink): void {
     this.#state.set(sink, {
       inflight: new Map(),
+      perChannel: new Map(),
       bytes: 0,
       failures: 0,
       benchedUntil: 0,
       chain: Promise.resolve(),
+      lastChannel: undefined,
     });
   }
 
@@ -56,17 +63,53 @@ export class Sessions {
     return this.#state.get(sink)?.inflight.has(eventId) ?? false;
   }
 
-  sent(sink: Sink, eventId: string, bytes: number, now: number): void {
+  sent(sink: Sink, eventId: string, bytes: number, now: number, channelId: string): void {
     const state = this.#state.get(sink);
     if (!state) return;
-    state.inflight.set(eventId, now);
+    state.inflight.set(eventId, { at: now, channelId });
+    state.perChannel.set(channelId, (state.perChannel.get(channelId) ?? 0) + 1);
     state.bytes += bytes;
+    state.lastChannel = channelId;
+  }
+
+  /** Whether the session could take one more event now (`pick` may still prefer another). */
+  hasRoom(sink: Sink): boolean {
+    const state = this.#state.get(sink);
+    return (
+      sink.open &&
+      state !== undefined &&
+      state.bytes < MAX_INFLIGHT_BYTES &&
+      state.inflight.size < sink.window
+    );
+  }
+
+  /**
+   * The order in which the session's channels are offered room in its window: the channel
+   * with the fewest deliveries in flight on it first, ties in round-robin order (from the one
+   * after the channel last sent from). One event at a time, so the window is shared: a busy
+   * or slow channel cannot keep the room freed by acks, and a channel whose app answers
+   * quickly keeps the room it frees rather than waiting for a slow one's acks.
+   */
+  fillOrder(sink: Sink): string[] {
+    const state = this.#state.get(sink);
+    const last = state?.lastChannel;
+    const at = last === undefined ? -1 : sink.channels.indexOf(last);
+    const rotation = [...sink.channels.slice(at + 1), ...sink.channels.slice(0, at + 1)];
+    const inFlight = (c: string) => state?.perChannel.get(c) ?? 0;
+    // Array sort is stable: equal counts keep their round-robin order.
+    return rotation.sort((a, b) => inFlight(a) - inFlight(b));
   }
 
   /** The delivery is over for this session (acknowledged, or taken back). */
   settled(sink: Sink, eventId: string, bytes: number): void {
     const state = this.#state.get(sink);
-    if (state?.inflight.delete(eventId)) state.bytes -= bytes;
+    const entry = state?.inflight.get(eventId);
+    if (!state || !entry) return;
+    state.inflight.delete(eventId);
+    state.bytes -= bytes;
+    const n = (state.perChannel.get(entry.channelId) ?? 1) - 1;
+    if (n > 0) state.perChannel.set(entry.channelId, n);
+    else state.perChannel.delete(entry.channelId);
   }
 
   /** Counts failures: a session that keeps failing is benched while others succeed. */
@@ -116,8 +159,8 @@ export class Sessions {
   /** Age of the session's oldest unacknowledged delivery, in ms (0 when none). */
   oldestMs(sink: Sink, now: number): number {
     let oldest = Infinity;
-    for (const sentAt of this.#state.get(sink)?.inflight.values() ?? []) {
-      oldest = Math.min(oldest, sentAt);
+    for (const { at } of this.#state.get(sink)?.inflight.values() ?? []) {
+      oldest = Math.min(oldest, at);
     }
     return oldest === Infinity ? 0 : now - oldest;
   }

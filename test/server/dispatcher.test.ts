@@ -81,8 +81,8 @@ interface Harness {
   now(): number;
   /** Moves the fake clock and the mocked setTimeout forward together. */
   advance(ms: number): Promise<void>;
-  /** Stores an event and hands it to dispatch, as ingress does. */
-  add(channelId: string): Promise<string>;
+  /** Stores an event and hands it to dispatch, as ingress does (with its ordering key). */
+  add(channelId: string, orderKey?: string): Promise<string>;
   ack(sink: Sink, eventId: string, extra?: Partial<AckFrame>): Promise<void>;
   dataDir: string;
 }
@@ -119,7 +119,7 @@ async function harness(t: TestContext, channels: ChannelRecord[]): Promise<Harne
       t.mock.timers.tick(ms);
       await flush();
     },
-    async add(channelId) {
+    async add(channelId, orderKey) {
       seq++;
       const payload: EventPayload = {
         id: `evt_${String(seq).padStart(4, '0')}`,
@@ -135,6 +135,7 @@ async function harness(t: TestContext, channels: ChannelRecord[]): Promise<Harne
         originalUrl: `https://relay.example.com/h/${channelId}/p/${seq}?n=${seq}`,
         remoteAddress: '203.0.113.9',
         body: Buffer.from([0xff, seq & 0xff, 0x00]),
+        ...(orderKey === undefined ? {} : { orderKey }),
       };
       const summary = await store.appendEvent(payload);
       dispatcher.enqueue(summary);
@@ -716,4 +717,354 @@ test('start() picks up pending events left in the store by a previous run', asyn
       [1, 'PUT', 'body 4'],
     ],
   );
+});
+
+// ---------------------------------------------------------------------------------------------
+// Fairness between the channels of one session
+
+test('room freed by acks goes to the session’s channels in turn: a backlog past the window starves none', async (t) => {
+  const [A, B, C] = ['ch_a', 'ch_b', 'ch_c'];
+  const h = await harness(t, [channelRecord(A), channelRecord(B), channelRecord(C)]);
+  const sink = new FakeSink('s1', 4, [A, B, C]);
+  h.dispatcher.attach(sink);
+  const a: string[] = [];
+  for (let i = 0; i < 10; i++) a.push(await h.add(A));
+  assert.deepEqual(sink.ids(), a.slice(0, 4), 'the window is full of A');
+  const b = [await h.add(B), await h.add(B), await h.add(B)];
+  const c = [await h.add(C), await h.add(C)];
+  assert.equal(sink.frames.length, 4, 'no room: B and C wait');
+
+  const name = (id: string) =>
+    a.includes(id)
+      ? `a${a.indexOf(id)}`
+      : b.includes(id)
+        ? `b${b.indexOf(id)}`
+        : `c${c.indexOf(id)}`;
+  const sentAfterAck = async (id: string) => {
+    const before = sink.frames.length;
+    await h.ack(sink, id);
+    assert.equal(h.dispatcher.inFlightCount(sink), 4, `window full again after the ack of ${id}`);
+    return sink.ids().slice(before).map(name);
+  };
+  // Each ack frees one slot; it goes to the next channel with work after the one served last.
+  const order: string[][] = [];
+  for (const id of [a[0]!, a[1]!, a[2]!, a[3]!, b[0]!, c[0]!, a[4]!, b[1]!, c[1]!]) {
+    order.push(await sentAfterAck(id));
+  }
+  assert.deepEqual(order, [
+    ['b0'],
+    ['c0'],
+    ['a4'],
+    ['b1'],
+    ['c1'],
+    ['a5'],
+    ['b2'],
+    ['a6'], // C has nothing left: its turn is skipped
+    ['a7'], // B and C have nothing left
+  ]);
+  for (const id of [a[5]!, b[2]!, a[6]!, a[7]!, a[8]!, a[9]!]) await h.ack(sink, id);
+  assert.equal(sink.frames.length, 15, '15 events, 15 deliveries');
+  assert.equal(new Set(sink.ids()).size, 15, 'each once');
+  assert.equal(h.store.countByStatus().delivered, 15);
+  assert.equal(h.dispatcher.inFlightCount(sink), 0);
+});
+
+test('a fast channel keeps the room it frees while a slow one holds the rest of the window', async (t) => {
+  const [SLOW, FAST] = ['ch_slow', 'ch_fast'];
+  const h = await harness(t, [channelRecord(SLOW), channelRecord(FAST)]);
+  const slow: string[] = [];
+  const fast: string[] = [];
+  for (let i = 0; i < 10; i++) {
+    slow.push(await h.add(SLOW));
+    fast.push(await h.add(FAST));
+  }
+  const sink = new FakeSink('s1', 4, [SLOW, FAST]);
+  h.dispatcher.attach(sink);
+  await flush();
+  assert.deepEqual(sink.ids(), [slow[0], fast[0], slow[1], fast[1]], 'two each');
+  // The slow channel's app never answers; the fast one answers every delivery at once.
+  for (let i = 0; i < 8; i++) await h.ack(sink, fast[i]!);
+  assert.deepEqual(
+    sink.ids().slice(4),
+    fast.slice(2),
+    'every fast event went through the room the fast channel freed',
+  );
+  assert.equal(h.dispatcher.inFlightCount(sink), 4, 'two slow, two fast');
+  // Once the fast channel has nothing left, the slow one gets the room.
+  await h.ack(sink, fast[8]!);
+  await h.ack(sink, fast[9]!);
+  assert.deepEqual(sink.ids().slice(12), [slow[2], slow[3]]);
+  await h.ack(sink, slow[0]!);
+  assert.deepEqual(sink.ids().slice(14), [slow[4]]);
+  assert.equal(h.store.countByStatus().delivered, 11);
+});
+
+test('window 1, two channels with a backlog: deliveries alternate', async (t) => {
+  const [A, B] = ['ch_a', 'ch_b'];
+  const h = await harness(t, [channelRecord(A), channelRecord(B)]);
+  const sink = new FakeSink('s1', 1, [A, B]);
+  h.dispatcher.attach(sink);
+  const a: string[] = [];
+  const b: string[] = [];
+  for (let i = 0; i < 5; i++) a.push(await h.add(A));
+  for (let i = 0; i < 5; i++) b.push(await h.add(B));
+  for (let i = 0; i < 10; i++) await h.ack(sink, sink.frames.at(-1)!.eventId);
+  assert.deepEqual(
+    sink.frames.map((f) => f.channelId),
+    [A, B, A, B, A, B, A, B, A, B],
+  );
+  assert.deepEqual(sink.ids(), [a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3], a[4], b[4]]);
+  assert.equal(h.store.countByStatus().delivered, 10);
+});
+
+test('a session attaching to a backlog on several channels takes from each in turn', async (t) => {
+  const [A, B] = ['ch_a', 'ch_b'];
+  const ordered = 'ch_ordered';
+  const h = await harness(t, [
+    channelRecord(A),
+    channelRecord(B),
+    channelRecord(ordered, { ordered: true }),
+  ]);
+  const a: string[] = [];
+  const b: string[] = [];
+  const o: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    a.push(await h.add(A));
+    b.push(await h.add(B));
+    o.push(await h.add(ordered));
+  }
+  const sink = new FakeSink('s1', 5, [A, B, ordered]);
+  h.dispatcher.attach(sink);
+  await flush();
+  // One per channel per turn; the ordered channel has one event out at a time, so its turn in
+  // the second round is skipped.
+  assert.deepEqual(sink.ids(), [a[0], b[0], o[0], a[1], b[1]]);
+  await h.ack(sink, o[0]!);
+  assert.deepEqual(sink.ids().slice(5), [o[1]], 'the ordered channel’s turn came next');
+  await h.ack(sink, a[0]!);
+  assert.deepEqual(sink.ids().slice(6), [a[2]]);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Settings changed while events are pending
+
+test('unordered → ordered: an event waiting for its retry and the queued ones go one at a time, in arrival order', async (t) => {
+  const record = channelRecord(CH, { retry: { delaysMs: [20, 40] } });
+  const h = await harness(t, [record]);
+  const sink = new FakeSink('s1', 2, [CH]);
+  h.dispatcher.attach(sink);
+  const [x, e1, e2, e3, e4] = [
+    await h.add(CH),
+    await h.add(CH),
+    await h.add(CH),
+    await h.add(CH),
+    await h.add(CH),
+  ];
+  assert.deepEqual(sink.ids(), [x, e1]);
+  await h.ack(sink, x!, { outcome: 'failed', status: 500 });
+  // x waits 20 ms for its retry; e1 and e2 are in flight; e3 and e4 are queued.
+  assert.deepEqual(sink.ids(), [x, e1, e2]);
+
+  record.ordered = true;
+  h.dispatcher.channelChanged(CH);
+  h.dispatcher.channelChanged(CH); // twice changes nothing more
+  await flush();
+  assert.equal(sink.frames.length, 3, 'e1 and e2, sent before the change, hold the lane');
+  await h.ack(sink, e1!);
+  assert.equal(sink.frames.length, 3, 'e2 still holds the lane');
+  await h.ack(sink, e2!);
+  assert.equal(sink.frames.length, 3, 'x is first in the lane and not due yet: nothing goes');
+  await h.advance(20);
+  assert.deepEqual(sink.ids().slice(3), [x], 'x, on its own time');
+  assert.equal(sink.frames[3]?.attempt, 2);
+  await h.ack(sink, x!, { outcome: 'failed', status: 500 });
+  await h.advance(39);
+  assert.equal(sink.frames.length, 4, 'e3 does not overtake x waiting for its retry');
+  await h.advance(1);
+  assert.deepEqual(sink.ids().slice(4), [x]);
+  await h.ack(sink, x!);
+  assert.deepEqual(sink.ids().slice(5), [e3], 'one at a time, though the window has room for 2');
+  await h.ack(sink, e3!);
+  assert.deepEqual(sink.ids().slice(6), [e4]);
+  await h.ack(sink, e4!);
+  assert.deepEqual(sink.ids(), [x, e1, e2, x, x, e3, e4]);
+  assert.equal(h.store.countByStatus().delivered, 5);
+  assert.equal(h.store.getEvent(x!)?.attemptCount, 3);
+  assert.equal(h.dispatcher.inFlightCount(sink), 0);
+});
+
+test('unordered → ordered: an event in flight at the change that fails is retried in its arrival place', async (t) => {
+  const record = channelRecord(CH, { retry: { delaysMs: [20] } });
+  const h = await harness(t, [record]);
+  const sink = new FakeSink('s1', 3, [CH]);
+  h.dispatcher.attach(sink);
+  const [a, b, c, d, e] = [
+    await h.add(CH),
+    await h.add(CH),
+    await h.add(CH),
+    await h.add(CH),
+    await h.add(CH),
+  ];
+  await h.ack(sink, a!, { outcome: 'failed', status: 500 });
+  assert.deepEqual(sink.ids(), [a, b, c, d], 'a waits for its retry; b, c, d in flight; e queued');
+
+  record.ordered = true;
+  h.dispatcher.channelChanged(CH);
+  await h.ack(sink, c!, { outcome: 'failed', status: 500 });
+  await h.ack(sink, b!);
+  assert.equal(sink.frames.length, 4, 'd, sent before the change, still holds the lane');
+  await h.ack(sink, d!);
+  assert.equal(sink.frames.length, 4, 'a is first and not due yet');
+  await h.advance(20);
+  assert.deepEqual(sink.ids().slice(4), [a]);
+  await h.ack(sink, a!);
+  assert.deepEqual(sink.ids().slice(5), [c], 'c, retried in its place: after a, before e');
+  await h.ack(sink, c!);
+  assert.deepEqual(sink.ids().slice(6), [e]);
+  await h.ack(sink, e!);
+  assert.deepEqual(sink.ids(), [a, b, c, d, a, c, e]);
+  assert.equal(h.store.countByStatus().delivered, 5);
+});
+
+test('ordered → unordered: the events queued behind the head in flight go at once, in parallel', async (t) => {
+  const record = channelRecord(CH, { ordered: true, retry: { delaysMs: [20] } });
+  const h = await harness(t, [record]);
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  const ids: string[] = [];
+  for (let i = 0; i < 4; i++) ids.push(await h.add(CH));
+  const [head, ...behind] = ids;
+  assert.deepEqual(sink.ids(), [head]);
+
+  record.ordered = false;
+  h.dispatcher.channelChanged(CH);
+  await flush();
+  assert.deepEqual(sink.ids(), ids, 'the three behind the head go without waiting for it');
+  assert.equal(h.dispatcher.inFlightCount(sink), 4);
+  // The head fails: it is placed by the new settings (an unordered retry), holding nothing.
+  await h.ack(sink, head!, { outcome: 'failed', status: 500 });
+  const more = await h.add(CH);
+  assert.deepEqual(sink.ids().slice(4), [more], 'a new event goes while the head waits');
+  await h.advance(20);
+  assert.deepEqual(sink.ids().slice(5), [head]);
+  for (const id of [...behind, more, head!]) await h.ack(sink, id);
+  assert.equal(h.store.countByStatus().delivered, 5);
+  assert.equal(h.dispatcher.inFlightCount(sink), 0);
+});
+
+test('ordered, settings changed with the head in flight: a failing head still goes first, the new retry applies', async (t) => {
+  const record = channelRecord(CH, { ordered: true, retry: { delaysMs: [60_000] } });
+  const h = await harness(t, [record]);
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  const [head, next] = [await h.add(CH), await h.add(CH)];
+  assert.deepEqual(sink.ids(), [head]);
+
+  record.retry = { delaysMs: [30] };
+  h.dispatcher.channelChanged(CH);
+  await flush();
+  assert.deepEqual(sink.ids(), [head], 'the head in flight still holds the lane');
+  await h.ack(sink, head!, { outcome: 'failed', status: 500 });
+  assert.equal(h.store.getEvent(head!)?.nextAttemptAt, h.now() + 30, 'the new schedule');
+  await h.advance(29);
+  assert.deepEqual(sink.ids(), [head], 'the next event does not overtake the failed head');
+  await h.advance(1);
+  assert.deepEqual(sink.ids(), [head, head]);
+  await h.ack(sink, head!);
+  assert.deepEqual(sink.ids(), [head, head, next]);
+  await h.ack(sink, next!);
+  assert.equal(h.store.countByStatus().delivered, 2);
+});
+
+test('retry changed while an event waits: its scheduled retry keeps its time, the next failure uses the new schedule', async (t) => {
+  const record = channelRecord(CH, { retry: { delaysMs: [1_000] } });
+  const h = await harness(t, [record]);
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  const id = await h.add(CH);
+  await h.ack(sink, id, { outcome: 'failed', status: 500 });
+  const at = START + 1_000;
+  assert.equal(h.store.getEvent(id)?.nextAttemptAt, at);
+
+  record.retry = { delaysMs: [10, 10] };
+  h.dispatcher.channelChanged(CH);
+  await flush();
+  assert.equal(h.store.getEvent(id)?.nextAttemptAt, at, 'unchanged by the change');
+  await h.advance(999);
+  assert.equal(sink.frames.length, 1);
+  await h.advance(1);
+  assert.equal(sink.frames.length, 2);
+  await h.ack(sink, id, { outcome: 'failed', status: 500 });
+  assert.equal(h.store.getEvent(id)?.nextAttemptAt, at + 10, 'second delay of the new schedule');
+  await h.advance(10);
+  assert.equal(sink.frames.length, 3);
+  await h.ack(sink, id);
+  assert.equal(h.store.getEvent(id)?.status, 'delivered');
+  assert.equal(h.store.getEvent(id)?.attemptCount, 3);
+});
+
+test('ordering key set with events pending: stored keys stay (old events share the empty key), new keys run in parallel', async (t) => {
+  const record = channelRecord(CH, { ordered: true });
+  const h = await harness(t, [record]);
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  const [head, e1, e2] = [await h.add(CH), await h.add(CH), await h.add(CH)];
+  assert.deepEqual(sink.ids(), [head]);
+
+  record.orderingKey = { header: 'x-key' };
+  h.dispatcher.channelChanged(CH);
+  // Ingress files new events under their key.
+  const [a1, b1, a2] = [await h.add(CH, 'a'), await h.add(CH, 'b'), await h.add(CH, 'a')];
+  assert.deepEqual(sink.ids(), [head, a1, b1], 'keys a and b go while the old key is held');
+  assert.equal(h.store.getEvent(e1!)?.orderKey, '');
+  await h.ack(sink, a1!);
+  assert.deepEqual(sink.ids(), [head, a1, b1, a2]);
+  await h.ack(sink, head!);
+  assert.deepEqual(sink.ids().slice(4), [e1], 'the old events follow the head, in order');
+  await h.ack(sink, e1!);
+  await h.ack(sink, e2!);
+  await h.ack(sink, b1!);
+  await h.ack(sink, a2!);
+  assert.deepEqual(sink.ids(), [head, a1, b1, a2, e1, e2]);
+  assert.equal(h.store.countByStatus().delivered, 6);
+});
+
+test('unordered → ordered, then the session is lost: the events it had go first, in arrival order', async (t) => {
+  const record = channelRecord(CH);
+  const h = await harness(t, [record]);
+  const first = new FakeSink('s1', 2, [CH]);
+  h.dispatcher.attach(first);
+  const ids: string[] = [];
+  for (let i = 0; i < 4; i++) ids.push(await h.add(CH));
+  assert.deepEqual(first.ids(), ids.slice(0, 2));
+
+  record.ordered = true;
+  h.dispatcher.channelChanged(CH);
+  first.open = false;
+  h.dispatcher.detach(first);
+  const second = new FakeSink('s2', 10, [CH]);
+  h.dispatcher.attach(second);
+  await flush();
+  for (let i = 0; i < 4; i++) {
+    assert.deepEqual(second.ids(), ids.slice(0, i + 1), `one at a time (${i})`);
+    await h.ack(second, ids[i]!);
+  }
+  assert.deepEqual(second.ids(), ids);
+  assert.equal(h.store.countByStatus().delivered, 4);
+});
+
+test('a change on a channel with nothing pending, or unknown, places nothing', async (t) => {
+  const record = channelRecord(CH);
+  const h = await harness(t, [record]);
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  h.dispatcher.channelChanged(CH);
+  h.dispatcher.channelChanged('ch_unknown');
+  await flush();
+  assert.equal(sink.frames.length, 0);
+  const id = await h.add(CH);
+  await h.ack(sink, id);
+  h.dispatcher.channelChanged(CH);
+  await flush();
+  assert.deepEqual(sink.ids(), [id], 'a delivered event is not offered again');
 });

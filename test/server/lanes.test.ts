@@ -204,3 +204,68 @@ test('a random mix of pushes, failures and successes keeps arrival order per key
   assert.deepEqual([...lanes.ids()], []);
   assert.equal(lanes.take(), undefined);
 });
+
+test('hold: a key with events in flight outside its lane offers nothing until each is back', () => {
+  const lanes = new Lanes();
+  lanes.hold('k');
+  lanes.hold('k');
+  lanes.push('k', 'k1');
+  lanes.push('k', 'k2');
+  lanes.push('other', 'o1');
+  assert.deepEqual(takeAll(lanes), ['other:o1'], 'k is held twice; other keys are not');
+  lanes.release('k');
+  assert.deepEqual(takeAll(lanes), [], 'a release does not lift a hold');
+  lanes.unhold('k');
+  assert.deepEqual(takeAll(lanes), [], 'still held once');
+  lanes.unhold('k');
+  assert.deepEqual(takeAll(lanes), ['k:k1']);
+  lanes.done('k', 'k1');
+  assert.deepEqual(takeAll(lanes), ['k:k2']);
+  // An unhold without a hold (a stale one) lifts nothing below zero.
+  lanes.unhold('k');
+  lanes.hold('k');
+  lanes.done('k', 'k2');
+  lanes.push('k', 'k3');
+  assert.deepEqual(takeAll(lanes), [], 'one hold still counts after a stale unhold');
+  lanes.unhold('k');
+  assert.deepEqual(takeAll(lanes), ['k:k3']);
+});
+
+test('events out of turn keep their place: one done leaves the lane, one back for a retry goes first', () => {
+  const lanes = new Lanes();
+  // k1 and k2 are in flight since before the channel became ordered; k3 arrived after them.
+  lanes.push('k', 'k1');
+  lanes.hold('k');
+  lanes.push('k', 'k2');
+  lanes.hold('k');
+  lanes.push('k', 'k3');
+  assert.deepEqual(takeAll(lanes), []);
+  // k2 is delivered: it leaves the lane from behind k1.
+  lanes.unhold('k');
+  lanes.done('k', 'k2');
+  assert.deepEqual(takeAll(lanes), [], 'k1 still out');
+  assert.deepEqual([...lanes.ids()], ['k1', 'k3']);
+  // k1 failed and waits for a retry: back in turn, it is still the head.
+  lanes.unhold('k');
+  assert.deepEqual(takeAll(lanes), ['k:k1']);
+  lanes.done('k', 'k1');
+  assert.deepEqual(takeAll(lanes), ['k:k3']);
+});
+
+test('mayOffer: true while a key is listed as ready, false once nothing is', () => {
+  const lanes = new Lanes();
+  assert.equal(lanes.mayOffer, false);
+  lanes.push('k', 'k1');
+  assert.equal(lanes.mayOffer, true);
+  assert.deepEqual(lanes.take(), { key: 'k', id: 'k1' });
+  assert.equal(lanes.mayOffer, false, 'the only key is out');
+  lanes.push('k', 'k2');
+  assert.equal(lanes.mayOffer, false, 'a push behind a busy head lists nothing');
+  lanes.done('k', 'k1');
+  assert.equal(lanes.mayOffer, true);
+  lanes.hold('k');
+  lanes.done('k', 'k2');
+  assert.equal(lanes.mayOffer, true, 'listed before the lane emptied: take finds it stale');
+  assert.equal(lanes.take(), undefined);
+  assert.equal(lanes.mayOffer, false);
+});

@@ -49,6 +49,8 @@ export function channelRoutes(router: Router, relay: RelayContext): void {
       }
       view = channelView(channel, relay.config.publicUrl);
     });
+    // Pending events follow the new settings at once (ordering, keys, retries, response).
+    relay.dispatcher.channelChanged(id);
     ctx.body = view;
   });
 
