@@ -70,6 +70,28 @@ test('granting a channel later: the agent reconnects and receives its events', a
   await assert.rejects(relay.api('PATCH', `/api/agents/${agentId}`, { name: 'x' }), /400/);
 });
 
+test('renaming a granted channel: the agent reconnects and its welcome carries the new name', async () => {
+  const from = agent.proc.lines.length;
+  await relay.api('PATCH', '/api/channels/second', { name: 'second-renamed' });
+  const welcome = await agent.proc.waitFor((l) => l.msg === 'connected to the relay', 20_000, from);
+  assert.deepEqual([...(welcome['channels'] as string[])].sort(), ['first', 'second-renamed']);
+  await relay.api('PATCH', '/api/channels/second-renamed', { name: 'second' });
+  await agent.proc.waitFor(
+    (l) => l.msg === 'connected to the relay' && (l['channels'] as string[]).includes('second'),
+    20_000,
+    from + 1,
+  );
+  // A change that keeps the name keeps the session.
+  const kept = agent.proc.lines.length;
+  await relay.api('PATCH', '/api/channels/first', { retry: { delaysMs: [1000] } });
+  const id = await send('first');
+  await waitForEventStatus(relay, id, 'delivered');
+  assert.equal(
+    agent.proc.lines.slice(kept).filter((l) => l.msg === 'connected to the relay').length,
+    0,
+  );
+});
+
 test('a new pairing code: pairing again replaces the key; the old one is refused', async () => {
   const old = await loadIdentity(agent.stateDir);
   const issued = await relay.api('POST', `/api/agents/${agentId}/pairing-code`);
