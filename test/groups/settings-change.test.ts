@@ -77,6 +77,8 @@ before(
       channel: name,
       target: `${need(apps.get(name), name).url}/${name}`,
       timeoutMs: 60_000,
+      // The route that answers a sync channel passes the app's answer back.
+      ...(name === 'sync' ? { sync: true } : {}),
     });
     const names = CHANNELS.map(([name]) => name);
     ({ stateDir, agentId } = await pairAgent(r, names.map(channel)));
