@@ -1,7 +1,9 @@
 /**
  * `npm run build`: esbuild bundles of both binaries, and the agent as one executable.
  *
- * - dist/postern-relay.mjs, dist/postern-agent.mjs: single-file ESM bundles for `node`;
+ * - dist/postern-relay.mjs, dist/postern-agent.mjs: ESM bundles for `node`. The relay's store
+ *   engine (lmdb) loads a native binary, which cannot be bundled: it is copied, with the
+ *   packages it needs at run time, to dist/node_modules, which ships beside the relay bundle;
  * - dist/postern-agent: a Node single executable application (SEA). Node 20 embeds exactly one
  *   CommonJS file, so the agent is bundled a second time as CJS and injected with postject.
  *
@@ -10,7 +12,7 @@
  * esbuild nor the UI sources at run time.
  */
 import { execFileSync } from 'node:child_process';
-import { copyFile, chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, chmod, cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type BuildOptions, type Metafile, type Plugin } from 'esbuild';
@@ -102,6 +104,35 @@ function common(entry: string): BuildOptions {
   };
 }
 
+/** Packages the relay loads from disk at run time (a native binary), not from its bundle. */
+const RELAY_EXTERNAL = ['lmdb'];
+
+/**
+ * Copies `names` and every package they depend on at run time (dependencies, and the optional
+ * ones installed here, such as the native binary for this platform) to dist/node_modules.
+ */
+async function copyRuntimePackages(names: string[]): Promise<string[]> {
+  const copied: string[] = [];
+  const queue = [...names];
+  for (let name = queue.shift(); name !== undefined; name = queue.shift()) {
+    if (copied.includes(name)) continue;
+    const from = path.join(ROOT, 'node_modules', name);
+    try {
+      await stat(from);
+    } catch {
+      continue; // an optional dependency for another platform
+    }
+    await cp(from, path.join(DIST, 'node_modules', name), { recursive: true });
+    copied.push(name);
+    const pkg = JSON.parse(await readFile(path.join(from, 'package.json'), 'utf8')) as {
+      dependencies?: Record<string, string>;
+      optionalDependencies?: Record<string, string>;
+    };
+    queue.push(...Object.keys({ ...pkg.dependencies, ...pkg.optionalDependencies }));
+  }
+  return copied;
+}
+
 function assertNoServerCode(metafile: Metafile, bundle: string): void {
   const bad = Object.keys(metafile.inputs).filter((input) =>
     /(^|\/)server\/|node_modules\/(koa|@koa|lowdb)\//.test(input),
@@ -122,11 +153,15 @@ async function main(): Promise<void> {
     ...relayCommon,
     plugins: [...(relayCommon.plugins ?? []), dashboardInline(dashboard)],
     format: 'esm',
+    external: RELAY_EXTERNAL,
     outfile: path.join(DIST, 'postern-relay.mjs'),
     banner: { js: `#!/usr/bin/env node\n${ESM_REQUIRE_SHIM}` },
   });
   assertDashboardEmbedded(relay.metafile!, 'dist/postern-relay.mjs');
-  process.stdout.write('built dist/postern-relay.mjs (dashboard embedded)\n');
+  const packages = await copyRuntimePackages(RELAY_EXTERNAL);
+  process.stdout.write(
+    `built dist/postern-relay.mjs (dashboard embedded) and dist/node_modules (${packages.join(', ')})\n`,
+  );
 
   const agentEsm = await build({
     ...common('agent/main.ts'),

@@ -26,8 +26,6 @@ export interface RelayConfig {
   readonly window: number;
   /** A delivery unacknowledged this long marks the session as stalled and replaces it. */
   readonly ackTimeoutMs: number;
-  /** Journal segment size bound. */
-  readonly segmentBytes: number;
   /** How long a pairing code stays valid. */
   readonly pairingTtlMs: number;
   /** Longest wait for in-flight work on SIGTERM. */
@@ -161,7 +159,6 @@ export function parseRelayConfig(
     heartbeatMs,
     window: 256,
     ackTimeoutMs: 330_000,
-    segmentBytes: 64 * 1024 * 1024,
     pairingTtlMs: 15 * 60_000,
     shutdownGraceMs: 10_000,
     retentionMs: Math.round(retentionHours * 3_600_000),

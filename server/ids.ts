@@ -52,3 +52,17 @@ export function eventIdGenerator(now: () => number = Date.now): () => string {
     return `evt_${base32(last)}`;
   };
 }
+
+/**
+ * The smallest event id of millisecond `time`: every event received at or after `time` has an
+ * id above it, so a range of ids up to it is a range of arrival times.
+ */
+export function eventIdFloor(time: number): string {
+  const bytes = new Uint8Array(16);
+  let t = Math.max(0, Math.floor(time));
+  for (let i = 5; i >= 0; i--) {
+    bytes[i] = t % 256;
+    t = Math.floor(t / 256);
+  }
+  return `evt_${base32(bytes)}`;
+}

@@ -134,7 +134,6 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
     deps.store ??
     new EmbeddedStore({
       dataDir: config.dataDir,
-      segmentBytes: config.segmentBytes,
       secretsKey: config.secretsKey,
       forgetLostSecrets: config.forgetLostSecrets,
       logger,

@@ -1,11 +1,12 @@
 /**
- * `npm run build`: both bundles exist, the agent bundle holds no server code, and the
- * single-executable agent runs alone in an empty directory (no node_modules): --version,
- * pair and run, delivering a webhook end to end.
+ * `npm run build`: both bundles exist, the agent bundle holds no server code, the relay bundle
+ * serves from a directory holding only it and dist/node_modules, and the single-executable
+ * agent runs alone in an empty directory (no node_modules): --version, pair and run,
+ * delivering a webhook end to end.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, cp, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -54,15 +55,50 @@ test('the agent bundle contains no server code', async () => {
   );
 });
 
-test('the relay bundle runs: --version', async () => {
+test('the relay bundle runs alone with its node_modules: --version, serve, store a webhook', async (t) => {
   const pkg = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')) as {
     version: string;
   };
-  const { stdout } = await run(process.execPath, [
+  // What an operator copies to the relay host: the bundle and dist/node_modules (the store's
+  // native engine), nothing else.
+  const host = await tempDir('postern-relay-bundle-');
+  t.after(() => removeDir(host));
+  await copyFile(
     path.join(ROOT, 'dist', 'postern-relay.mjs'),
-    '--version',
-  ]);
+    path.join(host, 'postern-relay.mjs'),
+  );
+  await cp(path.join(ROOT, 'dist', 'node_modules'), path.join(host, 'node_modules'), {
+    recursive: true,
+  });
+  const bundle = path.join(host, 'postern-relay.mjs');
+  const { stdout } = await run(process.execPath, [bundle, '--version'], { cwd: host });
   assert.equal(stdout.trim(), pkg.version);
+  const token = 'bundle-test-admin-token-0001';
+  const relay = new Proc([], { POSTERN_ADMIN_TOKEN: token }, host, [
+    process.execPath,
+    bundle,
+    'serve',
+    '--host',
+    '127.0.0.1',
+    '--port',
+    '0',
+    '--data-dir',
+    'data',
+  ]);
+  t.after(() => relay.kill());
+  const url = String((await relay.waitForMsg('relay listening'))['url']);
+  const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+  const channel = await request(`${url}/api/channels`, {
+    method: 'POST',
+    headers: auth,
+    body: JSON.stringify({ name: 'bundle' }),
+  });
+  const { id: channelId } = (await channel.body.json()) as { id: string };
+  const res = await request(`${url}/h/${channelId}`, { method: 'POST', body: 'stored' });
+  assert.equal(res.statusCode, 202);
+  const { id } = (await res.body.json()) as { id: string };
+  const event = await request(`${url}/api/events/${id}`, { headers: auth });
+  assert.equal(((await event.body.json()) as { status: string }).status, 'queued');
 });
 
 test('the single executable runs alone: --version, pair, run, deliver', async (t) => {

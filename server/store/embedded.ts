@@ -1,17 +1,30 @@
 /**
- * The embedded store: control-plane state in one lowdb document, events in the journal, and
- * an in-memory index of every event's metadata and delivery state rebuilt from the journal on
- * open. Bodies stay on disk; recent ones are cached in memory up to a byte budget.
+ * The embedded store: control-plane state in one lowdb document, events in LMDB (see
+ * event-db.ts). The process holds only what is not on disk yet: the states of changes whose
+ * commit is under way (so that a change is visible at once), which events are being delivered,
+ * and the counts by status. Memory does not grow with the backlog or the history, and opening
+ * reads no event.
  */
+import { chmod } from 'node:fs/promises';
 import path from 'node:path';
 import { PosternError } from '../../shared/errors.ts';
+import { eventIdFloor } from '../ids.ts';
 import { ControlDocument } from './control.ts';
 import { openDataDir, type DataDirOptions, type StoreLog } from './data-dir.ts';
-import { DedupIndex } from './dedup-index.ts';
-import { Journal, type Location } from './journal.ts';
+import {
+  absorbFailedCommits,
+  commit,
+  EVENTS_FILE,
+  openEventDb,
+  putState,
+  removeEvent,
+  storedStatus,
+  type EventDb,
+} from './event-db.ts';
+import { applyUpdate, initialSummary } from './event-state.ts';
+import { importJournal } from './journal-import.ts';
 import type { DataDirLock } from './lock.ts';
-import { PayloadCache } from './payload-cache.ts';
-import { decodeRecord, encodeEventRecord, encodeUpdateRecord, STATUSES } from './records.ts';
+import { decodeRecord, encodeEventRecord, STATUSES } from './records.ts';
 import type { SecretsKeySource } from './secrets-key.ts';
 import type {
   ControlState,
@@ -23,15 +36,10 @@ import type {
   Store,
 } from './types.ts';
 
-/** Attempts kept per event; older ones are dropped from the log (the count is kept). */
-export const MAX_ATTEMPTS_KEPT = 20;
+export { MAX_ATTEMPTS_KEPT } from './event-state.ts';
 
 export interface EmbeddedStoreOptions {
   dataDir: string;
-  /** Journal segment size bound. Default 64 MiB. */
-  segmentBytes?: number;
-  /** Bodies of undelivered events kept in memory up to this total. Default 16 MiB. */
-  cacheBytes?: number;
   /** The key that encrypts channel secrets at rest. Default: `<data-dir>/secrets.key`. */
   secretsKey?: SecretsKeySource;
   /** Start even if the key cannot open the secrets: those channels then refuse every request. */
@@ -42,40 +50,35 @@ export interface EmbeddedStoreOptions {
 
 const SILENT: StoreLog = { info() {}, warn() {} };
 
-interface Entry {
-  summary: EventSummary;
-  /** Where the event record (metadata and body) is. */
-  loc: Location;
-  /** The segment holding the latest state record of the event; 0 when it has none. */
-  stateSegment: number;
-}
-
 /** Refused requests kept per channel (metadata only); older ones are forgotten first. */
 export const MAX_REJECTED_PER_CHANNEL = 1_000;
 
-/** A sealed segment whose live records fill less than this share of it is rewritten. */
-const COMPACT_BELOW = 0.25;
+/** Dedup keys are kept this long after the newest one (a day for body-only signers, + margin). */
+export const MAX_DEDUP_AGE_MS = 25 * 3_600_000;
+
+/** Finished events removed per retention transaction. */
+const REMOVE_BATCH = 1_000;
+
+const FINISHED: readonly EventStatus[] = ['delivered', 'failed', 'rejected', 'filtered'];
+/** Above every event id: the end of a range of ids. */
+const TOP = '\uffff';
 
 export class EmbeddedStore implements Store {
   readonly #control: ControlDocument;
-  readonly #journal: Journal;
   readonly #atRest: DataDirOptions;
   #lock: DataDirLock | null = null;
-  readonly #events = new Map<string, Entry>();
-  /** Event ids in arrival order, for listing newest first; removed ids linger until rebuilt. */
-  #order: string[] = [];
-  readonly #position = new Map<string, number>();
-  #removedInOrder = 0;
-  /** Rejected event ids per channel, oldest first, to keep them bounded. */
-  readonly #rejected = new Map<string, string[]>();
-  readonly #cache: PayloadCache;
-  /** Dedup keys of recent events (replay protection); outlives the events' retention. */
-  readonly #dedup = new DedupIndex();
-  /** Per segment: how many live events point into it, and the bytes of their event records. */
-  readonly #segments = new Map<number, { refs: number; liveBytes: number }>();
-  #compacting: Promise<void> | null = null;
+  #db: EventDb | null = null;
+  #unabsorb: () => void = () => undefined;
+  /** States changed whose commit is under way, so that reads see a change at once. */
+  readonly #overlay = new Map<string, EventSummary>();
+  /** Events handed to an agent and not acknowledged: `delivering`, in memory only. */
+  readonly #delivering = new Set<string>();
   readonly #listeners = new Set<(event: EventSummary) => void>();
   readonly #counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<EventStatus, number>;
+  /** Refusals stored per channel, to keep them bounded (loaded on a channel's first one). */
+  readonly #rejectedCount = new Map<string, number>();
+  /** The newest dedup key's time: keys older than it by MAX_DEDUP_AGE_MS are pruned. */
+  #newestDedupAt = 0;
 
   constructor(opts: EmbeddedStoreOptions) {
     this.#atRest = {
@@ -84,39 +87,52 @@ export class EmbeddedStore implements Store {
       forgetLostSecrets: opts.forgetLostSecrets ?? false,
       log: opts.logger ?? SILENT,
     };
-    this.#cache = new PayloadCache(opts.cacheBytes ?? 16 * 1024 * 1024);
     this.#control = new ControlDocument(opts.dataDir);
-    this.#journal = new Journal(path.join(opts.dataDir, 'journal'), {
-      segmentBytes: opts.segmentBytes ?? 64 * 1024 * 1024,
-    });
   }
 
   async open(): Promise<void> {
     // Locked before anything is read: a second relay on this dir must not even look at it.
     const lock = await openDataDir(this.#atRest, this.#control);
+    const file = path.join(this.#atRest.dataDir, EVENTS_FILE);
     try {
-      await this.#journal.open((buf, loc) => {
-        const record = decodeRecord(buf);
-        if (record.kind === 'event') this.#index(record.payload, loc);
-        else if (this.#events.has(record.id)) this.#apply(record.id, record.update, loc.segment);
-      });
+      this.#db = openEventDb(file);
+      this.#unabsorb = absorbFailedCommits();
+      // LMDB creates its files with the process umask; the data dir is owner-only.
+      await chmod(file, 0o600);
+      await chmod(`${file}-lock`, 0o600);
+      await importJournal(this.#atRest.dataDir, this.#db, this.#atRest.log);
     } catch (err) {
-      await this.#journal.close();
+      await this.#db?.root.close();
+      this.#db = null;
+      this.#unabsorb();
       await lock.release();
       throw err;
     }
     this.#lock = lock;
-    // Nothing is in flight after a restart: what was being delivered is queued again.
-    for (const { summary } of this.#events.values()) {
-      if (summary.status === 'delivering') this.#setStatus(summary, 'queued');
+    const db = this.#db;
+    for (const status of STATUSES) {
+      this.#counts[status] = db.byStatus.getKeysCount({ start: [status], end: [status, TOP] });
+    }
+    for (const key of db.dedupByTime.getKeys({ reverse: true, limit: 1 })) {
+      this.#newestDedupAt = Number((key as unknown[])[0]);
     }
   }
 
   async close(): Promise<void> {
-    while (this.#compacting) await this.#compacting;
-    await this.#journal.close();
+    const db = this.#db;
+    this.#db = null;
+    if (db) {
+      await db.root.flushed;
+      await db.root.close();
+    }
+    this.#unabsorb();
     await this.#lock?.release();
     this.#lock = null;
+  }
+
+  get #events(): EventDb {
+    if (!this.#db) throw new PosternError('ERR_UNAVAILABLE', 'the store is not open');
+    return this.#db;
   }
 
   control(): Readonly<ControlState> {
@@ -128,46 +144,114 @@ export class EmbeddedStore implements Store {
   }
 
   async appendEvent(payload: EventPayload): Promise<EventSummary> {
-    const loc = await this.#journal.append(encodeEventRecord(payload));
-    const summary = this.#index(payload, loc);
-    if (!payload.rejected) this.#cache.add(payload);
+    const db = this.#events;
+    const summary = initialSummary(payload);
+    const record = encodeEventRecord(payload);
+    const dedupKey = payload.rejected ? undefined : payload.dedupKey;
+    let forgotten: string | undefined;
+    if (payload.rejected) this.#countRejected(payload.channelId);
+    await commit(db, () => {
+      db.payloads.putSync(payload.id, record);
+      putState(db, summary, undefined);
+      if (dedupKey !== undefined) {
+        db.dedup.putSync([payload.channelId, dedupKey], [payload.id, payload.receivedAt]);
+        db.dedupByTime.putSync([payload.receivedAt, payload.channelId, dedupKey], 1);
+      }
+      if (payload.rejected) forgotten = this.#boundRejected(db, payload.channelId);
+    });
+    this.#counts[summary.status]++;
+    if (forgotten !== undefined) this.#counts.rejected--;
+    if (dedupKey !== undefined)
+      this.#newestDedupAt = Math.max(this.#newestDedupAt, payload.receivedAt);
     this.#emit(summary);
     return summary;
   }
 
-  async updateEvent(
-    id: string,
-    update: EventUpdate,
-    opts: { lazy?: boolean } = {},
-  ): Promise<EventSummary> {
-    const entry = this.#events.get(id);
-    if (!entry) throw new PosternError('ERR_NOT_FOUND', `no event ${id}`, { status: 404 });
-    // Memory first, so that dispatch sees one consistent state; disk follows. Losing this
-    // record in a crash only means the event is offered again: at least once, never lost.
-    this.#apply(id, update, 0);
-    this.#emit(entry.summary);
-    const loc = await this.#journal.append(encodeUpdateRecord(id, update), opts);
-    if (this.#events.get(id) === entry) this.#pointState(entry, loc.segment);
-    return entry.summary;
+  /**
+   * Keeps at most MAX_REJECTED_PER_CHANNEL refusals of a channel; returns the one dropped. Runs
+   * in the write transaction; the count is kept in memory (counting keys inside an LMDB
+   * transaction breaks the cursors of later reads in it).
+   */
+  #boundRejected(db: EventDb, channelId: string): string | undefined {
+    const n = (this.#rejectedCount.get(channelId) ?? 0) + 1;
+    this.#rejectedCount.set(channelId, n);
+    if (n <= MAX_REJECTED_PER_CHANNEL) return undefined;
+    const range = { start: [channelId, 'rejected'], end: [channelId, 'rejected', TOP], limit: 1 };
+    const [oldest] = Array.from(db.byChannelStatus.getKeys(range));
+    if (oldest === undefined) return undefined;
+    const id = String((oldest as unknown[])[2]);
+    removeEvent(db, id);
+    this.#rejectedCount.set(channelId, n - 1);
+    return id;
+  }
+
+  /** Loads a channel's count of refusals before its first one is added (outside transactions). */
+  #countRejected(channelId: string): void {
+    if (this.#rejectedCount.has(channelId)) return;
+    const range = { start: [channelId, 'rejected'], end: [channelId, 'rejected', TOP] };
+    this.#rejectedCount.set(channelId, this.#events.byChannelStatus.getKeysCount(range));
+  }
+
+  async updateEvent(id: string, update: EventUpdate): Promise<EventSummary> {
+    const db = this.#events;
+    const current = this.#overlay.get(id) ?? db.states.get(id);
+    if (!current) throw new PosternError('ERR_NOT_FOUND', `no event ${id}`, { status: 404 });
+    const before = this.#effective(current);
+    const next = applyUpdate(current, update);
+    if (next.status !== 'queued') this.#delivering.delete(id);
+    this.#counts[before]--;
+    this.#counts[this.#effective(next)]++;
+    // Memory first, so that dispatch sees one consistent state; disk follows. Losing the
+    // change in a crash only means the event is offered again: at least once, never lost.
+    this.#overlay.set(id, next);
+    this.#emit(this.#view(next));
+    await commit(db, () => {
+      const was = db.states.get(id);
+      if (was) putState(db, next, was); // removed meanwhile (retention): nothing to write
+    });
+    if (this.#overlay.get(id) === next) this.#overlay.delete(id);
+    return this.#view(next);
   }
 
   getEvent(id: string): EventSummary | undefined {
-    return this.#events.get(id)?.summary;
+    const summary = this.#overlay.get(id) ?? this.#db?.states.get(id);
+    return summary && this.#view(summary);
   }
 
-  findByDedupKey(channelId: string, dedupKey: string, since: number): Promise<string | undefined> {
-    return Promise.resolve(this.#dedup.find(channelId, dedupKey, since));
+  /** A summary as readers see it: `delivering` while handed to an agent. */
+  #view(summary: EventSummary): EventSummary {
+    const status = this.#effective(summary);
+    return status === summary.status ? summary : { ...summary, status };
   }
 
-  /** Marks an event as handed to an agent or back in the queue; memory only (see `open`). */
+  #effective(summary: EventSummary): EventStatus {
+    return summary.status === 'queued' && this.#delivering.has(summary.id)
+      ? 'delivering'
+      : summary.status;
+  }
+
+  async findByDedupKey(
+    channelId: string,
+    dedupKey: string,
+    since: number,
+  ): Promise<string | undefined> {
+    const seen = this.#events.dedup.get([channelId, dedupKey]);
+    return seen && seen[1] >= since ? seen[0] : undefined;
+  }
+
+  /** Marks an event as handed to an agent or back in the queue; memory only (see event-db.ts). */
   markDelivering(id: string, delivering: boolean): void {
-    const entry = this.#events.get(id);
-    if (!entry) return;
-    const { summary } = entry;
-    const before = summary.status;
-    if (delivering && before === 'queued') this.#setStatus(summary, 'delivering');
-    if (!delivering && before === 'delivering') this.#setStatus(summary, 'queued');
-    if (summary.status !== before) this.#emit(summary);
+    const summary = this.#overlay.get(id) ?? this.#db?.states.get(id);
+    if (!summary || summary.status !== 'queued') {
+      this.#delivering.delete(id);
+      return;
+    }
+    if (delivering === this.#delivering.has(id)) return;
+    if (delivering) this.#delivering.add(id);
+    else this.#delivering.delete(id);
+    this.#counts.queued += delivering ? -1 : 1;
+    this.#counts.delivering += delivering ? 1 : -1;
+    this.#emit(this.#view(summary));
   }
 
   subscribe(listener: (event: EventSummary) => void): () => void {
@@ -180,47 +264,89 @@ export class EmbeddedStore implements Store {
   }
 
   async readPayload(id: string): Promise<EventPayload> {
-    const cached = this.#cache.get(id);
-    if (cached) return cached;
-    const entry = this.#events.get(id);
-    if (!entry) throw new PosternError('ERR_NOT_FOUND', `no event ${id}`, { status: 404 });
-    const record = decodeRecord(await this.#journal.read(entry.loc));
+    const buf = this.#events.payloads.get(id);
+    if (!buf) throw new PosternError('ERR_NOT_FOUND', `no event ${id}`, { status: 404 });
+    const record = decodeRecord(buf);
     if (record.kind !== 'event') {
-      throw new PosternError('ERR_STORE_CORRUPT', `event ${id} points at a non-event record`);
+      throw new PosternError('ERR_STORE_CORRUPT', `event ${id} is stored as a non-event record`);
     }
     return record.payload;
   }
 
   listEvents(filter: EventFilter): { events: EventSummary[]; next: string | null } {
-    let i = this.#order.length - 1;
-    if (filter.before !== undefined) {
-      const at = this.#position.get(filter.before);
-      if (at === undefined) {
-        throw new PosternError('ERR_BAD_REQUEST', `unknown cursor ${filter.before}`, {
-          status: 400,
-        });
-      }
-      i = at - 1;
+    const { before, limit } = filter;
+    if (before !== undefined && !this.getEvent(before)) {
+      throw new PosternError('ERR_BAD_REQUEST', `unknown cursor ${before}`, { status: 400 });
     }
     const events: EventSummary[] = [];
-    if (filter.limit < 1) return { events, next: null };
-    for (; i >= 0; i--) {
-      const summary = this.#events.get(this.#order[i]!)?.summary;
+    if (limit < 1) return { events, next: null };
+    for (const id of this.#newestFirst(filter)) {
+      const summary = this.getEvent(id);
       if (!summary) continue;
+      // The indexes hold what is committed: a change under way is checked against the filter.
       if (filter.channelId !== undefined && summary.channelId !== filter.channelId) continue;
       if (filter.status !== undefined && summary.status !== filter.status) continue;
-      if (events.length === filter.limit) return { events, next: events.at(-1)!.id };
+      if (events.length === limit) return { events, next: events.at(-1)!.id };
       events.push(summary);
     }
     return { events, next: null };
   }
 
+  /** Candidate ids for a listing, newest first, below the cursor. */
+  *#newestFirst(filter: EventFilter): Iterable<string> {
+    const db = this.#events;
+    const below = filter.before ?? TOP;
+    const { channelId, status } = filter;
+    if (status === 'delivering') {
+      const ids = [...this.#delivering].filter((id) => id < below).sort();
+      for (let i = ids.length - 1; i >= 0; i--) yield ids[i]!;
+      return;
+    }
+    const range = <K extends unknown[]>(prefix: K, at: number) => ({
+      start: [...prefix, below],
+      end: prefix,
+      reverse: true,
+      pick: (key: unknown) => String((key as unknown[])[at]),
+    });
+    const stored = status === undefined ? undefined : storedStatus(status);
+    const source =
+      channelId !== undefined && stored !== undefined
+        ? { db: db.byChannelStatus, ...range([channelId, stored], 2) }
+        : channelId !== undefined
+          ? { db: db.byChannel, ...range([channelId], 1) }
+          : stored !== undefined
+            ? { db: db.byStatus, ...range([stored], 1) }
+            : null;
+    if (source === null) {
+      for (const id of db.states.getKeys({ start: below, reverse: true })) {
+        if (id !== below) yield id;
+      }
+      return;
+    }
+    for (const key of source.db.getKeys({ start: source.start, end: source.end, reverse: true })) {
+      const id = source.pick(key);
+      if (id !== below) yield id;
+    }
+  }
+
   pendingEvents(): EventSummary[] {
+    const db = this.#events;
     const out: EventSummary[] = [];
-    for (const id of this.#order) {
-      const summary = this.#events.get(id)?.summary;
+    const seen = new Set<string>();
+    for (const key of db.byStatus.getKeys({ start: ['queued'], end: ['queued', TOP] })) {
+      const id = String((key as unknown[])[1]);
+      const summary = this.getEvent(id);
+      seen.add(id);
       if (summary?.status === 'queued' || summary?.status === 'delivering') out.push(summary);
     }
+    // Queued again by a change whose commit is under way (a replay).
+    let late = false;
+    for (const summary of this.#overlay.values()) {
+      if (seen.has(summary.id) || summary.status !== 'queued') continue;
+      out.push(this.#view(summary));
+      late = true;
+    }
+    if (late) out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     return out;
   }
 
@@ -229,189 +355,52 @@ export class EmbeddedStore implements Store {
   }
 
   async removeFinishedBefore(cutoff: number): Promise<number> {
+    const db = this.#events;
+    const floor = eventIdFloor(cutoff);
     let removed = 0;
-    for (const id of this.#order) {
-      const summary = this.#events.get(id)?.summary;
-      if (!summary) continue;
-      if (summary.receivedAt >= cutoff) break;
-      if (summary.status === 'queued' || summary.status === 'delivering') continue;
-      this.#remove(id);
-      removed++;
+    for (const status of FINISHED) {
+      for (;;) {
+        const ids = Array.from(
+          db.byStatus.getKeys({ start: [status], end: [status, floor], limit: REMOVE_BATCH }),
+          (key) => String((key as unknown[])[1]),
+        ).filter((id) => !this.#overlay.has(id));
+        if (ids.length === 0) break;
+        const gone = await commit(db, () => {
+          let n = 0;
+          for (const id of ids) {
+            const was = db.states.get(id);
+            if (was?.status === status && was.receivedAt < cutoff && removeEvent(db, id)) n++;
+          }
+          return n;
+        });
+        this.#counts[status] -= gone;
+        removed += gone;
+        if (status === 'rejected' && gone > 0) this.#rejectedCount.clear();
+        if (ids.length < REMOVE_BATCH || gone === 0) break;
+      }
     }
-    await this.#compact();
+    await this.#pruneDedup();
     return removed;
   }
 
-  /** Forgets an event; its id leaves the arrival order lazily (rebuilt once half is gone). */
-  #remove(id: string): void {
-    const entry = this.#events.get(id);
-    if (!entry) return;
-    this.#events.delete(id);
-    this.#position.delete(id);
-    this.#counts[entry.summary.status]--;
-    this.#cache.delete(id);
-    this.#unref(entry.loc.segment, entry.loc.length);
-    if (entry.stateSegment) this.#unref(entry.stateSegment, 0);
-    if (entry.summary.status === 'rejected') {
-      const ids = this.#rejected.get(entry.summary.channelId);
-      const at = ids?.indexOf(id) ?? -1;
-      if (at >= 0) ids!.splice(at, 1);
-    }
-    if (++this.#removedInOrder * 2 > this.#order.length) {
-      this.#order = this.#order.filter((x) => this.#events.has(x));
-      this.#position.clear();
-      this.#order.forEach((x, i) => this.#position.set(x, i));
-      this.#removedInOrder = 0;
-    }
-  }
-
-  /**
-   * Reclaims disk: a sealed segment nothing points into is deleted; one that is mostly dead
-   * has its live events written forward (event record and a full state snapshot) first.
-   * A crash in between leaves both copies, which `open` reads back as one event.
-   */
-  #compact(): Promise<void> {
-    this.#compacting ??= (async () => {
-      try {
-        for (const { segment, bytes } of await this.#journal.segments()) {
-          if (segment === this.#journal.activeSegment) continue;
-          const use = this.#segments.get(segment) ?? { refs: 0, liveBytes: 0 };
-          if (use.refs > 0 && use.liveBytes >= bytes * COMPACT_BELOW) continue;
-          if (use.refs > 0) await this.#moveForward(segment);
-          if ((this.#segments.get(segment)?.refs ?? 0) === 0) {
-            await this.#journal.dropSegment(segment);
-            this.#segments.delete(segment);
-          }
-        }
-      } finally {
-        this.#compacting = null;
-      }
-    })();
-    return this.#compacting;
-  }
-
-  async #moveForward(segment: number): Promise<void> {
-    for (const entry of [...this.#events.values()]) {
-      if (entry.loc.segment !== segment && entry.stateSegment !== segment) continue;
-      const payload =
-        entry.loc.segment === segment ? await this.readPayload(entry.summary.id) : null;
-      if (this.#events.get(entry.summary.id) !== entry) continue; // removed meanwhile
-      const { summary } = entry;
-      // Encoded and appended in one tick: no update of this event can slip in between.
-      const moved = payload ? this.#journal.append(encodeEventRecord(payload)) : null;
-      const state = this.#journal.append(
-        encodeUpdateRecord(summary.id, {
-          status: summary.status === 'delivering' ? 'queued' : summary.status,
-          attemptCount: summary.attemptCount,
-          nextAttemptAt: summary.nextAttemptAt,
-          attempts: [...summary.attempts],
-          deliveredRoutes: [...summary.deliveredRoutes],
-          replays: summary.replays,
-        }),
+  /** Forgets dedup keys older than any replay window asks about. */
+  async #pruneDedup(): Promise<void> {
+    const db = this.#events;
+    const before = this.#newestDedupAt - MAX_DEDUP_AGE_MS;
+    for (;;) {
+      const keys = Array.from(
+        db.dedupByTime.getKeys({ start: [0], end: [before], limit: REMOVE_BATCH }),
+        (key) => key as unknown[],
       );
-      if (moved) {
-        const loc = await moved;
-        this.#unref(entry.loc.segment, entry.loc.length);
-        entry.loc = loc;
-        this.#ref(loc.segment, loc.length);
-      }
-      this.#pointState(entry, (await state).segment);
+      if (keys.length === 0) return;
+      await commit(db, () => {
+        for (const [at, channelId, key] of keys) {
+          const seen = db.dedup.get([String(channelId), String(key)]);
+          if (seen && seen[1] === at) db.dedup.removeSync([String(channelId), String(key)]);
+          db.dedupByTime.removeSync([at as number, String(channelId), String(key)]);
+        }
+      });
+      if (keys.length < REMOVE_BATCH) return;
     }
-  }
-
-  #ref(segment: number, bytes: number): void {
-    const use = this.#segments.get(segment);
-    if (use) {
-      use.refs++;
-      use.liveBytes += bytes;
-    } else {
-      this.#segments.set(segment, { refs: 1, liveBytes: bytes });
-    }
-  }
-
-  #unref(segment: number, bytes: number): void {
-    const use = this.#segments.get(segment);
-    if (!use) return;
-    use.refs--;
-    use.liveBytes -= bytes;
-  }
-
-  /** Records that the event's latest state now lives in `segment`. */
-  #pointState(entry: Entry, segment: number): void {
-    if (entry.stateSegment === segment) return;
-    if (entry.stateSegment) this.#unref(entry.stateSegment, 0);
-    entry.stateSegment = segment;
-    this.#ref(segment, 0);
-  }
-
-  #index(p: EventPayload, loc: Location): EventSummary {
-    if (p.dedupKey !== undefined && !p.rejected) {
-      this.#dedup.add(p.channelId, p.dedupKey, p.id, p.receivedAt);
-    }
-    const existing = this.#events.get(p.id);
-    if (existing) {
-      // The same event twice: compaction wrote it forward and crashed before deleting the
-      // old segment. Keep the state; the newer copy is the one to read.
-      this.#unref(existing.loc.segment, existing.loc.length);
-      existing.loc = loc;
-      this.#ref(loc.segment, loc.length);
-      return existing.summary;
-    }
-    const summary: EventSummary = {
-      id: p.id,
-      channelId: p.channelId,
-      status: p.rejected ? 'rejected' : 'queued',
-      receivedAt: p.receivedAt,
-      method: p.method,
-      path: p.path,
-      query: p.query,
-      size: p.rejected ? p.rejected.size : p.body.length,
-      attemptCount: 0,
-      attempts: [],
-      nextAttemptAt: 0,
-      reason: p.rejected?.reason ?? null,
-      orderKey: p.orderKey ?? '',
-      deliveredRoutes: [],
-      replays: 0,
-    };
-    this.#events.set(p.id, { summary, loc, stateSegment: 0 });
-    this.#ref(loc.segment, loc.length);
-    this.#position.set(p.id, this.#order.length);
-    this.#order.push(p.id);
-    this.#counts[summary.status]++;
-    if (p.rejected) {
-      const ids = this.#rejected.get(p.channelId) ?? [];
-      this.#rejected.set(p.channelId, ids);
-      ids.push(p.id);
-      if (ids.length > MAX_REJECTED_PER_CHANNEL) this.#remove(ids[0]!);
-    }
-    return summary;
-  }
-
-  /** Applies a state change; `segment` is where its record is (0: not written yet). */
-  #apply(id: string, update: EventUpdate, segment: number): void {
-    const entry = this.#events.get(id)!;
-    const { summary } = entry;
-    this.#setStatus(summary, update.status);
-    summary.attemptCount = update.attemptCount;
-    summary.nextAttemptAt = update.nextAttemptAt;
-    if (segment) this.#pointState(entry, segment);
-    if (update.attempts) summary.attempts = update.attempts.slice(-MAX_ATTEMPTS_KEPT);
-    if (update.deliveredRoutes) summary.deliveredRoutes = update.deliveredRoutes;
-    if (update.replays !== undefined) {
-      summary.replays = update.replays;
-      if (!update.deliveredRoutes) summary.deliveredRoutes = [];
-    }
-    if (update.attempt) {
-      summary.attempts.push(update.attempt);
-      if (summary.attempts.length > MAX_ATTEMPTS_KEPT) summary.attempts.shift();
-    }
-    if (update.status !== 'queued' && update.status !== 'delivering') this.#cache.delete(id);
-  }
-
-  #setStatus(summary: EventSummary, status: EventStatus): void {
-    this.#counts[summary.status]--;
-    this.#counts[status]++;
-    summary.status = status;
   }
 }

@@ -7,7 +7,7 @@
  * tail (a crash mid-write) fails its CRC and is cut off on open.
  */
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { PosternError } from '../../shared/errors.ts';
@@ -218,33 +218,6 @@ export class Journal {
   }
 
   /** The segment new records go to. */
-  get activeSegment(): number {
-    return this.#active;
-  }
-
-  /** Every segment, oldest first, with its size in bytes. */
-  async segments(): Promise<{ segment: number; bytes: number }[]> {
-    const out: { segment: number; bytes: number }[] = [];
-    for (const [segment, handle] of [...this.#handles].sort((a, b) => a[0] - b[0])) {
-      out.push({
-        segment,
-        bytes: segment === this.#active ? this.#position : (await handle.stat()).size,
-      });
-    }
-    return out;
-  }
-
-  /** Deletes a sealed segment whose records are no longer needed, durably. */
-  async dropSegment(segment: number): Promise<void> {
-    if (segment === this.#active) throw new Error('cannot drop the active segment');
-    const handle = this.#handles.get(segment);
-    if (!handle) return;
-    this.#handles.delete(segment);
-    await handle.close();
-    await unlink(segmentFile(this.#dir, segment));
-    await fsyncDirectory(this.#dir);
-  }
-
   async read(loc: Location): Promise<Buffer> {
     const handle = this.#handles.get(loc.segment);
     if (!handle) throw new PosternError('ERR_NOT_FOUND', `journal segment ${loc.segment} is gone`);

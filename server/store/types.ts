@@ -1,6 +1,6 @@
 /**
- * The relay's storage contract. Async and backend-neutral: the embedded lowdb + journal store
- * implements it today; a clustered backend (PostgreSQL) can implement it later.
+ * The relay's storage contract. Backend-neutral: the embedded store (lowdb + LMDB) implements
+ * it today; a clustered backend (PostgreSQL) can implement it later.
  */
 import type { HeaderPair } from '../../shared/protocol.ts';
 
@@ -181,11 +181,10 @@ export interface Store {
   /** Resolves once the event is written and fsynced: only then may ingress answer 2xx. */
   appendEvent(payload: EventPayload): Promise<EventSummary>;
   /**
-   * Records a delivery-state change, visible at once; durable before it resolves. A `lazy`
-   * change may take a little longer to become durable and may be lost in a crash: use it only
-   * where losing it is safe (a delivery outcome: the event is then simply offered again).
+   * Records a delivery-state change, visible at once; durable before it resolves. Changes
+   * made in one event-loop turn share one commit.
    */
-  updateEvent(id: string, update: EventUpdate, opts?: { lazy?: boolean }): Promise<EventSummary>;
+  updateEvent(id: string, update: EventUpdate): Promise<EventSummary>;
   getEvent(id: string): EventSummary | undefined;
   /**
    * Replay protection: the id of an event of `channelId` appended with this `dedupKey` and

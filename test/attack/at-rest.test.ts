@@ -115,8 +115,8 @@ test('umask 000: all under the data dir is owner-only, no file holds a secret, a
   const entries = await walk(dataDir);
   assert.deepEqual([...entries.keys()].sort(), [
     '.',
-    'journal',
-    'journal/0000000001.seg',
+    'events.mdb',
+    'events.mdb-lock',
     'relay.lock',
     'secrets.key',
     'state.json',

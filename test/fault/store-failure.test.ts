@@ -1,6 +1,6 @@
 /**
  * A store that cannot write: the relay runs under `ulimit -f 256` (a 256 KiB file-size limit),
- * so journal writes fail with EFBIG once the segment reaches it (Node ignores SIGXFSZ, so the
+ * so store writes fail with EFBIG once events.mdb reaches it (Node ignores SIGXFSZ, so the
  * process lives on). Ingress then answers 503 with Retry-After, never a 2xx it cannot keep;
  * every webhook answered 202 reaches the app, none answered 503 does, and every 202 was really
  * on disk: a relay restarted on the same data dir without the limit still has each of them.
@@ -60,7 +60,7 @@ async function fileSizeLimit(pid: number): Promise<string> {
   return line.split(/\s{2,}/)[1] ?? '';
 }
 
-test('journal writes failing with EFBIG: 202 or 503 only, and every 202 is kept and delivered', async () => {
+test('store writes failing with EFBIG: 202 or 503 only, and every 202 is kept and delivered', async () => {
   dataDir = await tempDir();
   const relay = await startRelayInShell({ dataDir, shellPrefix: `ulimit -f ${LIMIT_KIB}` });
   relays.push(relay);
@@ -129,7 +129,11 @@ test('journal writes failing with EFBIG: 202 or 503 only, and every 202 is kept 
   const errMessage =
     typeof err === 'object' && err !== null && 'message' in err ? String(err.message) : '';
   console.log(`store failure: the relay logged ${storeErrors.length} × "${errMessage}"`);
-  assert.match(errMessage, /EFBIG/, 'the failed write is EFBIG (SIGXFSZ ignored, not fatal)');
+  assert.match(
+    errMessage,
+    /^could not commit to events\.mdb: .*\((EFBIG|EIO)\)/,
+    'the failed commit, with its errno (SIGXFSZ ignored, not fatal)',
+  );
 
   // Every 202 reaches the app; no 503 does.
   const rejectedBodies = new Set(rejected.map((s) => s.body.toString('base64')));

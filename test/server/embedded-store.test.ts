@@ -8,12 +8,15 @@ import {
   MAX_ATTEMPTS_KEPT,
   MAX_REJECTED_PER_CHANNEL,
 } from '../../server/store/embedded.ts';
+import { Journal } from '../../server/store/journal.ts';
+import { encodeEventRecord, encodeUpdateRecord } from '../../server/store/records.ts';
 import type {
   Attempt,
   ChannelRecord,
   EventPayload,
   EventStatus,
   EventSummary,
+  EventUpdate,
 } from '../../server/store/types.ts';
 import { PosternError } from '../../shared/errors.ts';
 
@@ -23,12 +26,8 @@ async function tempDir(t: TestContext): Promise<string> {
   return dir;
 }
 
-async function openStore(
-  t: TestContext,
-  dataDir: string,
-  opts: { cacheBytes?: number; segmentBytes?: number } = {},
-): Promise<EmbeddedStore> {
-  const store = new EmbeddedStore({ dataDir, ...opts });
+async function openStore(t: TestContext, dataDir: string): Promise<EmbeddedStore> {
+  const store = new EmbeddedStore({ dataDir });
   await store.open();
   t.after(() => store.close());
   return store;
@@ -39,10 +38,9 @@ async function reopen(
   t: TestContext,
   store: EmbeddedStore,
   dataDir: string,
-  opts: { cacheBytes?: number; segmentBytes?: number } = {},
 ): Promise<EmbeddedStore> {
   await store.close();
-  return openStore(t, dataDir, opts);
+  return openStore(t, dataDir);
 }
 
 function eventId(i: number): string {
@@ -125,9 +123,9 @@ test('appendEvent returns a queued summary; getEvent and readPayload give it bac
   });
 });
 
-test('readPayload reads the bytes back from disk (no cache, and after reopen)', async (t) => {
+test('readPayload reads the bytes back from disk (and after reopen)', async (t) => {
   const dir = await tempDir(t);
-  const store = await openStore(t, dir, { cacheBytes: 0 });
+  const store = await openStore(t, dir);
   const events = [payload(1), payload(2, 'ch_b'), { ...payload(3), body: Buffer.alloc(0) }];
   for (const p of events) await store.appendEvent(p);
   for (const p of events) assert.deepEqual(await store.readPayload(p.id), p);
@@ -139,15 +137,85 @@ test('readPayload reads the bytes back from disk (no cache, and after reopen)', 
   );
 });
 
-test('events survive reopen across journal segments', async (t) => {
+test('a journal of an earlier release is converted on open, with every status, then kept aside', async (t) => {
   const dir = await tempDir(t);
-  const store = await openStore(t, dir, { segmentBytes: 400 });
-  const events = Array.from({ length: 30 }, (_, i) => payload(i));
-  for (const p of events) await store.appendEvent(p);
-  const journalFiles = await readdir(path.join(dir, 'journal'));
-  assert.ok(journalFiles.length > 3, `only ${journalFiles.length} segments`);
-  const again = await reopen(t, store, dir, { segmentBytes: 400, cacheBytes: 0 });
-  for (const p of events) assert.deepEqual(await again.readPayload(p.id), p);
+  // What the previous release wrote: events and their state changes in journal segments.
+  const journal = new Journal(path.join(dir, 'journal'), { segmentBytes: 2_000 });
+  await journal.open(() => undefined);
+  const events = Array.from({ length: 30 }, (_, i) => ({
+    ...payload(i),
+    ...(i % 5 === 0 ? { dedupKey: `key-${i}` } : {}),
+  }));
+  for (const p of events) await journal.append(encodeEventRecord(p));
+  const attempt = (outcome: 'delivered' | 'failed' | 'filtered') => ({
+    at: 1_700_000_100_000,
+    agentId: 'ag_1',
+    outcome,
+    status: outcome === 'failed' ? 500 : 200,
+    durationMs: 3,
+    error: outcome === 'failed' ? 'app answered 500' : null,
+  });
+  const updates: [number, EventUpdate][] = [
+    [1, { status: 'delivered', attemptCount: 1, nextAttemptAt: 0, attempt: attempt('delivered') }],
+    [2, { status: 'failed', attemptCount: 3, nextAttemptAt: 0, attempt: attempt('failed') }],
+    [3, { status: 'filtered', attemptCount: 0, nextAttemptAt: 0, attempt: attempt('filtered') }],
+    [
+      4,
+      {
+        status: 'queued',
+        attemptCount: 1,
+        nextAttemptAt: 1_700_000_200_000,
+        attempt: attempt('failed'),
+      },
+    ],
+    [6, { status: 'delivering', attemptCount: 0, nextAttemptAt: 0 }],
+  ];
+  for (const [i, u] of updates) await journal.append(encodeUpdateRecord(eventId(i), u));
+  const refused = {
+    ...payload(40),
+    body: Buffer.alloc(0),
+    rejected: { reason: 'signature_mismatch', size: 9 },
+  };
+  await journal.append(encodeEventRecord(refused));
+  await journal.close();
+  assert.ok((await readdir(path.join(dir, 'journal'))).length > 3, 'several segments');
+
+  const lines: string[] = [];
+  const log = { info: (_f: Record<string, unknown>, msg: string) => lines.push(msg), warn() {} };
+  const store = new EmbeddedStore({ dataDir: dir, logger: log });
+  await store.open();
+  t.after(() => store.close());
+  assert.ok(
+    lines.some((l) => l === 'converting the journal of an earlier release: 31 events'),
+    lines.join('\n'),
+  );
+  assert.ok(lines.some((l) => l.startsWith('converted 31 events into events.mdb')));
+  const names = await readdir(dir);
+  assert.ok(!names.includes('journal') && names.includes('journal.converted'), names.join(', '));
+  assert.deepEqual(store.countByStatus(), {
+    queued: 27,
+    delivering: 0,
+    delivered: 1,
+    failed: 1,
+    rejected: 1,
+    filtered: 1,
+  });
+  for (const p of events) assert.deepEqual(await store.readPayload(p.id), p);
+  assert.equal(store.getEvent(eventId(1))?.status, 'delivered');
+  assert.deepEqual(store.getEvent(eventId(2))?.attempts, [attempt('failed')]);
+  assert.equal(store.getEvent(eventId(4))?.nextAttemptAt, 1_700_000_200_000);
+  assert.equal(
+    store.getEvent(eventId(6))?.status,
+    'queued',
+    'nothing is in flight after a restart',
+  );
+  assert.equal(store.getEvent(refused.id)?.reason, 'signature_mismatch');
+  assert.equal(await store.findByDedupKey('ch_a', 'key-5', 0), eventId(5));
+  assert.equal(store.listEvents({ limit: 100 }).events.length, 31);
+  // A second open converts nothing again.
+  const again = await reopen(t, store, dir);
+  assert.equal(again.listEvents({ limit: 100 }).events.length, 31);
+  assert.equal(lines.filter((l) => l.startsWith('converting')).length, 1);
 });
 
 test('updateEvent changes state at once, and reopen rebuilds it from the journal', async (t) => {
@@ -575,7 +643,13 @@ test('state.json is written by rename: it parses and no temp file remains', asyn
     });
   }
   const names = (await readdir(dir)).sort();
-  assert.deepEqual(names, ['journal', 'relay.lock', 'secrets.key', 'state.json']);
+  assert.deepEqual(names, [
+    'events.mdb',
+    'events.mdb-lock',
+    'relay.lock',
+    'secrets.key',
+    'state.json',
+  ]);
   const parsed = JSON.parse(await readFile(path.join(dir, 'state.json'), 'utf8')) as {
     channels: { verify: { secret: string } }[];
   };
@@ -609,7 +683,8 @@ test('concurrent updateControl calls all apply: none is lost', async (t) => {
     Array.from({ length: 10 }, (_, i) => `ch_${i}`),
   );
   assert.deepEqual((await readdir(dir)).sort(), [
-    'journal',
+    'events.mdb',
+    'events.mdb-lock',
     'relay.lock',
     'secrets.key',
     'state.json',
@@ -696,7 +771,7 @@ test('findByDedupKey: per channel, within `since`, across a reopen; refused even
   };
   await check(store);
   assert.deepEqual(await store.readPayload(keyed.id), keyed, 'the key is part of the record');
-  const again = await reopen(t, store, dir, { cacheBytes: 0 });
+  const again = await reopen(t, store, dir);
   await check(again);
   assert.equal((await again.readPayload(keyed.id)).dedupKey, keyed.dedupKey);
   assert.equal((await again.readPayload(payload(2).id)).dedupKey, undefined);

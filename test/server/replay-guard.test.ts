@@ -1,14 +1,21 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ReplayGuard, type Claim } from '../../server/http/replay-guard.ts';
-import { DedupIndex } from '../../server/store/dedup-index.ts';
 
 const T = 1_700_000_000_000;
 const KEY = { key: 'k'.repeat(43), windowMs: 60_000 };
 
 /** A store of dedup keys, as the embedded store holds them, that counts its look-ups. */
 function fakeStore() {
-  const index = new DedupIndex();
+  const seen = new Map<string, { id: string; at: number }>();
+  const index = {
+    add: (channelId: string, key: string, id: string, at: number) =>
+      void seen.set(`${channelId} ${key}`, { id, at }),
+    find: (channelId: string, key: string, since: number) => {
+      const s = seen.get(`${channelId} ${key}`);
+      return s && s.at >= since ? s.id : undefined;
+    },
+  };
   let lookups = 0;
   return {
     index,

@@ -1,20 +1,20 @@
 /**
- * Retention and compaction of the embedded store: finished events past their age are
- * forgotten, sealed segments nothing points into are deleted, mostly dead ones are rewritten,
- * and disk use stays bounded under steady traffic. Queued events are never removed.
+ * Retention in the embedded store: finished events past their age are removed with their
+ * payloads and index entries, queued ones never are, and the pages they used are reused, so
+ * the file stops growing under steady traffic. Dedup keys outlive their events for the replay
+ * window, then go too.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { EmbeddedStore } from '../../server/store/embedded.ts';
-import { Journal } from '../../server/store/journal.ts';
-import { encodeEventRecord, encodeUpdateRecord } from '../../server/store/records.ts';
-import type { Attempt, EventPayload } from '../../server/store/types.ts';
+import { eventIdGenerator } from '../../server/ids.ts';
+import { EmbeddedStore, MAX_DEDUP_AGE_MS } from '../../server/store/embedded.ts';
+import { EVENTS_FILE } from '../../server/store/event-db.ts';
+import type { EventPayload } from '../../server/store/types.ts';
 
 const T0 = 1_700_000_000_000;
-const SEGMENT = 8 * 1024;
 
 async function tempDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), 'postern-retention-'));
@@ -23,17 +23,19 @@ async function tempDir(t: TestContext): Promise<string> {
 }
 
 async function openStore(t: TestContext, dataDir: string): Promise<EmbeddedStore> {
-  const store = new EmbeddedStore({ dataDir, segmentBytes: SEGMENT });
+  const store = new EmbeddedStore({ dataDir });
   await store.open();
   t.after(() => store.close());
   return store;
 }
 
-function payload(i: number): EventPayload {
-  return {
-    id: `evt_${String(i).padStart(26, '0')}`,
+/** Events with real (time-ordered) ids, received at `at`. */
+function events(at: number, n: number, extra: Partial<EventPayload> = {}): EventPayload[] {
+  const next = eventIdGenerator(() => at);
+  return Array.from({ length: n }, (_, i) => ({
+    id: next(),
     channelId: 'ch_r',
-    receivedAt: T0 + i,
+    receivedAt: at,
     method: 'POST',
     path: `/n/${i}`,
     query: '',
@@ -41,157 +43,89 @@ function payload(i: number): EventPayload {
     originalUrl: `https://relay.example.com/h/ch_r/n/${i}`,
     remoteAddress: '203.0.113.1',
     body: Buffer.alloc(1024, i & 0xff),
-  };
+    ...extra,
+  }));
 }
 
-async function segmentFiles(dataDir: string): Promise<string[]> {
-  return (await readdir(path.join(dataDir, 'journal'))).filter((f) => f.endsWith('.seg')).sort();
-}
+const delivered = { status: 'delivered' as const, attemptCount: 1, nextAttemptAt: 0 };
+const failed = { status: 'failed' as const, attemptCount: 5, nextAttemptAt: 0 };
 
-async function journalBytes(dataDir: string): Promise<number> {
-  let total = 0;
-  for (const f of await segmentFiles(dataDir))
-    total += (await stat(path.join(dataDir, 'journal', f))).size;
-  return total;
-}
-
-const delivered = (n: number) => ({
-  status: 'delivered' as const,
-  attemptCount: n,
-  nextAttemptAt: 0,
-});
-
-test('finished events past the cutoff go, and so do the segments they filled', async (t) => {
+test('finished events past the cutoff go with their payloads; queued and newer ones stay', async (t) => {
   const dir = await tempDir(t);
   const store = await openStore(t, dir);
-  for (let i = 1; i <= 60; i++) await store.appendEvent(payload(i));
-  for (let i = 1; i <= 60; i++) await store.updateEvent(payload(i).id, delivered(1));
-  const before = await segmentFiles(dir);
-  assert.ok(before.length >= 8, `${before.length} segments before`);
+  const old = events(T0, 40);
+  const young = events(T0 + 10_000, 10);
+  for (const p of [...old, ...young]) await store.appendEvent(p);
+  for (const p of old.slice(0, 20)) await store.updateEvent(p.id, delivered);
+  for (const p of old.slice(20, 30)) await store.updateEvent(p.id, failed);
+  for (const p of young.slice(0, 5)) await store.updateEvent(p.id, delivered);
+  await store.appendEvent({
+    ...events(T0, 1)[0]!,
+    id: events(T0 + 1, 1)[0]!.id,
+    body: Buffer.alloc(0),
+    rejected: { reason: 'signature_mismatch', size: 10 },
+  });
 
-  assert.equal(
-    await store.removeFinishedBefore(T0 + 31),
-    30,
-    'only those received before the cutoff',
-  );
-  assert.equal(store.listEvents({ limit: 500 }).events.length, 30);
-  assert.equal(store.getEvent(payload(30).id), undefined);
-  assert.ok(store.getEvent(payload(31).id));
-
-  assert.equal(await store.removeFinishedBefore(T0 + 1_000), 30);
+  assert.equal(await store.removeFinishedBefore(T0 + 5_000), 31);
+  for (const p of old.slice(0, 30)) {
+    assert.equal(store.getEvent(p.id), undefined);
+    await assert.rejects(store.readPayload(p.id), /no event/);
+  }
+  for (const p of [...old.slice(30), ...young]) assert.ok(store.getEvent(p.id), p.id);
   assert.deepEqual(store.countByStatus(), {
-    queued: 0,
+    queued: 15,
     delivering: 0,
-    delivered: 0,
+    delivered: 5,
     failed: 0,
     rejected: 0,
     filtered: 0,
   });
-  const after = await segmentFiles(dir);
-  assert.equal(after.length, 1, `only the active segment is left (was ${before.length})`);
-
+  assert.equal(store.listEvents({ limit: 100 }).events.length, 20);
+  assert.equal(store.listEvents({ limit: 100, status: 'delivered' }).events.length, 5);
+  assert.equal(store.listEvents({ limit: 100, channelId: 'ch_r' }).events.length, 20);
+  // Nothing is left in an index either: after a reopen the counts are read from the indexes.
   await store.close();
   const again = await openStore(t, dir);
-  assert.equal(
-    again.listEvents({ limit: 500 }).events.length,
-    0,
-    'nothing comes back after a restart',
-  );
+  assert.equal(again.countByStatus().queued, 15);
+  assert.equal(again.countByStatus().delivered, 5);
+  assert.equal(await again.removeFinishedBefore(T0 + 5_000), 0, 'nothing more to remove');
+  assert.equal(await again.removeFinishedBefore(T0 + 20_000), 5);
+  assert.equal(again.pendingEvents().length, 15, 'queued events are never removed');
 });
 
-test('queued events are never removed; compaction moves them forward with their state', async (t) => {
-  const dir = await tempDir(t);
-  const store = await openStore(t, dir);
-  for (let i = 1; i <= 60; i++) await store.appendEvent(payload(i));
-  const failedOnce: Attempt = {
-    at: T0 + 500,
-    agentId: 'ag_x',
-    outcome: 'failed',
-    status: 500,
-    durationMs: 12,
-    error: 'app answered 500',
-  };
-  const keep = [payload(5).id, payload(33).id];
-  for (let i = 1; i <= 60; i++) {
-    const id = payload(i).id;
-    if (keep.includes(id)) {
-      await store.updateEvent(id, {
-        status: 'queued',
-        attemptCount: 1,
-        nextAttemptAt: T0 + 9_000,
-        attempt: failedOnce,
-      });
-    } else {
-      await store.updateEvent(id, delivered(1));
-    }
-  }
-  const before = await journalBytes(dir);
-  assert.equal(await store.removeFinishedBefore(T0 + 10_000), 58);
-  const after = await journalBytes(dir);
-  assert.ok(after < before / 4, `journal shrank from ${before} to ${after} bytes`);
-
-  await store.close();
-  const again = await openStore(t, dir);
-  const left = again.listEvents({ limit: 500 }).events;
-  assert.deepEqual(left.map((e) => e.id).sort(), [...keep].sort());
-  for (const id of keep) {
-    const e = again.getEvent(id)!;
-    assert.equal(e.status, 'queued');
-    assert.equal(e.attemptCount, 1);
-    assert.equal(e.nextAttemptAt, T0 + 9_000);
-    assert.deepEqual(e.attempts, [failedOnce]);
-    const p = await again.readPayload(id);
-    assert.deepEqual(p.body, payload(Number(id.slice(4))).body);
-  }
-});
-
-test('disk use stays bounded under steady traffic with retention', async (t) => {
+test('under steady traffic with retention the file stops growing: freed pages are reused', async (t) => {
   const dir = await tempDir(t);
   const store = await openStore(t, dir);
   const sizes: number[] = [];
-  let n = 0;
   for (let round = 0; round < 12; round++) {
-    const ids: string[] = [];
-    for (let i = 0; i < 25; i++) ids.push((await store.appendEvent(payload(++n))).id);
-    await Promise.all(ids.map((id) => store.updateEvent(id, delivered(1))));
-    // Keep roughly the last round: everything received before it is past retention.
-    await store.removeFinishedBefore(T0 + n - 24);
-    sizes.push(await journalBytes(dir));
+    const at = T0 + round * 1_000;
+    const batch = events(at, 300);
+    await Promise.all(batch.map((p) => store.appendEvent(p)));
+    await Promise.all(batch.map((p) => store.updateEvent(p.id, delivered)));
+    // Keep two rounds: everything older goes.
+    await store.removeFinishedBefore(at - 1_500);
+    sizes.push((await stat(path.join(dir, EVENTS_FILE))).size);
   }
-  const bound = 4 * SEGMENT + 26 * 1200;
+  assert.equal(store.countByStatus().delivered, 600);
+  const settled = sizes[5]!;
   assert.ok(
-    Math.max(...sizes.slice(2)) < bound,
-    `journal sizes ${sizes.join(', ')} stay under ${bound}`,
+    sizes[11]! <= settled * 1.25,
+    `file size by round: ${sizes.join(', ')} (the last should not exceed round 6 by much)`,
   );
-  assert.equal(store.listEvents({ limit: 500 }).events.length, 25);
 });
 
-test('an event written twice (compaction crashed before deleting) reads back once, latest state', async (t) => {
+test('dedup keys outlive their events for the replay window, then are pruned', async (t) => {
   const dir = await tempDir(t);
-  const journal = new Journal(path.join(dir, 'journal'), { segmentBytes: SEGMENT });
-  await journal.open(() => undefined);
-  const p = payload(7);
-  await journal.append(encodeEventRecord(p));
-  await journal.append(
-    encodeUpdateRecord(p.id, { status: 'queued', attemptCount: 2, nextAttemptAt: T0 }),
-  );
-  await journal.append(encodeEventRecord(p));
-  await journal.append(
-    encodeUpdateRecord(p.id, {
-      status: 'queued',
-      attemptCount: 2,
-      nextAttemptAt: T0,
-      attempts: [],
-    }),
-  );
-  await journal.close();
   const store = await openStore(t, dir);
-  const events = store.listEvents({ limit: 10 }).events;
-  assert.equal(events.length, 1);
-  assert.equal(events[0]!.attemptCount, 2);
-  assert.deepEqual((await store.readPayload(p.id)).body, p.body);
-  assert.deepEqual(
-    store.pendingEvents().map((e) => e.id),
-    [p.id],
-  );
+  const [keyed] = events(T0, 1, { dedupKey: 'k'.repeat(43) });
+  await store.appendEvent(keyed!);
+  await store.updateEvent(keyed!.id, delivered);
+  assert.equal(await store.removeFinishedBefore(T0 + 1), 1);
+  assert.equal(await store.findByDedupKey('ch_r', 'k'.repeat(43), 0), keyed!.id, 'still known');
+  // A newer key, past the window: the old one is pruned by the next sweep.
+  const [later] = events(T0 + MAX_DEDUP_AGE_MS + 1, 1, { dedupKey: 'l'.repeat(43) });
+  await store.appendEvent(later!);
+  await store.removeFinishedBefore(T0 + 1);
+  assert.equal(await store.findByDedupKey('ch_r', 'k'.repeat(43), 0), undefined);
+  assert.equal(await store.findByDedupKey('ch_r', 'l'.repeat(43), 0), later!.id);
 });

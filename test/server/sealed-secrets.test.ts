@@ -224,7 +224,7 @@ test('a missing key file with encrypted secrets: refused, and no new key is made
       ),
     ),
   );
-  assert.deepEqual((await readdir(dir)).sort(), ['journal', 'state.json']);
+  assert.deepEqual((await readdir(dir)).sort(), ['events.mdb', 'events.mdb-lock', 'state.json']);
 });
 
 test('--forget-lost-secrets: those channels get secrets nobody knows, named in a warning', async (t) => {
@@ -266,7 +266,7 @@ test('--forget-lost-secrets: those channels get secrets nobody knows, named in a
 test('a key from POSTERN_SECRETS_KEY: no key file is written, and the data-dir key cannot open them', async (t) => {
   const key = randomBytes(32);
   const dir = await withChannels(t, { secretsKey: { kind: 'env', key } });
-  assert.deepEqual((await readdir(dir)).sort(), ['journal', 'state.json']);
+  assert.deepEqual((await readdir(dir)).sort(), ['events.mdb', 'events.mdb-lock', 'state.json']);
   await assert.rejects(
     open(dir),
     keyRefused(/is missing: restore it from its backup, or give the key they were encrypted with/),
@@ -324,7 +324,7 @@ test('a key file (--secrets-key-file): must exist, hold a key, and be closed to 
   await store.close();
   assert.deepEqual(
     (await readdir(dir)).sort(),
-    ['journal', 'state.json'],
+    ['events.mdb', 'events.mdb-lock', 'state.json'],
     'no key in the data dir',
   );
   const again = await open(dir, { secretsKey: source });

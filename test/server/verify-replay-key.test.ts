@@ -20,7 +20,7 @@ import {
   type ReplayKey,
   type SignedRequest,
 } from '../../server/verify/index.ts';
-import { MAX_DEDUP_AGE_MS } from '../../server/store/dedup-index.ts';
+import { MAX_DEDUP_AGE_MS } from '../../server/store/embedded.ts';
 import type { VerifyConfig } from '../../server/store/types.ts';
 import type { HeaderPair } from '../../shared/protocol.ts';
 

@@ -1,0 +1,141 @@
+/**
+ * The embedded store's events on disk, in LMDB (one memory-mapped file, `<data-dir>/events.mdb`):
+ * an existing engine with ordered keys, atomic multi-key transactions and durable commits
+ * batched on its own thread, so the relay keeps no index of its own in memory.
+ *
+ * Layout (named databases of one environment, so one transaction covers them all):
+ * - `payloads`: id → the request as ingress captured it (records.ts event layout), immutable;
+ * - `states`: id → the event's summary (delivery state), rewritten on each change;
+ * - `byStatus` [status, id], `byChannel` [channel, id], `byChannelStatus` [channel, status, id]:
+ *   the listing indexes (event ids sort in arrival order, so each range is arrival-ordered);
+ * - `dedup` [channel, key] → [event id, receivedAt] and `dedupByTime` [receivedAt, channel,
+ *   key]: replay protection, pruned by age.
+ *
+ * Commits are fsynced before their promise resolves (`overlappingSync: false`: with it, LMDB
+ * resolves at commit and flushes later). `delivering` is never written: after a restart nothing
+ * is in flight, so the disk holds such an event as `queued`.
+ */
+import { constants } from 'node:os';
+import { open, type Database, type Key, type RootDatabase } from 'lmdb';
+import { PosternError } from '../../shared/errors.ts';
+import type { EventStatus, EventSummary } from './types.ts';
+
+export const EVENTS_FILE = 'events.mdb';
+
+export interface EventDb {
+  root: RootDatabase;
+  payloads: Database<Buffer, string>;
+  states: Database<EventSummary, string>;
+  byStatus: Database<1, Key>;
+  byChannel: Database<1, Key>;
+  byChannelStatus: Database<1, Key>;
+  dedup: Database<[string, number], Key>;
+  dedupByTime: Database<1, Key>;
+}
+
+export function openEventDb(file: string): EventDb {
+  const root = open({
+    path: file,
+    // 8 KiB pages hold several ~1.5 KB records; the default 4 KiB wastes most of each page.
+    pageSize: 8192,
+    overlappingSync: false,
+    maxDbs: 16,
+  });
+  const index = (name: string) => root.openDB<1, Key>({ name, encoding: 'msgpack' });
+  return {
+    root,
+    payloads: root.openDB<Buffer, string>({ name: 'payloads', encoding: 'binary' }),
+    states: root.openDB<EventSummary, string>({ name: 'states', encoding: 'msgpack' }),
+    byStatus: index('byStatus'),
+    byChannel: index('byChannel'),
+    byChannelStatus: index('byChannelStatus'),
+    dedup: root.openDB<[string, number], Key>({ name: 'dedup', encoding: 'msgpack' }),
+    dedupByTime: index('dedupByTime'),
+  };
+}
+
+/** The status an event is stored under (`delivering` lives in memory only). */
+export function storedStatus(status: EventStatus): EventStatus {
+  return status === 'delivering' ? 'queued' : status;
+}
+
+/**
+ * Writes an event's state and moves its index entries; runs inside a write transaction. `was`
+ * is the state on disk before (undefined for a new event).
+ */
+export function putState(db: EventDb, next: EventSummary, was: EventSummary | undefined): void {
+  const status = storedStatus(next.status);
+  db.states.putSync(next.id, { ...next, status });
+  const before = was === undefined ? undefined : storedStatus(was.status);
+  if (before === status) return;
+  if (before !== undefined) {
+    db.byStatus.removeSync([before, next.id]);
+    db.byChannelStatus.removeSync([next.channelId, before, next.id]);
+  } else {
+    db.byChannel.putSync([next.channelId, next.id], 1);
+  }
+  db.byStatus.putSync([status, next.id], 1);
+  db.byChannelStatus.putSync([next.channelId, status, next.id], 1);
+}
+
+/** Removes an event and its index entries; runs inside a write transaction. */
+export function removeEvent(db: EventDb, id: string): EventSummary | undefined {
+  const was = db.states.get(id);
+  if (!was) return undefined;
+  db.states.removeSync(id);
+  db.payloads.removeSync(id);
+  db.byStatus.removeSync([was.status, id]);
+  db.byChannel.removeSync([was.channelId, id]);
+  db.byChannelStatus.removeSync([was.channelId, was.status, id]);
+  return was;
+}
+
+/**
+ * Runs `write` in the next batched write transaction; resolves once it is durable. A failed
+ * commit rejects with LMDB's error, whose own `commitError` promise is handled here (left
+ * alone, it would end the process as an unhandled rejection).
+ */
+export function commit<T>(db: EventDb, write: () => T): Promise<T> {
+  return db.root.transaction(write).catch(async (err: unknown) => {
+    let cause = err;
+    const detail = (err as { commitError?: Promise<unknown> }).commitError;
+    if (detail)
+      cause = await detail.then(
+        () => err,
+        (e: unknown) => e,
+      );
+    throw new PosternError(
+      'ERR_STORE_WRITE',
+      `could not commit to ${EVENTS_FILE}: ${describe(cause)}`,
+      {
+        cause,
+      },
+    );
+  });
+}
+
+/** An LMDB error in words, with the errno's name when it has one (EFBIG, ENOSPC, EIO). */
+function describe(err: unknown): string {
+  const code = (err as { code?: unknown }).code;
+  const name =
+    typeof code === 'number'
+      ? Object.entries(constants.errno).find(([, n]) => n === code)?.[0]
+      : undefined;
+  const message = err instanceof Error ? err.message.split(':')[0]! : String(err);
+  return name ? `${message} (${name})` : message;
+}
+
+/**
+ * LMDB leaves one internal promise of a failed commit without a handler (every caller's own
+ * promise is rejected too, and answered: ingress says 503). That one is dropped here; any other
+ * unhandled rejection is thrown again, so it still ends the process as Node's default would.
+ * Returns the function that removes the handler.
+ */
+export function absorbFailedCommits(): () => void {
+  const onUnhandled = (reason: unknown) => {
+    if ((reason as { commitError?: unknown } | null)?.commitError !== undefined) return;
+    throw reason;
+  };
+  process.on('unhandledRejection', onUnhandled);
+  return () => void process.off('unhandledRejection', onUnhandled);
+}
