@@ -36,13 +36,22 @@ export function cpuSeconds(pid: number): number | null {
   }
 }
 
-/** Resident set size in bytes (VmRSS), or null if unreadable. */
-export function rssBytes(pid: number): number | null {
+/** A `kB` line of /proc/<pid>/status in bytes, or null if unreadable. */
+function statusBytes(pid: number, field: string): number | null {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1];
+    const kb = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(status)?.[1];
     return kb === undefined ? null : Number(kb) * 1024;
   } catch {
     return null;
   }
 }
+
+/** Resident set size in bytes (VmRSS), or null if unreadable. */
+export const rssBytes = (pid: number) => statusBytes(pid, 'VmRSS');
+
+/**
+ * The process's own memory (RssAnon): VmRSS less the pages of mapped files, such as the
+ * store's memory-mapped database, which are the OS's file cache and reclaimable.
+ */
+export const rssAnonBytes = (pid: number) => statusBytes(pid, 'RssAnon');

@@ -106,6 +106,11 @@ export function table(r: Results): string {
     ],
     [
       '',
+      'relay RssAnon (no mapped files) before / queued / drained',
+      `${mib(bl.relayRssAnonBytes.beforeBacklog)} / ${mib(bl.relayRssAnonBytes.queued)} / ${mib(bl.relayRssAnonBytes.drained)}`,
+    ],
+    [
+      '',
       'drain rate (from agent connect)',
       bl.drainPerS === null ? 'n/a' : `${int(bl.drainPerS)}/s in ${secs(bl.drainS)}`,
     ],

@@ -17,7 +17,7 @@ import {
   writeAgentConfig,
 } from './postern.ts';
 import type { LogProcess } from './log-process.ts';
-import { cpuSeconds, rssBytes } from './proc-stats.ts';
+import { cpuSeconds, rssAnonBytes, rssBytes } from './proc-stats.ts';
 import { metricsDelta, scrapeMetrics } from './relay-metrics.ts';
 
 export type BacklogSlice = { amount: number; accepted: number; perS: number; queuedAfter: number };
@@ -46,6 +46,12 @@ export type BacklogResult = {
   /** Delivered to the app while the agent was away: must be 0. */
   deliveredWhileAway: number;
   relayRssBytes: { beforeBacklog: number | null; queued: number | null; drained: number | null };
+  /** The same, without the pages of memory-mapped files (the store's database). */
+  relayRssAnonBytes: {
+    beforeBacklog: number | null;
+    queued: number | null;
+    drained: number | null;
+  };
   /** From the agent's "connected to the relay" to the last backlog event at the app. */
   drainS: number | null;
   drainPerS: number | null;
@@ -117,11 +123,13 @@ export async function runBacklog(b: Bench): Promise<BacklogResult> {
   await sendAgentAway(b, relay, agentId, agent.proc);
   await b.app.reset();
   const rssBefore = rssBytes(relay.proc.pid);
+  const anonBefore = rssAnonBytes(relay.proc.pid);
   const metrics0 = await scrapeMetrics(relay);
 
   const filled = await fill(b, relay, channel.ingress, n, sliceSize);
   const { slices, ids } = filled;
   const rssQueued = rssBytes(relay.proc.pid);
+  const anonQueued = rssAnonBytes(relay.proc.pid);
   const away = await b.app.stats();
   const metrics1 = await scrapeMetrics(relay);
 
@@ -135,6 +143,7 @@ export async function runBacklog(b: Bench): Promise<BacklogResult> {
     agent: diff(agentCpu0, cpuSeconds(agent.proc.pid)),
   };
   const rssDrained = rssBytes(relay.proc.pid);
+  const anonDrained = rssAnonBytes(relay.proc.pid);
   const drainMetrics = metricsDelta(metrics1, await scrapeMetrics(relay));
   const drainS =
     done.missing === 0 && done.lastExpectedAt !== null
@@ -172,6 +181,7 @@ export async function runBacklog(b: Bench): Promise<BacklogResult> {
     ingestMeanCommitMs: metricsDelta(metrics0, metrics1).meanCommitMs,
     deliveredWhileAway: away.unique,
     relayRssBytes: { beforeBacklog: rssBefore, queued: rssQueued, drained: rssDrained },
+    relayRssAnonBytes: { beforeBacklog: anonBefore, queued: anonQueued, drained: anonDrained },
     drainS,
     drainPerS: drainS === null ? null : ids.length / drainS,
     drained: done.expected - done.missing,
