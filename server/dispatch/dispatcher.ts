@@ -216,9 +216,9 @@ export class Dispatcher {
         'delivery attempt failed; will retry',
       );
     }
-    // Not awaited: the outcomes of one turn share a commit, and one lost in a crash only means
-    // the event is offered again (at least once).
-    this.#store.updateEvent(summary.id, update).catch((err: unknown) => {
+    // Lazy: an outcome lost in a crash only means the event is offered again (at least once),
+    // so it rides along with the next ingress commit instead of costing a flush of its own.
+    this.#store.updateEvent(summary.id, update, { lazy: true }).catch((err: unknown) => {
       this.#log.error(
         { ...ids, err },
         'could not record a delivery outcome; the event will be offered again after a restart',

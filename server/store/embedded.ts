@@ -63,6 +63,34 @@ const FINISHED: readonly EventStatus[] = ['delivered', 'failed', 'rejected', 'fi
 /** Above every event id: the end of a range of ids. */
 const TOP = '\uffff';
 
+/** Longest a lazy change waits for a commit to ride along with. */
+export const LAZY_FLUSH_MS = 50;
+
+interface Waiter {
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+interface Lazy {
+  states: EventSummary[];
+  waiters: Waiter[];
+}
+
+/** Writes changed states of events still stored; runs inside a write transaction. */
+function writeStates(db: EventDb, states: readonly EventSummary[]): void {
+  for (const next of states) {
+    const was = db.states.get(next.id);
+    if (was) putState(db, next, was); // removed meanwhile (retention): nothing to write
+  }
+}
+
+function settle(lazy: Lazy, err: unknown): void {
+  for (const w of lazy.waiters) {
+    if (err === null) w.resolve();
+    else w.reject(err);
+  }
+}
+
 export class EmbeddedStore implements Store {
   readonly #control: ControlDocument;
   readonly #atRest: DataDirOptions;
@@ -75,6 +103,10 @@ export class EmbeddedStore implements Store {
   readonly #delivering = new Set<string>();
   readonly #listeners = new Set<(event: EventSummary) => void>();
   readonly #counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<EventStatus, number>;
+  /** Lazy changes waiting for a commit to ride along with (see updateEvent). */
+  readonly #lazy = new Map<string, EventSummary>();
+  #lazyWaiters: Waiter[] = [];
+  #lazyTimer: NodeJS.Timeout | null = null;
   /** Refusals stored per channel, to keep them bounded (loaded on a channel's first one). */
   readonly #rejectedCount = new Map<string, number>();
   /** The newest dedup key's time: keys older than it by MAX_DEDUP_AGE_MS are pruned. */
@@ -119,6 +151,7 @@ export class EmbeddedStore implements Store {
   }
 
   async close(): Promise<void> {
+    if (this.#db) await this.#flushLazy();
     const db = this.#db;
     this.#db = null;
     if (db) {
@@ -150,7 +183,11 @@ export class EmbeddedStore implements Store {
     const dedupKey = payload.rejected ? undefined : payload.dedupKey;
     let forgotten: string | undefined;
     if (payload.rejected) this.#countRejected(payload.channelId);
-    await commit(db, () => {
+    let lazy: Lazy = { states: [], waiters: [] };
+    const committed = commit(db, () => {
+      // Delivery outcomes waiting for a commit ride along with this one.
+      lazy = this.#takeLazy();
+      writeStates(db, lazy.states);
       db.payloads.putSync(payload.id, record);
       putState(db, summary, undefined);
       if (dedupKey !== undefined) {
@@ -159,6 +196,13 @@ export class EmbeddedStore implements Store {
       }
       if (payload.rejected) forgotten = this.#boundRejected(db, payload.channelId);
     });
+    await committed.then(
+      () => settle(lazy, null),
+      (err: unknown) => {
+        settle(lazy, err);
+        throw err;
+      },
+    );
     this.#counts[summary.status]++;
     if (forgotten !== undefined) this.#counts.rejected--;
     if (dedupKey !== undefined)
@@ -192,7 +236,11 @@ export class EmbeddedStore implements Store {
     this.#rejectedCount.set(channelId, this.#events.byChannelStatus.getKeysCount(range));
   }
 
-  async updateEvent(id: string, update: EventUpdate): Promise<EventSummary> {
+  async updateEvent(
+    id: string,
+    update: EventUpdate,
+    opts: { lazy?: boolean } = {},
+  ): Promise<EventSummary> {
     const db = this.#events;
     const current = this.#overlay.get(id) ?? db.states.get(id);
     if (!current) throw new PosternError('ERR_NOT_FOUND', `no event ${id}`, { status: 404 });
@@ -205,12 +253,42 @@ export class EmbeddedStore implements Store {
     // change in a crash only means the event is offered again: at least once, never lost.
     this.#overlay.set(id, next);
     this.#emit(this.#view(next));
-    await commit(db, () => {
-      const was = db.states.get(id);
-      if (was) putState(db, next, was); // removed meanwhile (retention): nothing to write
-    });
+    if (opts.lazy) {
+      await new Promise<void>((resolve, reject) => {
+        this.#lazy.set(id, next);
+        this.#lazyWaiters.push({ resolve, reject });
+        this.#lazyTimer ??= setTimeout(() => void this.#flushLazy(), LAZY_FLUSH_MS);
+      });
+    } else {
+      await commit(db, () => writeStates(db, [next]));
+    }
     if (this.#overlay.get(id) === next) this.#overlay.delete(id);
     return this.#view(next);
+  }
+
+  /** Takes the lazy changes waiting, to write them in the transaction being built. */
+  #takeLazy(): Lazy {
+    if (this.#lazyTimer) clearTimeout(this.#lazyTimer);
+    this.#lazyTimer = null;
+    const taken = { states: [...this.#lazy.values()], waiters: this.#lazyWaiters };
+    this.#lazy.clear();
+    this.#lazyWaiters = [];
+    return taken;
+  }
+
+  /** Commits the lazy changes that found no commit to ride along with in LAZY_FLUSH_MS. */
+  async #flushLazy(): Promise<void> {
+    this.#lazyTimer = null;
+    if (this.#lazy.size === 0) return;
+    const db = this.#events;
+    let taken: Lazy = { states: [], waiters: [] };
+    await commit(db, () => {
+      taken = this.#takeLazy();
+      writeStates(db, taken.states);
+    }).then(
+      () => settle(taken, null),
+      (err: unknown) => settle(taken, err),
+    );
   }
 
   getEvent(id: string): EventSummary | undefined {

@@ -181,10 +181,12 @@ export interface Store {
   /** Resolves once the event is written and fsynced: only then may ingress answer 2xx. */
   appendEvent(payload: EventPayload): Promise<EventSummary>;
   /**
-   * Records a delivery-state change, visible at once; durable before it resolves. Changes
-   * made in one event-loop turn share one commit.
+   * Records a delivery-state change, visible at once; durable before it resolves. A `lazy`
+   * change waits a little for another commit to ride along with, and may be lost in a crash:
+   * use it only where losing it is safe (a delivery outcome: the event is then simply offered
+   * again).
    */
-  updateEvent(id: string, update: EventUpdate): Promise<EventSummary>;
+  updateEvent(id: string, update: EventUpdate, opts?: { lazy?: boolean }): Promise<EventSummary>;
   getEvent(id: string): EventSummary | undefined;
   /**
    * Replay protection: the id of an event of `channelId` appended with this `dedupKey` and
