@@ -358,7 +358,7 @@ export class EmbeddedStore implements Store {
     }
     const events: EventSummary[] = [];
     if (limit < 1) return { events, next: null };
-    for (const id of this.#newestFirst(filter)) {
+    for (const id of this.#withOverlay(filter, this.#newestFirst(filter))) {
       const summary = this.getEvent(id);
       if (!summary) continue;
       // The indexes hold what is committed: a change under way is checked against the filter.
@@ -368,6 +368,34 @@ export class EmbeddedStore implements Store {
       events.push(summary);
     }
     return { events, next: null };
+  }
+
+  /**
+   * Merges into the indexes' candidates the events whose change is not committed yet (the
+   * indexes hold what is): they are few, and a listing must see a change at once too.
+   */
+  *#withOverlay(filter: EventFilter, indexed: Iterable<string>): Iterable<string> {
+    const below = filter.before ?? TOP;
+    const late = [...this.#overlay.values()]
+      .filter(
+        (e) =>
+          e.id < below &&
+          (filter.channelId === undefined || e.channelId === filter.channelId) &&
+          (filter.status === undefined || this.#effective(e) === filter.status),
+      )
+      .map((e) => e.id)
+      .sort()
+      .reverse();
+    let i = 0;
+    const seen = new Set<string>();
+    for (const id of indexed) {
+      while (i < late.length && late[i]! > id) {
+        seen.add(late[i]!);
+        yield late[i++]!;
+      }
+      if (!seen.has(id)) yield id;
+    }
+    while (i < late.length) yield late[i++]!;
   }
 
   /** Candidate ids for a listing, newest first, below the cursor. */

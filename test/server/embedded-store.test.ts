@@ -794,3 +794,32 @@ test('a state.json of an earlier version: channels get methods and paths null', 
   const again = await openStore(t, dir);
   assert.deepEqual(again.control().channels, [channel('ch_1', 'one')]);
 });
+
+test('a lazy change is visible at once, in lists too, and durable once it resolves', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  for (let i = 1; i <= 3; i++) await store.appendEvent(payload(i));
+  const written = store.updateEvent(
+    eventId(2),
+    { status: 'failed', attemptCount: 1, nextAttemptAt: 0 },
+    { lazy: true },
+  );
+  // Not committed yet: reads, counts and filtered lists already show it.
+  assert.equal(store.getEvent(eventId(2))?.status, 'failed');
+  assert.equal(store.countByStatus().failed, 1);
+  assert.deepEqual(
+    store.listEvents({ limit: 10, status: 'failed' }).events.map((e) => e.id),
+    [eventId(2)],
+  );
+  assert.deepEqual(
+    store.listEvents({ limit: 10, status: 'queued', channelId: 'ch_a' }).events.map((e) => e.id),
+    [eventId(3), eventId(1)],
+  );
+  await written;
+  const again = await reopen(t, store, dir);
+  assert.equal(again.getEvent(eventId(2))?.status, 'failed');
+  assert.deepEqual(
+    again.listEvents({ limit: 10, status: 'failed' }).events.map((e) => e.id),
+    [eventId(2)],
+  );
+});
