@@ -389,13 +389,15 @@ export class EmbeddedStore implements Store {
     let i = 0;
     const seen = new Set<string>();
     for (const id of indexed) {
-      while (i < late.length && late[i]! > id) {
+      // Both streams run newest first: yield the late ones above this id, each once.
+      for (; i < late.length && late[i]! >= id; i++) {
+        if (late[i] === id) continue;
         seen.add(late[i]!);
-        yield late[i++]!;
+        yield late[i]!;
       }
       if (!seen.has(id)) yield id;
     }
-    while (i < late.length) yield late[i++]!;
+    for (; i < late.length; i++) if (!seen.has(late[i]!)) yield late[i]!;
   }
 
   /** Candidate ids for a listing, newest first, below the cursor. */

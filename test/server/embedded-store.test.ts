@@ -823,3 +823,21 @@ test('a lazy change is visible at once, in lists too, and durable once it resolv
     [eventId(2)],
   );
 });
+
+test('a list while changes are under way holds each event once, newest first', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  for (let i = 1; i <= 6; i++) await store.appendEvent(payload(i));
+  const pending = [2, 4, 5].map((i) =>
+    store.updateEvent(
+      eventId(i),
+      { status: 'queued', attemptCount: 1, nextAttemptAt: 0 },
+      { lazy: true },
+    ),
+  );
+  const ids = store.listEvents({ limit: 100 }).events.map((e) => e.id);
+  assert.deepEqual(ids, [6, 5, 4, 3, 2, 1].map(eventId));
+  const queued = store.listEvents({ limit: 100, status: 'queued' }).events.map((e) => e.id);
+  assert.deepEqual(queued, [6, 5, 4, 3, 2, 1].map(eventId));
+  await Promise.all(pending);
+});
