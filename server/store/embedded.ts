@@ -260,6 +260,8 @@ export class EmbeddedStore implements Store {
         this.#lazyTimer ??= setTimeout(() => void this.#flushLazy(), LAZY_FLUSH_MS);
       });
     } else {
+      // This state supersedes a lazy one still waiting: that one must not be written after it.
+      this.#lazy.delete(id);
       await commit(db, () => writeStates(db, [next]));
     }
     if (this.#overlay.get(id) === next) this.#overlay.delete(id);
@@ -279,7 +281,7 @@ export class EmbeddedStore implements Store {
   /** Commits the lazy changes that found no commit to ride along with in LAZY_FLUSH_MS. */
   async #flushLazy(): Promise<void> {
     this.#lazyTimer = null;
-    if (this.#lazy.size === 0) return;
+    if (this.#lazy.size === 0 && this.#lazyWaiters.length === 0) return;
     const db = this.#events;
     let taken: Lazy = { states: [], waiters: [] };
     await commit(db, () => {

@@ -841,3 +841,26 @@ test('a list while changes are under way holds each event once, newest first', a
   assert.deepEqual(queued, [6, 5, 4, 3, 2, 1].map(eventId));
   await Promise.all(pending);
 });
+
+test('a durable change made while a lazy one waits is the one that stays', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  await store.appendEvent(payload(1));
+  const lazy = store.updateEvent(
+    eventId(1),
+    { status: 'failed', attemptCount: 3, nextAttemptAt: 0 },
+    { lazy: true },
+  );
+  await store.updateEvent(eventId(1), {
+    status: 'queued',
+    attemptCount: 0,
+    nextAttemptAt: 0,
+    replays: 1,
+  });
+  await lazy;
+  await store.appendEvent(payload(2)); // a later commit, which lazy changes ride along with
+  assert.equal(store.getEvent(eventId(1))?.attemptCount, 0);
+  const again = await reopen(t, store, dir);
+  assert.equal(again.getEvent(eventId(1))?.status, 'queued');
+  assert.equal(again.getEvent(eventId(1))?.attemptCount, 0);
+});
