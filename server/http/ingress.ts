@@ -77,6 +77,11 @@ class ChannelLimiters {
   }
 }
 
+/** After a refusal: the rest of the body is read and dropped, or else the connection closes. */
+function closeUnlessDrained(req: IncomingMessage): OutgoingHttpHeaders {
+  return drain(req) ? {} : { connection: 'close' };
+}
+
 export interface IngressDeps {
   /** The ordering key of a verified event (a seam for tests; default `orderKeyOf`). */
   orderKeyOf?: typeof orderKeyOf;
@@ -107,22 +112,20 @@ export function ingressHandler(relay: RelayContext, deps: IngressDeps = {}) {
       const err = new PosternError('ERR_FORBIDDEN', 'service worker scripts are not served here', {
         status: 403,
       });
-      return sendError(res, err, drain(req) ? {} : { connection: 'close' });
+      return sendError(res, err, closeUnlessDrained(req));
     }
-    const tooMuch = untransportable(req, suffix, query, `${relay.config.publicUrl}${rawUrl}`);
+    const originalUrl = `${relay.config.publicUrl}${rawUrl}`;
+    const tooMuch = untransportable(req, suffix, query, originalUrl);
     if (tooMuch) {
       outcome('too_large');
-      return sendError(res, tooMuch, drain(req) ? {} : { connection: 'close' });
+      return sendError(res, tooMuch, closeUnlessDrained(req));
     }
     const method = req.method ?? 'GET';
     // Before the body is read: a method or path the channel does not take costs nothing more.
     const refused = refusalOf(channel, method, suffix);
     if (refused) {
       outcome(refused.outcome);
-      return sendError(res, refused.error, {
-        ...refused.headers,
-        ...(drain(req) ? {} : { connection: 'close' }),
-      });
+      return sendError(res, refused.error, { ...refused.headers, ...closeUnlessDrained(req) });
     }
     if (channel.rateLimit) {
       const waitMs = limiters.take(channel.id, channel.rateLimit);
@@ -146,11 +149,10 @@ export function ingressHandler(relay: RelayContext, deps: IngressDeps = {}) {
       if (!isPosternError(err)) throw err;
       if (err.status !== 413) return sendError(res, err);
       outcome('too_large');
-      return sendError(res, err, drain(req) ? {} : { connection: 'close' });
+      return sendError(res, err, closeUnlessDrained(req));
     }
     const headers = pairsFromRaw(req.rawHeaders);
     const receivedAt = relay.now();
-    const originalUrl = `${relay.config.publicUrl}${rawUrl}`;
     let refusal: string | null = null;
     let replay: ReplayKey | null = null;
     if (channel.verify) {
@@ -159,10 +161,7 @@ export function ingressHandler(relay: RelayContext, deps: IngressDeps = {}) {
       if (answer) {
         // The provider checking the endpoint: answered here, never stored or forwarded.
         outcome('handshake');
-        return send(res, answer.status, answer.body, {
-          'content-type': answer.contentType,
-          'x-content-type-options': 'nosniff',
-        });
+        return send(res, answer.status, answer.body, { 'content-type': answer.contentType });
       }
       const result = verifyRequest(channel.verify, signed);
       if (!result.ok) {

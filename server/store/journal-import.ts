@@ -7,7 +7,7 @@
 import { readdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { applyUpdate, initialSummary } from './event-state.ts';
-import { commit, putState, storedStatus, type EventDb } from './event-db.ts';
+import { commit, putState, type EventDb } from './event-db.ts';
 import { Journal, type Location } from './journal.ts';
 import { decodeRecord } from './records.ts';
 import type { EventSummary } from './types.ts';
@@ -74,11 +74,7 @@ export async function importJournal(
         batch.forEach((e, j) => {
           const { summary } = e;
           db.payloads.putSync(summary.id, records[j]!);
-          putState(
-            db,
-            { ...summary, status: storedStatus(summary.status) },
-            db.states.get(summary.id),
-          );
+          putState(db, summary, db.states.get(summary.id));
           if (e.dedup !== undefined) {
             db.dedup.putSync([summary.channelId, e.dedup], [summary.id, summary.receivedAt]);
             db.dedupByTime.putSync([summary.receivedAt, summary.channelId, e.dedup], 1);
