@@ -59,15 +59,22 @@ export function claimTests(backend: Backend): void {
       'nor by a third owner',
     );
 
-    // Once due, the retried event is the oldest: it comes before a newer one.
-    await store.appendEvent(payload(8));
-    const retry = await store.claim(claimRequest('r1', 'ch_a', START + 5_000, { limit: 1 }));
-    assert.deepEqual(claimedIds(retry.claims), [eventId(1)]);
-    assert.equal(only(retry.claims).event.attemptCount, 1);
-
     const b = await store.claim(claimRequest('r1', 'ch_b', START));
     assert.deepEqual(claimedIds(b.claims), [eventId(4)], 'claims are per channel');
     assert.deepEqual((await store.claim(claimRequest('r1', 'ch_c', START))).claims, []);
+  });
+
+  test('claim: a retry due again is older than events that arrived after it (oldest first)', async (t) => {
+    const { store } = await fresh(t, backend);
+    await store.appendEvent(payload(1));
+    const first = only((await store.claim(claimRequest('r1', 'ch_a', START))).claims);
+    assert.ok(await store.settle(ref(first), outcome('queued', START, 1, START + 5_000)));
+    await appendAll(store, [payload(8), payload(9)]);
+    const retry = await store.claim(claimRequest('r1', 'ch_a', START + 5_000, { limit: 1 }));
+    assert.deepEqual(claimedIds(retry.claims), [eventId(1)], 'the oldest due event');
+    assert.equal(only(retry.claims).event.attemptCount, 1);
+    const rest = await store.claim(claimRequest('r1', 'ch_a', START + 5_000, { limit: 1 }));
+    assert.deepEqual(claimedIds(rest.claims), [eventId(8)]);
   });
 
   test('claim: wakeAt is the earliest retry time waiting, null when nothing waits', async (t) => {
@@ -119,6 +126,10 @@ export function claimTests(backend: Backend): void {
     assert.ok(b.epoch > a.epoch, `epoch ${b.epoch} > ${a.epoch}`);
     const claimed = await mustGet(store, eventId(1));
     assert.equal(claimed.status, 'delivering');
+    for (const owner of ['r1', 'r2', 'r3']) {
+      const again = await store.claim(claimRequest(owner, 'ch_a', START + lease + 2));
+      assert.deepEqual(again.claims, [], `the new lease holds (${owner})`);
+    }
 
     assert.equal(await store.settle(ref(a), outcome('delivered', START + lease + 2, 1)), null);
     assert.equal(await store.release(ref(a)), false);

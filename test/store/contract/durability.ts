@@ -39,8 +39,10 @@ export function durabilityTests(backend: Backend): void {
       payload(6),
       rejectedPayload(7),
       payload(8, { channelId: 'ch_o', orderKey: 'k' }),
+      payload(9, { channelId: 'ch_l' }),
     ];
     await appendAll(h.store, payloads);
+    const nine = only((await h.store.claim(claimRequest('r1', 'ch_l', START))).claims);
     const got = await h.store.claim(claimRequest('r1', 'ch_a', START, { limit: 4 }));
     const claimOf = (i: number) => {
       const claim = got.claims.find((c) => c.event.id === eventId(i));
@@ -57,11 +59,15 @@ export function durabilityTests(backend: Backend): void {
       state.channels.push(channel('ch_a'), channel('ch_o', { ordered: true }));
       state.agents.push(agent('ag_1', ['ch_a', 'ch_o']));
     });
+    // A lazy settle still waiting for its commit when the store closes: close waits for it.
+    const lazy = h.store.settle(ref(nine), outcome('delivered', START + 5, 1), { lazy: true });
     const events = await listAll(h.store, {});
     const control = await h.store.readControl();
     const counted = await h.store.countByStatus();
 
     const store = await h.reopen();
+    assert.equal((await lazy)?.status, 'delivered');
+    assert.equal((await mustGet(store, eventId(9))).status, 'delivered');
     assert.deepEqual(await listAll(store, {}), events);
     for (const e of events) assert.deepEqual(await store.getEvent(e.id), e);
     for (const p of payloads) assertSamePayload(await store.readPayload(p.id), p);

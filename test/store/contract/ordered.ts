@@ -145,7 +145,7 @@ export function orderedTests(backend: Backend): void {
     );
   });
 
-  test('ordered: a head whose lease ran out or that was released comes before the next of its key', async (t) => {
+  test('ordered: a head whose lease ran out is claimed again before the next of its key, once', async (t) => {
     const { store } = await fresh(t, backend);
     await appendAll(store, [keyed(1), keyed(2)]);
     const lease = 10_000;
@@ -158,18 +158,34 @@ export function orderedTests(backend: Backend): void {
     const b = only((await ordered(store, 'r2', START + lease + 1, { leaseMs: lease })).claims);
     assert.equal(b.event.id, eventId(1), 'the head again');
     assert.ok(b.epoch > a.epoch);
-    assert.equal(await store.settle(ref(a), outcome('delivered', START + lease + 2, 1)), null);
+    for (const owner of ['r1', 'r2', 'r3']) {
+      const again = await ordered(store, owner, START + lease + 2);
+      assert.deepEqual(again.claims, [], `r2's claim holds the key (${owner})`);
+    }
+    assert.equal(await store.settle(ref(a), outcome('delivered', START + lease + 3, 1)), null);
     assert.equal((await mustGet(store, eventId(1))).status, 'delivering');
-    assert.deepEqual((await ordered(store, 'r1', START + lease + 2)).claims, [], 'b holds the key');
+    assert.deepEqual((await ordered(store, 'r1', START + lease + 4)).claims, []);
+    assert.ok(await store.settle(ref(b), outcome('delivered', START + lease + 5, 1)));
+    assert.deepEqual(claimedIds((await ordered(store, 'r1', START + lease + 6)).claims), [
+      eventId(2),
+    ]);
+  });
 
-    assert.equal(await store.release(ref(b), { notBefore: START + 20_000 }), true);
-    assert.deepEqual(await ordered(store, 'r1', START + 15_000), {
+  test('ordered: a released head comes before the next of its key, at notBefore', async (t) => {
+    const { store } = await fresh(t, backend);
+    await appendAll(store, [keyed(1), keyed(2)]);
+    const a = only((await ordered(store, 'r1', START)).claims);
+    assert.equal(await store.release(ref(a), { notBefore: START + 20_000 }), true);
+    assert.deepEqual(await ordered(store, 'r2', START + 15_000), {
       claims: [],
       wakeAt: START + 20_000,
     });
-    const c = only((await ordered(store, 'r1', START + 20_000)).claims);
-    assert.equal(c.event.id, eventId(1));
-    assert.ok(c.epoch > b.epoch);
+    const b = only((await ordered(store, 'r2', START + 20_000)).claims);
+    assert.equal(b.event.id, eventId(1));
+    assert.ok(b.epoch > a.epoch);
+    assert.equal(await store.release(ref(b)), true);
+    const c = only((await ordered(store, 'r1', START + 20_001)).claims);
+    assert.equal(c.event.id, eventId(1), 'released without notBefore: due at once, still first');
   });
 
   test('ordered setting changes apply at once: an unordered claim ignores keys, an ordered one sees all claims', async (t) => {
