@@ -8,6 +8,7 @@ import { controlTests } from './contract/control.ts';
 import { durabilityTests } from './contract/durability.ts';
 import { eventTests } from './contract/events.ts';
 import { feedTests } from './contract/feed.ts';
+import { listTests } from './contract/lists.ts';
 import { orderedTests } from './contract/ordered.ts';
 import type { Backend } from './contract/support.ts';
 
@@ -17,6 +18,7 @@ export type { Backend, BackendInstance } from './contract/support.ts';
 export function storeContract(name: string, backend: Backend): void {
   describe(`store contract: ${name}`, () => {
     eventTests(backend);
+    listTests(backend);
     claimTests(backend);
     orderedTests(backend);
     feedTests(backend);
