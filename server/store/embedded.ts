@@ -301,9 +301,10 @@ export class EmbeddedStore implements Store {
   async #change(current: EventSummary, update: EventUpdate, lazy: boolean): Promise<EventSummary> {
     const db = this.#events;
     const id = current.id;
-    const before = this.#effective(current);
-    const next = applyUpdate(current, update);
+    // `delivering` is what a claim shows, not a state to store.
+    const next = applyUpdate(current, { ...update, status: storedStatus(update.status) });
     if (next.status !== 'queued') this.#unclaim(id);
+    const before = this.#effective(current);
     this.#counts[before]--;
     this.#counts[this.#effective(next)]++;
     this.#overlay.set(id, next);
