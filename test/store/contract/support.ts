@@ -249,7 +249,7 @@ export async function listAll(
 
 export async function rejectsWithCode(
   promise: Promise<unknown>,
-  code: ErrorCode | 'ERR_CONFLICT',
+  code: ErrorCode,
   status: number,
 ): Promise<void> {
   await assert.rejects(promise, (err: unknown) => {
