@@ -232,6 +232,8 @@ export class Dispatcher {
         );
       },
     );
+    // Back in the queue: look again at its retry time (the store reports it once committed).
+    if (update.status === 'queued') this.#wakeAt(summary.channelId, update.nextAttemptAt);
     // The room freed goes to the session's channels (see #run).
     this.#schedule();
   }
@@ -356,10 +358,12 @@ export class Dispatcher {
         if (room === 0) continue;
         const order = this.#sessions.fillOrder(sink).filter((c) => !this.#state(c).dry);
         if (order.length === 0) continue;
-        const share = Math.ceil(room / order.length);
-        for (const channelId of order) {
-          if (this.#sessions.room(sink) === 0) break;
-          if ((await this.#fill(channelId, share)) > 0) progressed = true;
+        // An equal share each, the remainder to the first in the fill order.
+        for (const [i, channelId] of order.entries()) {
+          const share = Math.floor(room / order.length) + (i < room % order.length ? 1 : 0);
+          const max = Math.min(share, this.#sessions.room(sink));
+          if (max === 0) continue;
+          if ((await this.#fill(channelId, max)) > 0) progressed = true;
         }
       }
     }

@@ -308,7 +308,7 @@ export class EmbeddedStore implements Store {
     this.#counts[before]--;
     this.#counts[this.#effective(next)]++;
     this.#overlay.set(id, next);
-    if (next.status === 'queued') this.#readyMayBeBehind(next.channelId, next.nextAttemptAt);
+    if (next.status === 'queued') this.#readyMayBeBehind(next.channelId);
     this.#emit({ type: 'event', event: this.#view(next) });
     if (lazy) {
       await new Promise<void>((resolve, reject) => {
@@ -320,8 +320,11 @@ export class EmbeddedStore implements Store {
       // This state supersedes a lazy one still waiting: that one must not be written after it.
       this.#lazy.delete(id);
       await commit(db, () => writeStates(db, [next]));
-      // Committed: the indexes claims read now hold it.
-      if (next.status === 'queued') this.#emit({ type: 'work', channelId: next.channelId });
+      // Committed: the indexes claims read now hold it. Pending again, or out of its lane (a
+      // skipped head frees its key): claims may find work.
+      if (next.status === 'queued' || current.status === 'queued') {
+        this.#emit({ type: 'work', channelId: next.channelId });
+      }
     }
     if (this.#overlay.get(id) === next) this.#overlay.delete(id);
     return this.#view(next);
@@ -408,7 +411,9 @@ export class EmbeddedStore implements Store {
       if (at > req.now && (wakeAt === null || at < wakeAt)) wakeAt = at;
     };
     const take = (e: EventSummary) => {
-      const epoch = ++this.#epoch;
+      // Above every epoch of an earlier process too (claims end with it, their settles must not
+      // match a new claim): microseconds of the clock, or one more than the last.
+      const epoch = (this.#epoch = Math.max(this.#epoch + 1, Date.now() * 1_000));
       const held: Held = {
         owner: req.owner,
         epoch,
@@ -495,7 +500,7 @@ export class EmbeddedStore implements Store {
       }
       if (key === undefined) return;
       from = [ch, key, TOP];
-      if (head === undefined || cc.keys.has(key)) continue;
+      if (head === undefined || cc.keys.has(key) || this.#claims.has(head.id)) continue;
       if (head.nextAttemptAt > req.now) {
         later(head.nextAttemptAt);
         continue;
@@ -533,7 +538,6 @@ export class EmbeddedStore implements Store {
     const key = cc.keys.get(held.orderKey);
     key?.delete(id);
     if (key?.size === 0) cc.keys.delete(held.orderKey);
-    if (cc.ids.size === 0) this.#byChannel.delete(held.channelId);
     if (this.#current(id)?.status === 'queued') {
       this.#counts.delivering--;
       this.#counts.queued++;
@@ -554,10 +558,13 @@ export class EmbeddedStore implements Store {
     cc.leasesFrom = next;
   }
 
-  /** An event of the channel is pending again: a claim must not start past it. */
-  #readyMayBeBehind(channelId: string, nextAttemptAt: number): void {
+  /**
+   * An event of the channel is pending again: a claim must not start past it (until its change
+   * is committed, the index holds it where it was, maybe among the ready ones).
+   */
+  #readyMayBeBehind(channelId: string): void {
     const cc = this.#byChannel.get(channelId);
-    if (cc && nextAttemptAt === 0) cc.readyFrom = null;
+    if (cc) cc.readyFrom = null;
   }
 
   /** The claim `ref` names, if it still holds. */
@@ -597,7 +604,7 @@ export class EmbeddedStore implements Store {
       await this.#change(current, update, false);
       return true;
     }
-    this.#readyMayBeBehind(current.channelId, current.nextAttemptAt);
+    this.#readyMayBeBehind(current.channelId);
     this.#emit({ type: 'event', event: this.#view(current) });
     this.#emit({ type: 'work', channelId: current.channelId });
     return true;

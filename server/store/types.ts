@@ -19,7 +19,9 @@
  * 4. Order per key: on an ordered channel (`ClaimRequest.ordered`) an event is claimed only if
  *    it is the oldest pending event of its ordering key, it is due, and no event of that key is
  *    claimed. Exclusivity is the store's: it holds across relays.
- * 5. Unordered channels are claimed oldest first among due events (due: `nextAttemptAt` <= now).
+ * 5. Unordered channels are claimed in the order of (`nextAttemptAt`, id) among due events
+ *    (`nextAttemptAt` <= now): those without a retry time (0) by arrival, then retries by the
+ *    time they became due.
  * 6. The change feed (`subscribe`) reports, after the change is visible: every event added or
  *    changed (live views), work that may be claimable on a channel (a new event, one released,
  *    an event settled back to the queue or replayed, a key freed), and control changes.

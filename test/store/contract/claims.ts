@@ -64,17 +64,21 @@ export function claimTests(backend: Backend): void {
     assert.deepEqual((await store.claim(claimRequest('r1', 'ch_c', START))).claims, []);
   });
 
-  test('claim: a retry due again is older than events that arrived after it (oldest first)', async (t) => {
+  test('claim: events without a retry time by arrival, then retries by the time they became due (rule 5)', async (t) => {
     const { store } = await fresh(t, backend);
-    await store.appendEvent(payload(1));
-    const first = only((await store.claim(claimRequest('r1', 'ch_a', START))).claims);
-    assert.ok(await store.settle(ref(first), outcome('queued', START, 1, START + 5_000)));
+    await appendAll(store, [payload(1), payload(2)]);
+    const tried = (await store.claim(claimRequest('r1', 'ch_a', START))).claims;
+    const [c1, c2] = tried.sort((a, b) => a.event.id.localeCompare(b.event.id));
+    assert.ok(c1 && c2);
+    assert.ok(await store.settle(ref(c1), outcome('queued', START, 1, START + 9_000)));
+    assert.ok(await store.settle(ref(c2), outcome('queued', START, 1, START + 4_000)));
     await appendAll(store, [payload(8), payload(9)]);
-    const retry = await store.claim(claimRequest('r1', 'ch_a', START + 5_000, { limit: 1 }));
-    assert.deepEqual(claimedIds(retry.claims), [eventId(1)], 'the oldest due event');
-    assert.equal(only(retry.claims).event.attemptCount, 1);
-    const rest = await store.claim(claimRequest('r1', 'ch_a', START + 5_000, { limit: 1 }));
-    assert.deepEqual(claimedIds(rest.claims), [eventId(8)]);
+    const order: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const got = await store.claim(claimRequest('r1', 'ch_a', START + 9_000, { limit: 1 }));
+      order.push(only(got.claims).event.id);
+    }
+    assert.deepEqual(order, [eventId(8), eventId(9), eventId(2), eventId(1)]);
   });
 
   test('claim: wakeAt is the earliest retry time waiting, null when nothing waits', async (t) => {
