@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import pino from 'pino';
-import { Dispatcher, type AckFrame } from '../../server/dispatch/dispatcher.ts';
+import { Dispatcher, LEASE_MS, type AckFrame } from '../../server/dispatch/dispatcher.ts';
 import type { Sink } from '../../server/dispatch/sessions.ts';
 import { NO_ROUTE_RETRY_MS } from '../../server/dispatch/retry.ts';
 import { EmbeddedStore, LAZY_FLUSH_MS } from '../../server/store/embedded.ts';
@@ -64,11 +64,6 @@ function channelRecord(id: string, extra: Partial<ChannelRecord> = {}): ChannelR
   };
 }
 
-/** Lets pending callbacks run for a few turns of the event loop. */
-async function flush(): Promise<void> {
-  for (let i = 0; i < 3; i++) await new Promise<void>((resolve) => setImmediate(resolve));
-}
-
 /**
  * Turns the event loop until `done()` holds (up to 10 s of real time): a commit to disk takes
  * real I/O time, longer on a busy machine. Timers are mocked, setImmediate is not.
@@ -79,15 +74,6 @@ async function until(done: () => boolean): Promise<void> {
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
 }
-
-const NO_COUNTS: Record<EventStatus, number> = {
-  queued: 0,
-  delivering: 0,
-  delivered: 0,
-  failed: 0,
-  rejected: 0,
-  filtered: 0,
-};
 
 /**
  * The store as the dispatcher sees it, watched: how many of its calls are under way, so that a
@@ -159,10 +145,8 @@ async function idle(watched: WatchedStore, now: () => number): Promise<void> {
 }
 
 interface HarnessOptions {
-  /** The dispatcher's claim lease (default its own). */
+  /** The dispatcher's claim lease (default LEASE_MS). */
   leaseMs?: number;
-  /** Mock setInterval too, so that lease renewals run as the fake clock moves. */
-  intervals?: boolean;
 }
 
 interface Harness {
@@ -173,7 +157,11 @@ interface Harness {
   logs: string[];
   /** The fake clock the dispatcher reads. */
   now(): number;
-  /** Moves the fake clock and the mocked timers forward together, then waits for dispatch. */
+  /**
+   * Moves the fake clock and the mocked timers forward together, a third of a lease at most at a
+   * time (the renewal interval), waiting for dispatch after each step: renewals then see the
+   * time they run at, as they would in real time.
+   */
   advance(ms: number): Promise<void>;
   /** Waits until dispatch has nothing left to do. */
   idle(): Promise<void>;
@@ -190,7 +178,8 @@ async function harness(
   channels: ChannelRecord[],
   opts: HarnessOptions = {},
 ): Promise<Harness> {
-  t.mock.timers.enable({ apis: opts.intervals ? ['setTimeout', 'setInterval'] : ['setTimeout'] });
+  t.mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
+  const leaseMs = opts.leaseMs ?? LEASE_MS;
   const dataDir = await mkdtemp(path.join(tmpdir(), 'postern-dispatch-'));
   const store = new EmbeddedStore({ dataDir });
   await store.open();
@@ -206,7 +195,7 @@ async function harness(
     now,
     // Jitter factor 0.8 + 0.4 × 0.5 = exactly 1.
     random: () => 0.5,
-    ...(opts.leaseMs === undefined ? {} : { leaseMs: opts.leaseMs }),
+    leaseMs,
   });
   dispatcher.start();
   t.after(async () => {
@@ -225,9 +214,13 @@ async function harness(
     now,
     idle: rest,
     async advance(ms) {
-      clock += ms;
-      t.mock.timers.tick(ms);
-      await rest();
+      for (let left = ms; left > 0;) {
+        const step = Math.min(left, Math.floor(leaseMs / 3));
+        left -= step;
+        clock += step;
+        t.mock.timers.tick(step);
+        await rest();
+      }
     },
     async add(channelId, orderKey) {
       seq++;
@@ -898,7 +891,9 @@ test('a fast channel keeps the room it frees while a slow one holds the rest of 
   const sink = new FakeSink('s1', 4, [SLOW, FAST]);
   h.dispatcher.attach(sink);
   await h.idle();
-  assert.deepEqual(sink.ids(), [slow[0], fast[0], slow[1], fast[1]], 'two each');
+  // The window is shared: two each (the order within one fill is the claims').
+  const of = (ids: string[]) => sink.ids().filter((id) => ids.includes(id));
+  assert.deepEqual([of(slow), of(fast)], [slow.slice(0, 2), fast.slice(0, 2)], 'two each');
   // The slow channel's app never answers; the fast one answers every delivery at once.
   for (let i = 0; i < 8; i++) await h.ack(sink, fast[i]!);
   assert.deepEqual(
@@ -953,13 +948,59 @@ test('a session attaching to a backlog on several channels takes from each in tu
   const sink = new FakeSink('s1', 5, [A, B, ordered]);
   h.dispatcher.attach(sink);
   await h.idle();
-  // One per channel per turn; the ordered channel has one event out at a time, so its turn in
-  // the second round is skipped.
-  assert.deepEqual(sink.ids(), [a[0], b[0], o[0], a[1], b[1]]);
+  // The window is shared between the channels; the ordered channel has one event out at a time,
+  // so the others take its share.
+  const of = (ids: string[]) => sink.ids().filter((id) => ids.includes(id));
+  assert.deepEqual([of(a), of(b), of(o)], [a.slice(0, 2), b.slice(0, 2), o.slice(0, 1)]);
+  assert.equal(sink.frames.length, 5);
   await h.ack(sink, o[0]!);
   assert.deepEqual(sink.ids().slice(5), [o[1]], 'the ordered channel’s turn came next');
   await h.ack(sink, a[0]!);
   assert.deepEqual(sink.ids().slice(6), [a[2]]);
+});
+
+test('window 5, four channels with a backlog: every channel gets one before any gets a second', async (t) => {
+  const channels = ['ch_a', 'ch_b', 'ch_c', 'ch_d'];
+  const h = await harness(
+    t,
+    channels.map((c) => channelRecord(c)),
+  );
+  for (let i = 0; i < 3; i++) for (const c of channels) await h.add(c);
+  const sink = new FakeSink('s1', 5, channels);
+  h.dispatcher.attach(sink);
+  await h.idle();
+  assert.equal(sink.frames.length, 5);
+  const perChannel = channels.map((c) => sink.frames.filter((f) => f.channelId === c).length);
+  assert.deepEqual(
+    [...perChannel].sort(),
+    [1, 1, 1, 2],
+    `in flight per channel: ${perChannel.join(', ')}`,
+  );
+});
+
+test('a fill claims no more than the room in the window: nothing is claimed only to be handed back', async (t) => {
+  const channels = ['ch_a', 'ch_b', 'ch_c'];
+  const h = await harness(
+    t,
+    channels.map((c) => channelRecord(c)),
+  );
+  for (let i = 0; i < 3; i++) for (const c of channels) await h.add(c);
+  // What the store's change feed says of every claim and every release.
+  const claimed: string[] = [];
+  const handedBack: string[] = [];
+  const unsubscribe = h.store.subscribe((change) => {
+    if (change.type !== 'event') return;
+    const e = change.event;
+    if (e.status === 'delivering') claimed.push(e.id);
+    else if (e.status === 'queued' && e.attempts.length === 0) handedBack.push(e.id);
+  });
+  t.after(unsubscribe);
+  const sink = new FakeSink('s1', 5, channels);
+  h.dispatcher.attach(sink);
+  await h.idle();
+  assert.equal(sink.frames.length, 5);
+  assert.deepEqual(handedBack, [], 'claimed and released without an attempt');
+  assert.deepEqual(claimed.sort(), sink.ids().sort(), 'one claim per delivery');
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -1184,4 +1225,185 @@ test('a change on a channel with nothing pending, or unknown, places nothing', a
   h.dispatcher.channelChanged(CH);
   await h.idle();
   assert.deepEqual(sink.ids(), [id], 'a delivered event is not offered again');
+});
+
+test('channelChanged with events pending applies at once: ordered → unordered while the head waits for its retry', async (t) => {
+  const record = channelRecord(CH, { ordered: true, retry: { delaysMs: [60_000] } });
+  const h = await harness(t, [record]);
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  const [head, e1, e2] = [await h.add(CH), await h.add(CH), await h.add(CH)];
+  await h.ack(sink, head!, { outcome: 'failed', status: 500 });
+  assert.deepEqual(sink.ids(), [head], 'e1 and e2 wait behind the head for a minute');
+
+  record.ordered = false;
+  h.dispatcher.channelChanged(CH);
+  await h.idle();
+  assert.deepEqual(sink.ids(), [head, e1, e2], 'at once, without waiting for the head’s retry');
+  assert.equal(h.now(), START);
+  await h.advance(59_999);
+  assert.equal(sink.frames.length, 3);
+  await h.advance(1);
+  assert.deepEqual(sink.ids(), [head, e1, e2, head], 'the head on its own time');
+  for (const id of [e1!, e2!, head!]) await h.ack(sink, id);
+  assert.equal((await h.counts()).delivered, 3);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Claims: leases and late acks
+
+test('an ack of a claim that ran out, the event claimed again by another owner, is not recorded', async (t) => {
+  const h = await harness(t, [channelRecord(CH)]);
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  const id = await h.add(CH);
+  assert.deepEqual(sink.ids(), [id]);
+  // No renewal reached the store: once the lease ran out, another relay claims the event.
+  const other = await h.store.claim({
+    owner: 'relay-other',
+    channelId: CH,
+    ordered: false,
+    limit: 10,
+    now: START + LEASE_MS,
+    leaseMs: LEASE_MS,
+  });
+  assert.deepEqual(
+    other.claims.map((c) => c.event.id),
+    [id],
+  );
+
+  await h.ack(sink, id, { outcome: 'failed', status: 500 });
+  let summary = await h.get(id);
+  assert.equal(summary?.status, 'delivering', 'still held by the new claim');
+  assert.equal(summary?.attemptCount, 0);
+  assert.deepEqual(summary?.attempts, []);
+  assert.equal(summary?.nextAttemptAt, 0);
+  assert.ok(
+    h.logs.some((line) => line.includes(id) && line.includes('no longer holds')),
+    'the late outcome is logged',
+  );
+  assert.equal(h.dispatcher.inFlightCount(sink), 0);
+  assert.equal(sink.frames.length, 1, 'not offered here again: another owner holds it');
+
+  // The new owner's outcome is the one recorded.
+  const epoch = other.claims[0]!.epoch;
+  const settled = await h.store.settle(
+    { id, epoch },
+    { status: 'delivered', attemptCount: 1, nextAttemptAt: 0 },
+  );
+  assert.equal(settled?.status, 'delivered');
+  await h.idle();
+  summary = await h.get(id);
+  assert.equal(summary?.status, 'delivered');
+  assert.equal(summary?.attemptCount, 1);
+  assert.equal(sink.frames.length, 1);
+});
+
+test('lease renewal keeps a slow delivery’s claim: no second delivery past the lease', async (t) => {
+  const leaseMs = 3_000;
+  const h = await harness(t, [channelRecord(CH)], { leaseMs });
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  const id = await h.add(CH);
+  assert.deepEqual(sink.ids(), [id]);
+  // The app takes four leases' time to answer; renewals run every third of a lease.
+  for (let i = 0; i < 12; i++) await h.advance(leaseMs / 3);
+  assert.equal(h.now(), START + 4 * leaseMs);
+  assert.deepEqual(sink.ids(), [id], 'offered once');
+  assert.equal((await h.get(id))?.status, 'delivering');
+  const other = await h.store.claim({
+    owner: 'relay-other',
+    channelId: CH,
+    ordered: false,
+    limit: 10,
+    now: h.now(),
+    leaseMs,
+  });
+  assert.deepEqual(other.claims, [], 'no other owner can take it');
+
+  await h.ack(sink, id);
+  const summary = await h.get(id);
+  assert.equal(summary?.status, 'delivered');
+  assert.equal(summary?.attemptCount, 1);
+  assert.equal(summary?.attempts.length, 1);
+  await h.advance(2 * leaseMs);
+  assert.equal(sink.frames.length, 1);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Skip, and bodies that cannot be read
+
+test('skip moves a queued event out of an ordered channel’s way as failed; in flight or finished, 409', async (t) => {
+  const ordered = 'ch_ordered';
+  const h = await harness(t, [
+    channelRecord(ordered, { ordered: true, retry: { delaysMs: [60_000] } }),
+  ]);
+  const sink = new FakeSink('s1', 10, [ordered]);
+  h.dispatcher.attach(sink);
+  const [a, b] = [await h.add(ordered), await h.add(ordered)];
+  assert.deepEqual(sink.ids(), [a]);
+  const conflict = (err: unknown) => {
+    assert.ok(err instanceof PosternError);
+    assert.equal(err.code, 'ERR_CONFLICT');
+    assert.equal(err.status, 409);
+    return true;
+  };
+  await assert.rejects(h.dispatcher.skip(a!), conflict, 'in flight');
+  assert.equal((await h.get(a!))?.status, 'delivering');
+
+  await h.ack(sink, a!, { outcome: 'failed', status: 500 });
+  assert.deepEqual(sink.ids(), [a], 'b waits behind a for a minute');
+  await h.advance(10);
+  const skipped = await h.dispatcher.skip(a!);
+  assert.equal(skipped.status, 'failed');
+  assert.equal(skipped.attemptCount, 1);
+  assert.deepEqual(
+    skipped.attempts.map((x) => [x.at, x.outcome]),
+    [
+      [START, 'failed'],
+      [START + 10, 'skipped'],
+    ],
+  );
+  await h.idle();
+  assert.deepEqual(sink.ids(), [a, b], 'b goes at once');
+  await assert.rejects(h.dispatcher.skip(a!), conflict, 'already failed');
+  await assert.rejects(h.dispatcher.skip('evt_nope'), (err: unknown) => {
+    assert.ok(err instanceof PosternError);
+    assert.equal(err.code, 'ERR_NOT_FOUND');
+    assert.equal(err.status, 404);
+    return true;
+  });
+  await h.ack(sink, b!);
+  await h.advance(60_000);
+  assert.equal(sink.frames.length, 2, 'the skipped event is not retried');
+  assert.equal((await h.get(a!))?.status, 'failed');
+});
+
+test('an event whose body cannot be read is offered again 30 s later; the others go meanwhile', async (t) => {
+  const h = await harness(t, [channelRecord(CH)]);
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  h.watched.unreadable.add('evt_0001');
+  const a = await h.add(CH);
+  const b = await h.add(CH);
+  assert.equal(a, 'evt_0001');
+  assert.deepEqual(sink.ids(), [b]);
+  const summary = await h.get(a);
+  assert.equal(summary?.status, 'queued');
+  assert.equal(summary?.attemptCount, 0, 'no attempt used');
+  assert.deepEqual(summary?.attempts, []);
+  // The dispatcher's READ_RETRY_MS.
+  assert.equal(summary?.nextAttemptAt, START + 30_000);
+  assert.ok(h.logs.some((line) => line.includes(a) && line.includes('cannot read event back')));
+  assert.equal(h.dispatcher.inFlightCount(sink), 1, 'its room went back to the window');
+
+  await h.advance(29_999);
+  assert.deepEqual(sink.ids(), [b]);
+  await h.advance(1);
+  assert.deepEqual(sink.ids(), [b, a]);
+  assert.equal(sink.frames[1]?.attempt, 1);
+  assert.deepEqual(sink.frames[1]?.body, Buffer.from([0xff, 1, 0x00]));
+  await h.ack(sink, a);
+  await h.ack(sink, b);
+  assert.equal((await h.counts()).delivered, 2);
 });
