@@ -1407,3 +1407,42 @@ test('an event whose body cannot be read is offered again 30 s later; the others
   await h.ack(sink, b);
   assert.equal((await h.counts()).delivered, 2);
 });
+
+test('ordered channel: once another owner took the head after this relay’s lease ran out, neither the head nor the next event goes here', async (t) => {
+  const ordered = 'ch_ordered';
+  const h = await harness(t, [channelRecord(ordered, { ordered: true })]);
+  const sink = new FakeSink('s1', 10, [ordered]);
+  h.dispatcher.attach(sink);
+  const [a, b] = [await h.add(ordered), await h.add(ordered)];
+  assert.deepEqual(sink.ids(), [a]);
+  const claimLater = (owner: string) =>
+    h.store.claim({
+      owner,
+      channelId: ordered,
+      ordered: true,
+      limit: 10,
+      now: START + LEASE_MS,
+      leaseMs: LEASE_MS,
+    });
+  const other = await claimLater('relay-other');
+  assert.deepEqual(
+    other.claims.map((c) => c.event.id),
+    [a],
+  );
+
+  // The late ack frees room here: the fill that follows must find the key held.
+  await h.ack(sink, a!);
+  assert.equal((await h.get(a!))?.status, 'delivering');
+  assert.equal((await h.get(b!))?.status, 'queued');
+  assert.deepEqual(sink.ids(), [a], 'the other owner holds the key');
+  // Whatever makes this relay look at the channel again (here a settings change), it finds the
+  // key held; and so does any other owner.
+  h.dispatcher.channelChanged(ordered);
+  await h.idle();
+  assert.deepEqual(sink.ids(), [a], 'not delivered twice at once');
+  const third = await claimLater('relay-third');
+  assert.deepEqual(
+    third.claims.map((c) => c.event.id),
+    [],
+  );
+});
