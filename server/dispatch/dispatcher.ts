@@ -346,26 +346,36 @@ export class Dispatcher {
     });
   }
 
-  /**
-   * Fills every session's room, a share at a time from each of its channels that may have
-   * work, in the session's fill order; until nothing more can be sent.
-   */
+  /** Fills every session's room until nothing more can be sent. */
   async #run(): Promise<void> {
     for (let progressed = true; progressed && !this.#stopped;) {
       progressed = false;
       for (const sink of [...this.#sinks]) {
-        const room = this.#sessions.room(sink);
-        if (room === 0) continue;
-        const order = this.#sessions.fillOrder(sink).filter((c) => !this.#state(c).dry);
-        if (order.length === 0) continue;
-        // An equal share each, the remainder to the first in the fill order.
-        for (const [i, channelId] of order.entries()) {
-          const share = Math.floor(room / order.length) + (i < room % order.length ? 1 : 0);
-          const max = Math.min(share, this.#sessions.room(sink));
-          if (max === 0) continue;
-          if ((await this.#fill(channelId, max)) > 0) progressed = true;
-        }
+        if (await this.#fillSink(sink)) progressed = true;
       }
+    }
+  }
+
+  /**
+   * Fills one session's room: an equal share for each of its channels that may have work, the
+   * remainder to the first in its fill order; a channel found to have nothing leaves its share
+   * to the others. Returns whether anything was sent.
+   */
+  async #fillSink(sink: Sink): Promise<boolean> {
+    let sent = false;
+    for (;;) {
+      const room = this.#sessions.room(sink);
+      const order = this.#sessions.fillOrder(sink).filter((c) => !this.#state(c).dry);
+      if (room === 0 || order.length === 0) return sent;
+      let progressed = false;
+      for (const [i, channelId] of order.entries()) {
+        const share = Math.floor(room / order.length) + (i < room % order.length ? 1 : 0);
+        const max = Math.min(share, this.#sessions.room(sink));
+        if (max === 0) continue;
+        if ((await this.#fill(channelId, max)) > 0) sent = progressed = true;
+        else if (this.#state(channelId).dry) progressed = true; // its share goes to the others
+      }
+      if (!progressed) return sent;
     }
   }
 
