@@ -338,7 +338,7 @@ BEGIN
 END $$;
 
 -- Changes an event outside of a claim (replay, skip). Returns {missing}, {conflict: status}
--- or {event: summary}.
+-- or {event: summary, work: whether its channel's queue changed}.
 CREATE FUNCTION postern_update_event(p_src text, p_id text, upd jsonb, p_expect text[])
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
@@ -382,5 +382,6 @@ BEGIN
   IF e.status = 'queued' OR v_had THEN
     PERFORM postern_notify_work(p_src, e.channel_id);
   END IF;
-  RETURN jsonb_build_object('event', postern_summary(e, v_claimed_after));
+  RETURN jsonb_build_object('event', postern_summary(e, v_claimed_after),
+    'work', e.status = 'queued' OR v_had);
 END $$;
