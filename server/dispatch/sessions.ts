@@ -83,6 +83,13 @@ export class Sessions {
     );
   }
 
+  /** How many more events the session could take now (0 at the byte bound). */
+  room(sink: Sink): number {
+    const state = this.#state.get(sink);
+    if (!sink.open || state === undefined || state.bytes >= MAX_INFLIGHT_BYTES) return 0;
+    return Math.max(0, sink.window - state.inflight.size);
+  }
+
   /**
    * The order in which the session's channels are offered room in its window: the channel
    * with the fewest deliveries in flight on it first, ties in round-robin order (from the one
