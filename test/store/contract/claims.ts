@@ -9,6 +9,7 @@ import {
   appendAll,
   claimRequest,
   claimedIds,
+  counts,
   eventId,
   fresh,
   ids,
@@ -293,24 +294,19 @@ export function claimTests(backend: Backend): void {
       store.settle(ref(c3), outcome('queued', START + 1, 1, START + 7_000), { lazy: true }),
     );
     // Read before awaiting the settles.
-    const [e1, delivered, claimed, counts] = await Promise.all([
-      store.getEvent(eventId(1)),
-      store.listEvents({ status: 'delivered', limit: 10 }),
-      store.claim(claimRequest('r2', 'ch_a', START + 2)),
-      store.countByStatus(),
-    ]);
-    t.diagnostic(`lazy settles resolved before the reads: ${resolved} of 3`);
+    const e1 = await store.getEvent(eventId(1));
     assert.equal(e1?.status, 'delivered');
     assert.equal(e1?.attemptCount, 1);
+    const delivered = await store.listEvents({ status: 'delivered', limit: 10 });
     assert.deepEqual(ids(delivered.events), [eventId(1)]);
+    assert.deepEqual(await store.countByStatus(), counts({ delivered: 1, queued: 2 }));
+    const claimed = await store.claim(claimRequest('r2', 'ch_a', START + 2));
     assert.deepEqual(claimedIds(claimed.claims), [eventId(2)], 'only event 2 is due again');
     assert.equal(claimed.wakeAt, START + 7_000);
-    assert.equal(counts.delivered, 1);
-    assert.equal(counts.delivering, 1);
-    assert.equal(counts.queued, 1);
+    t.diagnostic(`lazy settles resolved before the reads ended: ${resolved} of 3`);
 
     assert.equal((await s1)?.status, 'delivered');
-    assert.equal((await s2)?.status, 'queued');
+    assert.ok(await s2, 'the settle of event 2 held');
     assert.equal((await s3)?.nextAttemptAt, START + 7_000);
     assert.equal(await store.settle(ref(c1), outcome('failed', START + 3, 2)), null);
   });

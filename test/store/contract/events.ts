@@ -312,11 +312,12 @@ export function eventTests(backend: Backend): void {
     assertSamePayload(await store.readPayload(p.id), p);
 
     const claim = only((await store.claim(claimRequest('r1', 'ch_a', START))).claims);
+    const claimRef = ref(claim);
     const claimed = structuredClone(await mustGet(store, p.id));
     scribble(claim.event);
     claim.event.id = eventId(2);
     assert.deepEqual(await store.getEvent(p.id), claimed, 'claim returned a copy');
-    const settled = await store.settle(ref(claim), outcome('queued', START, 1, START + 10));
+    const settled = await store.settle(claimRef, outcome('queued', START, 1, START + 10));
     assert.ok(settled);
     const after = structuredClone(settled);
     scribble(settled);
