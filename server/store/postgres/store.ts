@@ -43,6 +43,14 @@ export interface PostgresStoreOptions {
   feedBackoff?: (attempt: number) => number;
 }
 
+/** Statements sent for appends and settles, and the calls they carried (group commit). */
+export interface StoreStats {
+  appendStatements: number;
+  appendedEvents: number;
+  settleStatements: number;
+  settles: number;
+}
+
 const SILENT: StoreLog = { info() {}, warn() {} };
 
 /** Longest a lazy settle waits for company (as the embedded store's LAZY_FLUSH_MS). */
@@ -125,6 +133,12 @@ export class PostgresStore implements Store {
   #maintenance: NodeJS.Timeout | null = null;
   readonly #days = new Days();
   readonly #listeners = new Set<(change: StoreChange) => void>();
+  readonly #stats: StoreStats = {
+    appendStatements: 0,
+    appendedEvents: 0,
+    settleStatements: 0,
+    settles: 0,
+  };
   readonly #appends = new GroupCommit<EventPayload, EventSummary>((b) => this.#appendBatch(b), {
     maxInFlight: 2,
     maxBatch: MAX_BATCH,
@@ -156,7 +170,7 @@ export class PostgresStore implements Store {
       this.#pool = pool;
       await this.#ensureDaysAhead();
       const feed = new Feed({
-        config: clientConfig({ url }),
+        config: clientConfig({ url, applicationName: 'postern-feed' }),
         url,
         src: this.#src,
         onChange: (change) => this.#remote(change),
@@ -185,6 +199,11 @@ export class PostgresStore implements Store {
     const pool = this.#pool;
     this.#pool = null;
     await pool.end();
+  }
+
+  /** Statements sent for appends and settles, and the calls they carried (group commit). */
+  get stats(): StoreStats {
+    return { ...this.#stats };
   }
 
   /** Whether the change feed's connection is up (readiness). */
@@ -372,6 +391,8 @@ export class PostgresStore implements Store {
         throw this.#wrap(again);
       }
     }
+    this.#stats.appendStatements++;
+    this.#stats.appendedEvents += payloads.length;
     return summaries;
   }
 
@@ -586,6 +607,8 @@ export class PostgresStore implements Store {
       this.#src,
       toJsonb(items),
     ]);
+    this.#stats.settleStatements++;
+    this.#stats.settles += items.length;
     const r = rows[0]?.r;
     if (!Array.isArray(r) || r.length !== items.length) {
       throw new PosternError('ERR_STORE_CORRUPT', 'postern_settle: unexpected result');
