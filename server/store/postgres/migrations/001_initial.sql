@@ -127,8 +127,12 @@ CREATE FUNCTION postern_attempts_tail(a jsonb) RETURNS jsonb LANGUAGE sql IMMUTA
 $$;
 
 -- Applies an EventUpdate (JSON) to a stored event: applyUpdate of server/store/event-state.ts.
+-- (PL/pgSQL keeps its plan for the session; an SQL function would plan it on every call.)
 CREATE FUNCTION postern_write_update(p_id text, p_received bigint, upd jsonb)
-RETURNS postern_events LANGUAGE sql AS $$
+RETURNS postern_events LANGUAGE plpgsql AS $$
+DECLARE
+  e postern_events;
+BEGIN
   UPDATE postern_events SET
     status = upd->>'status',
     attempt_count = (upd->>'attemptCount')::integer,
@@ -142,8 +146,9 @@ RETURNS postern_events LANGUAGE sql AS $$
       (CASE WHEN upd ? 'attempts' THEN upd->'attempts' ELSE attempts END)
       || CASE WHEN upd ? 'attempt' THEN jsonb_build_array(upd->'attempt') ELSE '[]'::jsonb END)
   WHERE id = p_id AND received_at = p_received
-  RETURNING *
-$$;
+  RETURNING * INTO e;
+  RETURN e;
+END $$;
 
 -- Adds a move of one event from status `p_from` to `p_to` to the deltas `d`.
 CREATE FUNCTION postern_delta(d jsonb, p_from text, p_to text) RETURNS jsonb
@@ -155,10 +160,11 @@ LANGUAGE sql IMMUTABLE AS $$
       ARRAY[p_to], to_jsonb(coalesce((d->>p_to)::bigint, 0) + 1)) END
 $$;
 
-CREATE FUNCTION postern_write_deltas(d jsonb) RETURNS void LANGUAGE sql AS $$
+CREATE FUNCTION postern_write_deltas(d jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
   INSERT INTO postern_counts (status, n)
-  SELECT key, value::bigint FROM jsonb_each_text(d) WHERE value::bigint <> 0
-$$;
+  SELECT key, value::bigint FROM jsonb_each_text(d) WHERE value::bigint <> 0;
+END $$;
 
 -- The change feed (rule 6): NOTIFY is delivered after COMMIT, to every relay listening.
 -- `s` names the store instance that made the change (it reports its own changes itself).
@@ -174,9 +180,10 @@ BEGIN
 END $$;
 
 CREATE FUNCTION postern_notify_work(p_src text, p_channel text) RETURNS void
-LANGUAGE sql AS $$
-  SELECT pg_notify('postern_feed', jsonb_build_object('s', p_src, 't', 'w', 'c', p_channel)::text)
-$$;
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('postern_feed', jsonb_build_object('s', p_src, 't', 'w', 'c', p_channel)::text);
+END $$;
 
 -- Claims (rules 3 to 5). Returns {claims: [{epoch, event}], wakeAt}.
 CREATE FUNCTION postern_claim(
@@ -267,7 +274,7 @@ DECLARE
   e postern_events;
   p postern_pending;
   v_status text;
-  v_out jsonb := '[]';
+  v_out jsonb[] := ARRAY[]::jsonb[];
   v_d jsonb := '{}';
   v_s jsonb;
 BEGIN
@@ -284,7 +291,7 @@ BEGIN
         FOR UPDATE;
     END IF;
     IF v_received IS NULL OR p.event_id IS NULL THEN
-      v_out := v_out || jsonb_build_array(NULL::jsonb);
+      v_out := v_out || NULL::jsonb;
       v_received := NULL;
       p := NULL;
       CONTINUE;
@@ -303,12 +310,12 @@ BEGIN
     PERFORM postern_notify_event(p_src, v_s);
     -- Back in the queue, or its key freed.
     PERFORM postern_notify_work(p_src, e.channel_id);
-    v_out := v_out || jsonb_build_array(v_s);
+    v_out := v_out || v_s;
     v_received := NULL;
     p := NULL;
   END LOOP;
   PERFORM postern_write_deltas(v_d);
-  RETURN v_out;
+  RETURN to_jsonb(v_out);
 END $$;
 
 -- Ends a claim without an attempt. Returns the summary, or null when the claim no longer holds.
