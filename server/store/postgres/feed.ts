@@ -1,0 +1,160 @@
+/**
+ * The change feed across relays: LISTEN on a connection of its own (a pooled one would be
+ * handed to queries). Each relay reports its own changes itself and skips their echo; after a
+ * reconnect, when notifications may have been missed, it reports work on every channel and a
+ * control change so that dispatch and caches look again.
+ */
+import pg from 'pg';
+import { isObject } from '../../../shared/fields.ts';
+import { scrubError } from './pool.ts';
+import { parseSummary } from './rows.ts';
+import type { EventSummary } from '../types.ts';
+
+export const FEED_CHANNEL = 'postern_feed';
+
+/** A change reported by another store instance. */
+export type RemoteChange =
+  | { type: 'event'; event: EventSummary }
+  /** An event changed whose summary did not fit in a notification: read it. */
+  | { type: 'eventId'; id: string }
+  | { type: 'work'; channelId: string }
+  | { type: 'control' };
+
+export interface FeedOptions {
+  config: pg.ClientConfig;
+  url: string;
+  /** This store instance: its own notifications are skipped. */
+  src: string;
+  onChange: (change: RemoteChange) => void;
+  /** Connected again after a loss: notifications may have been missed. */
+  onResume: () => void;
+  onError: (err: Error) => void;
+  /** Delay before the next reconnect (attempt counts from 1); default: capped full jitter. */
+  backoff?: (attempt: number) => number;
+}
+
+const BACKOFF_BASE_MS = 100;
+const BACKOFF_CAP_MS = 5_000;
+
+function fullJitter(attempt: number): number {
+  return Math.random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
+}
+
+/** Decodes a notification; undefined for one that is not ours or not understood. */
+export function decodeNotification(payload: string, src: string): RemoteChange | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(payload);
+  } catch {
+    return undefined;
+  }
+  if (!isObject(value) || value['s'] === src) return undefined;
+  switch (value['t']) {
+    case 'e':
+      return { type: 'event', event: parseSummary(value['e']) };
+    case 'i':
+      return typeof value['i'] === 'string' ? { type: 'eventId', id: value['i'] } : undefined;
+    case 'w':
+      return typeof value['c'] === 'string' ? { type: 'work', channelId: value['c'] } : undefined;
+    case 'c':
+      return { type: 'control' };
+    default:
+      return undefined;
+  }
+}
+
+export class Feed {
+  readonly #opts: FeedOptions;
+  #client: pg.Client | null = null;
+  #stopped = false;
+  #attempt = 0;
+  #timer: NodeJS.Timeout | null = null;
+
+  constructor(opts: FeedOptions) {
+    this.#opts = opts;
+  }
+
+  /** Connects and listens; rejects if the first connection fails. */
+  async start(): Promise<void> {
+    await this.#connect();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    const client = this.#client;
+    this.#client = null;
+    await client?.end().catch(() => undefined);
+  }
+
+  /** Whether the listening connection is up now. */
+  get connected(): boolean {
+    return this.#client !== null;
+  }
+
+  async #connect(): Promise<void> {
+    const client = new pg.Client(this.#opts.config);
+    let lost = false;
+    const onLost = (err?: Error) => {
+      if (lost) return;
+      lost = true;
+      if (this.#client === client) this.#client = null;
+      client.removeAllListeners('notification');
+      void client.end().catch(() => undefined);
+      if (err) this.#opts.onError(scrubError(err, this.#opts.url));
+      this.#reconnectLater();
+    };
+    client.on('error', onLost);
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${FEED_CHANNEL}`);
+    } catch (err) {
+      lost = true;
+      client.removeAllListeners('error');
+      client.on('error', () => undefined);
+      await client.end().catch(() => undefined);
+      throw scrubError(err, this.#opts.url);
+    }
+    if (this.#stopped) {
+      await client.end().catch(() => undefined);
+      return;
+    }
+    client.on('end', () => {
+      if (!this.#stopped) onLost();
+    });
+    client.on('notification', (msg) => {
+      if (msg.channel !== FEED_CHANNEL || msg.payload === undefined) return;
+      let change: RemoteChange | undefined;
+      try {
+        change = decodeNotification(msg.payload, this.#opts.src);
+      } catch (err) {
+        this.#opts.onError(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+      if (change) this.#opts.onChange(change);
+    });
+    this.#client = client;
+  }
+
+  #reconnectLater(): void {
+    if (this.#stopped || this.#timer) return;
+    this.#attempt++;
+    const delay = (this.#opts.backoff ?? fullJitter)(this.#attempt);
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.#connect().then(
+        () => {
+          if (this.#stopped) return;
+          this.#attempt = 0;
+          this.#opts.onResume();
+        },
+        (err: unknown) => {
+          this.#opts.onError(err instanceof Error ? err : new Error(String(err)));
+          this.#reconnectLater();
+        },
+      );
+    }, delay);
+    this.#timer.unref();
+  }
+}

@@ -1,0 +1,706 @@
+/**
+ * The PostgreSQL store: the contract of ../types.ts on a database that several relays share.
+ * Every rule that spans processes lives in the schema's functions (migrations/), each called in
+ * one round trip; this file batches calls (group commit), maps rows, and runs the feed.
+ */
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { PosternError } from '../../../shared/errors.ts';
+import { isObject } from '../../../shared/fields.ts';
+import type { StoreLog } from '../data-dir.ts';
+import { initialSummary } from '../event-state.ts';
+import { decodeRecord, encodeEventRecord, STATUSES } from '../records.ts';
+import type {
+  ClaimRef,
+  ClaimRequest,
+  ClaimResult,
+  ControlState,
+  EventFilter,
+  EventPayload,
+  EventStatus,
+  EventSummary,
+  EventUpdate,
+  ListPage,
+  Store,
+  StoreChange,
+} from '../types.ts';
+import { GroupCommit } from './batch.ts';
+import { Feed, type RemoteChange } from './feed.ts';
+import { applyMigrations } from './migrate.ts';
+import { DAY_MS, Days, pruneDedup, removeFinished } from './partitions.ts';
+import { clientConfig, createPool, scrubError } from './pool.ts';
+import { parseSummary, toJsonb } from './rows.ts';
+
+export interface PostgresStoreOptions {
+  /** `postgres://user:password@host:port/db?sslmode=…` */
+  url: string;
+  /** Pool connections at most (default 10); the feed holds one more. */
+  poolSize?: number;
+  logger?: StoreLog;
+  /** Wall clock, for the partitions created ahead. */
+  now?: () => number;
+  /** The feed's reconnect delay (attempt counts from 1); default: capped full jitter. */
+  feedBackoff?: (attempt: number) => number;
+}
+
+/** Statements sent for appends and settles, and the calls they carried (group commit). */
+export interface StoreStats {
+  appendStatements: number;
+  appendedEvents: number;
+  settleStatements: number;
+  settles: number;
+}
+
+const SILENT: StoreLog = { info() {}, warn() {} };
+
+/** Longest a lazy settle waits for company (as the embedded store's LAZY_FLUSH_MS). */
+export const LAZY_FLUSH_MS = 50;
+/** Calls per group commit at most. */
+const MAX_BATCH = 256;
+/** Days of partitions kept ready ahead of the clock. */
+const DAYS_AHEAD = 2;
+/** Maintenance (partitions ahead, compaction of the counts) this often. */
+const MAINTENANCE_MS = 60_000;
+/** Compaction of the status deltas once this many rows piled up. */
+const COMPACT_ROWS = 1_000;
+/** A notification's payload limit is 8000 bytes: larger summaries travel as an id. */
+const MAX_NOTIFY_BYTES = 7_000;
+
+const FINISHED_STATUSES = new Set<EventStatus>(['delivered', 'failed', 'rejected', 'filtered']);
+
+/** Error codes of a database that is away (connection refused, restarted, terminated). */
+const UNAVAILABLE = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+  'EPIPE',
+  '57P01',
+  '57P02',
+  '57P03',
+  '53300',
+]);
+
+interface SettleItem {
+  id: string;
+  epoch: number;
+  update: EventUpdate;
+}
+
+function emptyControl(): ControlState {
+  return { adminTokenHash: null, channels: [], agents: [], pairings: [], usedTokenIds: [] };
+}
+
+function parseControl(value: unknown): ControlState {
+  const ok =
+    isObject(value) &&
+    Array.isArray(value['channels']) &&
+    Array.isArray(value['agents']) &&
+    Array.isArray(value['pairings']) &&
+    (value['adminTokenHash'] === null || typeof value['adminTokenHash'] === 'string');
+  if (!ok) {
+    throw new PosternError(
+      'ERR_STORE_CORRUPT',
+      'postern_control: expected {adminTokenHash, channels: [], agents: [], pairings: []}',
+    );
+  }
+  const state = value as unknown as ControlState;
+  if (!Array.isArray(state.usedTokenIds)) state.usedTokenIds = [];
+  return state;
+}
+
+/** `delivering` is a claim, never a stored status: an update to it keeps the event queued. */
+function storedUpdate(update: EventUpdate): EventUpdate {
+  return update.status === 'delivering' ? { ...update, status: 'queued' } : update;
+}
+
+function notification(src: string, summary: EventSummary): string {
+  const full = JSON.stringify({ s: src, t: 'e', e: summary });
+  return Buffer.byteLength(full) <= MAX_NOTIFY_BYTES
+    ? full
+    : JSON.stringify({ s: src, t: 'i', i: summary.id });
+}
+
+export class PostgresStore implements Store {
+  readonly #opts: PostgresStoreOptions;
+  readonly #log: StoreLog;
+  readonly #now: () => number;
+  /** This instance, in the feed: its own notifications are not reported twice. */
+  readonly #src = randomUUID();
+  #pool: pg.Pool | null = null;
+  #feed: Feed | null = null;
+  #maintenance: NodeJS.Timeout | null = null;
+  readonly #days = new Days();
+  readonly #listeners = new Set<(change: StoreChange) => void>();
+  readonly #stats: StoreStats = {
+    appendStatements: 0,
+    appendedEvents: 0,
+    settleStatements: 0,
+    settles: 0,
+  };
+  readonly #appends = new GroupCommit<EventPayload, EventSummary>((b) => this.#appendBatch(b), {
+    maxInFlight: 2,
+    maxBatch: MAX_BATCH,
+    lazyMs: LAZY_FLUSH_MS,
+  });
+  readonly #settles = new GroupCommit<SettleItem, EventSummary | null>(
+    (b) => this.#settleBatch(b),
+    { maxInFlight: 2, maxBatch: MAX_BATCH, lazyMs: LAZY_FLUSH_MS },
+  );
+
+  constructor(opts: PostgresStoreOptions) {
+    this.#opts = opts;
+    this.#log = opts.logger ?? SILENT;
+    this.#now = opts.now ?? Date.now;
+  }
+
+  async open(): Promise<void> {
+    const { url } = this.#opts;
+    const pool = createPool({
+      url,
+      ...(this.#opts.poolSize !== undefined ? { max: this.#opts.poolSize } : {}),
+      onError: (err) => this.#log.warn({ err: err.message }, 'database connection lost'),
+    });
+    try {
+      const migrated = await applyMigrations(pool);
+      if (migrated.applied.length > 0) {
+        this.#log.info({ applied: migrated.applied }, 'database schema migrated');
+      }
+      this.#pool = pool;
+      await this.#ensureDaysAhead();
+      const feed = new Feed({
+        config: clientConfig({ url, applicationName: 'postern-feed' }),
+        url,
+        src: this.#src,
+        onChange: (change) => this.#remote(change),
+        onResume: () => this.#resume(),
+        onError: (err) => this.#log.warn({ err: err.message }, 'change feed: connection lost'),
+        ...(this.#opts.feedBackoff ? { backoff: this.#opts.feedBackoff } : {}),
+      });
+      await feed.start();
+      this.#feed = feed;
+    } catch (err) {
+      this.#pool = null;
+      await pool.end().catch(() => undefined);
+      throw this.#wrap(err);
+    }
+    this.#maintenance = setInterval(() => void this.#maintain(), MAINTENANCE_MS);
+    this.#maintenance.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.#maintenance) clearInterval(this.#maintenance);
+    this.#maintenance = null;
+    if (!this.#pool) return;
+    await Promise.allSettled([this.#appends.flush(), this.#settles.flush()]);
+    await this.#feed?.stop();
+    this.#feed = null;
+    const pool = this.#pool;
+    this.#pool = null;
+    await pool.end();
+  }
+
+  /** Statements sent for appends and settles, and the calls they carried (group commit). */
+  get stats(): StoreStats {
+    return { ...this.#stats };
+  }
+
+  /** Whether the change feed's connection is up (readiness). */
+  get feedConnected(): boolean {
+    return this.#feed?.connected ?? false;
+  }
+
+  get #db(): pg.Pool {
+    if (!this.#pool) throw new PosternError('ERR_UNAVAILABLE', 'the store is not open');
+    return this.#pool;
+  }
+
+  /** A database error as the relay's typed error, without the URL's secrets. */
+  #wrap(err: unknown): unknown {
+    if (err instanceof PosternError) return err;
+    const e = scrubError(err, this.#opts.url);
+    const message = e instanceof Error ? e.message : String(e);
+    const code = (e as { code?: unknown } | null)?.code;
+    const away =
+      (typeof code === 'string' && (UNAVAILABLE.has(code) || code.startsWith('08'))) ||
+      /Connection terminated|connection timeout|timeout exceeded when trying to connect/i.test(
+        message,
+      );
+    return away
+      ? new PosternError('ERR_UNAVAILABLE', `the database is unavailable: ${message}`, {
+          status: 503,
+          cause: e,
+        })
+      : new PosternError('ERR_STORE_WRITE', `database: ${message}`, { cause: e });
+  }
+
+  async #q<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<R[]> {
+    try {
+      return (await this.#db.query<R>(sql, params)).rows;
+    } catch (err) {
+      throw this.#wrap(err);
+    }
+  }
+
+  /** A lazy settle is visible at once: reads and claims wait for the ones queued. */
+  async #seeLazy(): Promise<void> {
+    if (this.#settles.busy) await this.#settles.flush();
+  }
+
+  // control plane
+
+  async readControl(): Promise<ControlState> {
+    const rows = await this.#q<{ doc: unknown }>('SELECT doc FROM postern_control WHERE id = 1');
+    return rows[0] ? parseControl(rows[0].doc) : emptyControl();
+  }
+
+  async updateControl(change: (state: ControlState) => void): Promise<ControlState> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.#db.connect();
+    } catch (err) {
+      throw this.#wrap(err);
+    }
+    let broken = false;
+    /** The change's own error, thrown as it is. */
+    let thrown = null as { err: unknown } | null;
+    try {
+      await client.query('BEGIN');
+      try {
+        const { rows } = await client.query<{ doc: unknown }>(
+          'SELECT doc FROM postern_control WHERE id = 1 FOR UPDATE',
+        );
+        const state = rows[0] ? parseControl(rows[0].doc) : emptyControl();
+        try {
+          change(state);
+        } catch (err) {
+          thrown = { err };
+          throw err;
+        }
+        await client.query(
+          `UPDATE postern_control SET doc = $1::jsonb, version = version + 1 WHERE id = 1`,
+          [toJsonb(state)],
+        );
+        await client.query('SELECT pg_notify($1, $2)', [
+          'postern_feed',
+          JSON.stringify({ s: this.#src, t: 'c' }),
+        ]);
+        await client.query('COMMIT');
+        this.#emit({ type: 'control' });
+        return structuredClone(state);
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {
+          broken = true;
+        });
+        throw err;
+      }
+    } catch (err) {
+      throw thrown ? thrown.err : this.#wrap(err);
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  // events
+
+  async appendEvent(payload: EventPayload): Promise<EventSummary> {
+    const summary = await this.#appends.add(payload);
+    this.#emit({ type: 'event', event: structuredClone(summary) });
+    if (summary.status === 'queued') this.#emit({ type: 'work', channelId: summary.channelId });
+    return structuredClone(summary);
+  }
+
+  /** One statement, one commit, for every event that came while the last one committed. */
+  async #appendBatch(payloads: EventPayload[]): Promise<EventSummary[]> {
+    const summaries = payloads.map(initialSummary);
+    // Replay protection keeps the latest event per key: one row per key per statement.
+    const dedup = new Map<string, number>();
+    payloads.forEach((p, i) => {
+      if (!p.rejected && p.dedupKey !== undefined) dedup.set(`${p.channelId}\n${p.dedupKey}`, i);
+    });
+    const dedupRows = [...dedup.values()];
+    const notes = summaries.map((s) => notification(this.#src, s));
+    for (const channelId of new Set(
+      summaries.filter((s) => s.status === 'queued').map((s) => s.channelId),
+    )) {
+      notes.push(JSON.stringify({ s: this.#src, t: 'w', c: channelId }));
+    }
+    const params = [
+      summaries.map((s) => s.id),
+      summaries.map((s) => s.channelId),
+      summaries.map((s) => s.receivedAt),
+      summaries.map((s) => s.status),
+      summaries.map((s) => s.method),
+      summaries.map((s) => s.path),
+      summaries.map((s) => s.query),
+      summaries.map((s) => s.size),
+      summaries.map((s) => s.reason),
+      summaries.map((s) => s.orderKey),
+      payloads.map(encodeEventRecord),
+      dedupRows.map((i) => payloads[i]!.channelId),
+      dedupRows.map((i) => payloads[i]!.dedupKey!),
+      dedupRows.map((i) => payloads[i]!.id),
+      dedupRows.map((i) => payloads[i]!.receivedAt),
+      notes,
+    ];
+    const sql = `WITH input AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+          $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::bytea[])
+          AS t(id, channel_id, received_at, status, method, path, query, size, reason,
+               order_key, record)
+      ), ev AS (
+        INSERT INTO postern_events (id, channel_id, received_at, status, method, path, query,
+                                    size, reason, order_key)
+        SELECT id, channel_id, received_at, status, method, path, query, size, reason, order_key
+          FROM input
+      ), pl AS (
+        INSERT INTO postern_payloads (id, received_at, record)
+        SELECT id, received_at, record FROM input
+      ), pe AS (
+        INSERT INTO postern_pending (event_id, channel_id, order_key, received_at)
+        SELECT id, channel_id, order_key, received_at FROM input WHERE status = 'queued'
+      ), dd AS (
+        INSERT INTO postern_dedup (channel_id, dedup_key, event_id, received_at)
+        SELECT * FROM unnest($12::text[], $13::text[], $14::text[], $15::bigint[])
+        ON CONFLICT (channel_id, dedup_key) DO UPDATE
+          SET event_id = excluded.event_id, received_at = excluded.received_at
+      ), ct AS (
+        INSERT INTO postern_counts (status, n) SELECT status, count(*) FROM input GROUP BY status
+      ), nt AS (
+        SELECT pg_notify('postern_feed', x) FROM unnest($16::text[]) AS x
+      )
+      SELECT count(*) AS notified FROM nt`;
+    try {
+      await this.#days.ensure(
+        this.#db,
+        summaries.map((s) => s.receivedAt),
+      );
+      await this.#db.query(sql, params);
+    } catch (err) {
+      // A day dropped by another relay's retention meanwhile: create it again, once.
+      if ((err as { code?: unknown }).code !== '23514') throw this.#wrap(err);
+      this.#days.forget();
+      try {
+        await this.#days.ensure(
+          this.#db,
+          summaries.map((s) => s.receivedAt),
+        );
+        await this.#db.query(sql, params);
+      } catch (again) {
+        throw this.#wrap(again);
+      }
+    }
+    this.#stats.appendStatements++;
+    this.#stats.appendedEvents += payloads.length;
+    return summaries;
+  }
+
+  async updateEvent(
+    id: string,
+    update: EventUpdate,
+    opts: { expect?: readonly EventStatus[] } = {},
+  ): Promise<EventSummary> {
+    await this.#seeLazy();
+    const rows = await this.#q<{ r: unknown }>(
+      'SELECT postern_update_event($1, $2, $3::jsonb, $4::text[]) AS r',
+      [this.#src, id, toJsonb(storedUpdate(update)), opts.expect ? [...opts.expect] : null],
+    );
+    const r = rows[0]?.r;
+    if (!isObject(r) || r['missing'] === true) {
+      throw new PosternError('ERR_NOT_FOUND', `no event ${id}`, { status: 404 });
+    }
+    if (typeof r['conflict'] === 'string') {
+      throw new PosternError(
+        'ERR_CONFLICT',
+        `event ${id} is ${r['conflict']}, expected ${(opts.expect ?? []).join(' or ')}`,
+        { status: 409 },
+      );
+    }
+    const event = parseSummary(r['event']);
+    this.#emit({ type: 'event', event: structuredClone(event) });
+    if (r['work'] === true) this.#emit({ type: 'work', channelId: event.channelId });
+    return event;
+  }
+
+  async getEvent(id: string): Promise<EventSummary | undefined> {
+    await this.#seeLazy();
+    const rows = await this.#q<{ s: unknown }>(
+      `SELECT postern_summary(e, p.claim_owner IS NOT NULL) AS s
+         FROM postern_events e LEFT JOIN postern_pending p ON p.event_id = e.id
+        WHERE e.id = $1 LIMIT 1`,
+      [id],
+    );
+    return rows[0] ? parseSummary(rows[0].s) : undefined;
+  }
+
+  async readPayload(id: string): Promise<EventPayload> {
+    const rows = await this.#q<{ record: Buffer }>(
+      'SELECT record FROM postern_payloads WHERE id = $1 LIMIT 1',
+      [id],
+    );
+    if (!rows[0]) throw new PosternError('ERR_NOT_FOUND', `no event ${id}`, { status: 404 });
+    const record = decodeRecord(rows[0].record);
+    if (record.kind !== 'event') {
+      throw new PosternError('ERR_STORE_CORRUPT', `event ${id} is stored as a non-event record`);
+    }
+    return record.payload;
+  }
+
+  async listEvents(filter: EventFilter): Promise<ListPage> {
+    await this.#seeLazy();
+    const { channelId, status, before, limit } = filter;
+    if (before !== undefined) {
+      const known = await this.#q('SELECT 1 FROM postern_events WHERE id = $1 LIMIT 1', [before]);
+      if (known.length === 0) {
+        throw new PosternError('ERR_BAD_REQUEST', `unknown cursor ${before}`, { status: 400 });
+      }
+    }
+    if (limit < 1) return { events: [], next: null };
+    const params: unknown[] = [limit + 1];
+    const where: string[] = [];
+    const arg = (value: unknown) => {
+      params.push(value);
+      return `$${params.length}`;
+    };
+    let sql: string;
+    if (status === 'delivering') {
+      if (channelId !== undefined) where.push(`p.channel_id = ${arg(channelId)}`);
+      if (before !== undefined) where.push(`p.event_id < ${arg(before)}`);
+      sql = `SELECT postern_summary(e, true) AS s
+               FROM postern_pending p
+               JOIN postern_events e ON e.id = p.event_id AND e.received_at = p.received_at
+              WHERE p.claim_owner IS NOT NULL ${where.map((w) => `AND ${w}`).join(' ')}
+              ORDER BY p.event_id DESC LIMIT $1`;
+    } else {
+      if (channelId !== undefined) where.push(`e.channel_id = ${arg(channelId)}`);
+      if (status !== undefined) where.push(`e.status = ${arg(status)}`);
+      if (before !== undefined) where.push(`e.id < ${arg(before)}`);
+      const cond = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
+      sql =
+        status === undefined
+          ? `SELECT postern_summary(e, p.claim_owner IS NOT NULL) AS s
+               FROM postern_events e LEFT JOIN postern_pending p ON p.event_id = e.id
+               ${cond} ORDER BY e.id DESC LIMIT $1`
+          : status === 'queued'
+            ? `SELECT postern_summary(e, false) AS s FROM postern_events e ${cond}
+                 AND NOT EXISTS (SELECT 1 FROM postern_pending p
+                                  WHERE p.event_id = e.id AND p.claim_owner IS NOT NULL)
+                 ORDER BY e.id DESC LIMIT $1`
+            : `SELECT postern_summary(e, false) AS s FROM postern_events e ${cond}
+                 ORDER BY e.id DESC LIMIT $1`;
+    }
+    const rows = await this.#q<{ s: unknown }>(sql, params);
+    const events = rows.map((r) => parseSummary(r.s));
+    if (events.length <= limit) return { events, next: null };
+    events.length = limit;
+    return { events, next: events.at(-1)!.id };
+  }
+
+  async countByStatus(): Promise<Record<EventStatus, number>> {
+    await this.#seeLazy();
+    const rows = await this.#q<{ status: string; n: string; rows: string }>(
+      'SELECT status, sum(n) AS n, count(*) AS rows FROM postern_counts GROUP BY status',
+    );
+    const out = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<EventStatus, number>;
+    let deltas = 0;
+    for (const row of rows) {
+      if ((STATUSES as readonly string[]).includes(row.status)) {
+        out[row.status as EventStatus] = Number(row.n);
+      }
+      deltas += Number(row.rows);
+    }
+    if (deltas > COMPACT_ROWS) void this.#compactCounts().catch(() => undefined);
+    return out;
+  }
+
+  /** Folds the status deltas into one row per status (one relay at a time). */
+  async #compactCounts(): Promise<void> {
+    await this.#q(
+      `WITH l AS (SELECT pg_try_advisory_xact_lock(hashtext('postern_counts')) AS ok),
+            gone AS (DELETE FROM postern_counts WHERE (SELECT ok FROM l) RETURNING status, n)
+       INSERT INTO postern_counts (status, n)
+       SELECT status, sum(n) FROM gone GROUP BY status HAVING sum(n) <> 0`,
+    );
+  }
+
+  async findByDedupKey(
+    channelId: string,
+    dedupKey: string,
+    since: number,
+  ): Promise<string | undefined> {
+    const rows = await this.#q<{ event_id: string }>(
+      `SELECT event_id FROM postern_dedup
+        WHERE channel_id = $1 AND dedup_key = $2 AND received_at >= $3`,
+      [channelId, dedupKey, since],
+    );
+    return rows[0]?.event_id;
+  }
+
+  async removeFinishedBefore(cutoff: number): Promise<number> {
+    await this.#seeLazy();
+    try {
+      const removed = await removeFinished(this.#db, cutoff);
+      for (const day of removed.droppedDays) this.#days.forget(day);
+      await pruneDedup(this.#db);
+      await this.#compactCounts();
+      let n = 0;
+      for (const [status, count] of removed.byStatus) {
+        if (FINISHED_STATUSES.has(status as EventStatus)) n += count;
+      }
+      if (removed.droppedDays.length > 0) {
+        this.#log.info({ days: removed.droppedDays.length }, 'retention: dropped whole days');
+      }
+      return n;
+    } catch (err) {
+      throw this.#wrap(err);
+    }
+  }
+
+  // dispatch
+
+  async claim(request: ClaimRequest): Promise<ClaimResult> {
+    await this.#seeLazy();
+    const rows = await this.#q<{ r: unknown }>(
+      'SELECT postern_claim($1, $2, $3, $4, $5, $6, $7) AS r',
+      [
+        this.#src,
+        request.owner,
+        request.channelId,
+        request.ordered,
+        Math.max(0, Math.floor(request.limit)),
+        request.now,
+        request.leaseMs,
+      ],
+    );
+    const r = rows[0]?.r;
+    if (!isObject(r) || !Array.isArray(r['claims'])) {
+      throw new PosternError('ERR_STORE_CORRUPT', 'postern_claim: unexpected result');
+    }
+    const claims = r['claims'].map((c: unknown) => {
+      if (!isObject(c) || typeof c['epoch'] !== 'number') {
+        throw new PosternError('ERR_STORE_CORRUPT', 'postern_claim: a claim without an epoch');
+      }
+      return { event: parseSummary(c['event']), epoch: c['epoch'] };
+    });
+    for (const c of claims) this.#emit({ type: 'event', event: structuredClone(c.event) });
+    const wake = r['wakeAt'];
+    return { claims, wakeAt: typeof wake === 'number' ? wake : null };
+  }
+
+  async settle(
+    claim: ClaimRef,
+    update: EventUpdate,
+    opts: { lazy?: boolean } = {},
+  ): Promise<EventSummary | null> {
+    const item = { id: claim.id, epoch: claim.epoch, update: storedUpdate(update) };
+    const event = await this.#settles.add(item, { lazy: opts.lazy === true });
+    if (event) {
+      this.#emit({ type: 'event', event: structuredClone(event) });
+      this.#emit({ type: 'work', channelId: event.channelId });
+    }
+    return event && structuredClone(event);
+  }
+
+  async #settleBatch(items: SettleItem[]): Promise<(EventSummary | null)[]> {
+    const rows = await this.#q<{ r: unknown }>('SELECT postern_settle($1, $2::jsonb) AS r', [
+      this.#src,
+      toJsonb(items),
+    ]);
+    this.#stats.settleStatements++;
+    this.#stats.settles += items.length;
+    const r = rows[0]?.r;
+    if (!Array.isArray(r) || r.length !== items.length) {
+      throw new PosternError('ERR_STORE_CORRUPT', 'postern_settle: unexpected result');
+    }
+    return r.map((s: unknown) => (s === null ? null : parseSummary(s)));
+  }
+
+  async release(claim: ClaimRef, opts: { notBefore?: number } = {}): Promise<boolean> {
+    await this.#seeLazy();
+    const rows = await this.#q<{ r: unknown }>('SELECT postern_release($1, $2, $3, $4) AS r', [
+      this.#src,
+      claim.id,
+      claim.epoch,
+      opts.notBefore ?? null,
+    ]);
+    const r = rows[0]?.r;
+    if (r === null || r === undefined) return false;
+    const event = parseSummary(r);
+    this.#emit({ type: 'event', event });
+    this.#emit({ type: 'work', channelId: event.channelId });
+    return true;
+  }
+
+  async renewClaims(owner: string, now: number, leaseMs: number): Promise<number> {
+    try {
+      const r = await this.#db.query(
+        `UPDATE postern_pending SET lease_until = $2::bigint + $3::bigint,
+                ready_at = $2::bigint + $3::bigint, waiting = true
+          WHERE claim_owner = $1 AND lease_until > $2`,
+        [owner, now, leaseMs],
+      );
+      return r.rowCount ?? 0;
+    } catch (err) {
+      throw this.#wrap(err);
+    }
+  }
+
+  subscribe(listener: (change: StoreChange) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #emit(change: StoreChange): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(change);
+      } catch (err) {
+        this.#log.warn({ err: String(err) }, 'change feed: a listener threw');
+      }
+    }
+  }
+
+  /** A change another relay made (or this one, through another instance). */
+  #remote(change: RemoteChange): void {
+    if (change.type !== 'eventId') {
+      this.#emit(change);
+      return;
+    }
+    this.getEvent(change.id).then(
+      (event) => event && this.#emit({ type: 'event', event }),
+      (err: unknown) => this.#log.warn({ err: String(err) }, 'change feed: reading an event'),
+    );
+  }
+
+  /** Back after a loss of the feed: whatever was missed, dispatch and views look again. */
+  #resume(): void {
+    this.#emit({ type: 'control' });
+    this.readControl().then(
+      (state) => {
+        for (const c of state.channels) this.#emit({ type: 'work', channelId: c.id });
+      },
+      (err: unknown) => this.#log.warn({ err: String(err) }, 'change feed: reading channels'),
+    );
+  }
+
+  async #ensureDaysAhead(): Promise<void> {
+    const now = this.#now();
+    const days = Array.from({ length: DAYS_AHEAD + 1 }, (_, i) => now + i * DAY_MS);
+    try {
+      await this.#days.ensure(this.#db, days);
+    } catch (err) {
+      throw this.#wrap(err);
+    }
+  }
+
+  async #maintain(): Promise<void> {
+    if (!this.#pool) return;
+    try {
+      await this.#ensureDaysAhead();
+      await this.#compactCounts();
+    } catch (err) {
+      this.#log.warn({ err: String(err) }, 'store maintenance failed; will try again');
+    }
+  }
+}
