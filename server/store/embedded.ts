@@ -447,7 +447,10 @@ export class EmbeddedStore implements Store {
     return { claims, wakeAt };
   }
 
-  /** Unordered: due events, oldest first (ready ones by arrival, then retries by time). */
+  /**
+   * Unordered: due events; retries whose time came first (by that time), then the others by
+   * arrival, so that new arrivals never overtake a retry that is due (rule 5).
+   */
   #claimDue(
     db: EventDb,
     req: ClaimRequest,
@@ -469,9 +472,8 @@ export class EmbeddedStore implements Store {
       return false;
     };
     const ch = req.channelId;
-    const from: Key[] = cc.readyFrom === null ? [ch, 0] : [ch, 0, cc.readyFrom];
-    if (scan(from, [ch, 0, TOP], true)) return;
-    scan([ch, 0, TOP], [ch, req.now, TOP], false);
+    if (scan([ch, 0, TOP], [ch, req.now, TOP], false)) return;
+    scan(cc.readyFrom === null ? [ch, 0] : [ch, 0, cc.readyFrom], [ch, 0, TOP], true);
   }
 
   /** Ordered: the head of each ordering key whose key is free and which is due. */

@@ -7,8 +7,8 @@
  * Rules every backend keeps:
  * 1. Durable before resolving: `appendEvent`, `updateControl` and a non-lazy `updateEvent`
  *    resolve only once their change survives a crash of the process and of the machine.
- * 2. Visible at once: once a write resolved (or, for a lazy one, once it was called), every
- *    read through this store sees it, whichever relay reads.
+ * 2. Visible at once: once a write resolved, every read sees it, whichever relay reads; a lazy
+ *    settle is visible through this store at once, and through others once it resolved.
  * 3. Work is claimed: dispatch takes events with `claim`; a claimed event is `delivering` and
  *    no other claim gets it until the claim is settled, released or its lease runs out. Each
  *    claim has an epoch, larger than any earlier claim of that event; `settle` and `release`
@@ -19,9 +19,9 @@
  * 4. Order per key: on an ordered channel (`ClaimRequest.ordered`) an event is claimed only if
  *    it is the oldest pending event of its ordering key, it is due, and no event of that key is
  *    claimed. Exclusivity is the store's: it holds across relays.
- * 5. Unordered channels are claimed in the order of (`nextAttemptAt`, id) among due events
- *    (`nextAttemptAt` <= now): those without a retry time (0) by arrival, then retries by the
- *    time they became due.
+ * 5. Unordered channels: only due events (`nextAttemptAt` <= now) are claimed, and none that
+ *    arrived after another became due is claimed before it (a due retry is never overtaken by
+ *    newer arrivals, so none starves).
  * 6. The change feed (`subscribe`) reports, after the change is visible: every event added or
  *    changed (live views), work that may be claimable on a channel (a new event, one released,
  *    an event settled back to the queue or replayed, a key freed), and control changes.

@@ -64,7 +64,7 @@ export function claimTests(backend: Backend): void {
     assert.deepEqual((await store.claim(claimRequest('r1', 'ch_c', START))).claims, []);
   });
 
-  test('claim: events without a retry time by arrival, then retries by the time they became due (rule 5)', async (t) => {
+  test('claim: a due retry is never overtaken by events that arrived after it (rule 5)', async (t) => {
     const { store } = await fresh(t, backend);
     await appendAll(store, [payload(1), payload(2)]);
     const tried = (await store.claim(claimRequest('r1', 'ch_a', START))).claims;
@@ -78,7 +78,8 @@ export function claimTests(backend: Backend): void {
       const got = await store.claim(claimRequest('r1', 'ch_a', START + 9_000, { limit: 1 }));
       order.push(only(got.claims).event.id);
     }
-    assert.deepEqual(order, [eventId(8), eventId(9), eventId(2), eventId(1)]);
+    assert.deepEqual(order.slice(0, 2).sort(), [eventId(1), eventId(2)], 'the retries first');
+    assert.deepEqual(order.slice(2), [eventId(8), eventId(9)], 'then the others by arrival');
   });
 
   test('claim: wakeAt is the earliest retry time waiting, null when nothing waits', async (t) => {
