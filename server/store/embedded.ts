@@ -31,20 +31,21 @@ import { importJournal } from './journal-import.ts';
 import type { DataDirLock } from './lock.ts';
 import { decodeRecord, encodeEventRecord, STATUSES } from './records.ts';
 import type { SecretsKeySource } from './secrets-key.ts';
-import type {
-  Claim,
-  ClaimRef,
-  ClaimRequest,
-  ClaimResult,
-  ControlState,
-  EventFilter,
-  EventPayload,
-  EventStatus,
-  EventSummary,
-  EventUpdate,
-  ListPage,
-  Store,
-  StoreChange,
+import {
+  MAX_REJECTED_PER_CHANNEL,
+  type Claim,
+  type ClaimRef,
+  type ClaimRequest,
+  type ClaimResult,
+  type ControlState,
+  type EventFilter,
+  type EventPayload,
+  type EventStatus,
+  type EventSummary,
+  type EventUpdate,
+  type ListPage,
+  type Store,
+  type StoreChange,
 } from './types.ts';
 
 export { MAX_ATTEMPTS_KEPT } from './event-state.ts';
@@ -60,9 +61,6 @@ export interface EmbeddedStoreOptions {
 }
 
 const SILENT: StoreLog = { info() {}, warn() {} };
-
-/** Refused requests kept per channel (metadata only); older ones are forgotten first. */
-export const MAX_REJECTED_PER_CHANNEL = 1_000;
 
 /** Dedup keys are kept this long after the newest one (a day for body-only signers, + margin). */
 export const MAX_DEDUP_AGE_MS = 25 * 3_600_000;

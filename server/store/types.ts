@@ -243,6 +243,9 @@ export interface ListPage {
   next: string | null;
 }
 
+/** Refused requests kept per channel (metadata only); the oldest are forgotten first. */
+export const MAX_REJECTED_PER_CHANNEL = 1_000;
+
 export interface Store {
   /** Opens files or connections, and checks what is there; must be called before anything else. */
   open(): Promise<void>;
@@ -260,7 +263,11 @@ export interface Store {
   updateControl(change: (state: ControlState) => void): Promise<ControlState>;
 
   // events
-  /** Resolves once the event is durable: only then may ingress answer 2xx. */
+  /**
+   * Resolves once the event is durable: only then may ingress answer 2xx. A refused request
+   * (`payload.rejected`) is kept as metadata, never delivered, and at most
+   * MAX_REJECTED_PER_CHANNEL of them per channel: the oldest go first.
+   */
   appendEvent(payload: EventPayload): Promise<EventSummary>;
   /**
    * Changes an event's delivery state outside of a claim (replay, skip). With `expect`, only if

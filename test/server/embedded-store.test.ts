@@ -6,8 +6,8 @@ import { test, type TestContext } from 'node:test';
 import {
   EmbeddedStore,
   MAX_ATTEMPTS_KEPT,
-  MAX_REJECTED_PER_CHANNEL,
 } from '../../server/store/embedded.ts';
+import { MAX_REJECTED_PER_CHANNEL } from '../../server/store/types.ts';
 import { EVENTS_FILE, LAYOUT, openEventDb } from '../../server/store/event-db.ts';
 import { Journal } from '../../server/store/journal.ts';
 import { encodeEventRecord, encodeUpdateRecord } from '../../server/store/records.ts';

@@ -10,19 +10,20 @@ import { isObject } from '../../../shared/fields.ts';
 import type { StoreLog } from '../data-dir.ts';
 import { initialSummary } from '../event-state.ts';
 import { decodeRecord, encodeEventRecord, STATUSES } from '../records.ts';
-import type {
-  ClaimRef,
-  ClaimRequest,
-  ClaimResult,
-  ControlState,
-  EventFilter,
-  EventPayload,
-  EventStatus,
-  EventSummary,
-  EventUpdate,
-  ListPage,
-  Store,
-  StoreChange,
+import {
+  MAX_REJECTED_PER_CHANNEL,
+  type ClaimRef,
+  type ClaimRequest,
+  type ClaimResult,
+  type ControlState,
+  type EventFilter,
+  type EventPayload,
+  type EventStatus,
+  type EventSummary,
+  type EventUpdate,
+  type ListPage,
+  type Store,
+  type StoreChange,
 } from '../types.ts';
 import { GroupCommit } from './batch.ts';
 import { Feed, type RemoteChange } from './feed.ts';
@@ -393,7 +394,39 @@ export class PostgresStore implements Store {
     }
     this.#stats.appendStatements++;
     this.#stats.appendedEvents += payloads.length;
+    const refused = new Set(payloads.filter((p) => p.rejected).map((p) => p.channelId));
+    if (refused.size > 0) await this.#boundRejected([...refused]);
     return summaries;
+  }
+
+  /**
+   * Keeps at most MAX_REJECTED_PER_CHANNEL refusals per channel, the newest. After the append's
+   * own commit: a crash in between leaves a few more, which the next refusal removes.
+   */
+  async #boundRejected(channelIds: string[]): Promise<void> {
+    const sql = `WITH old AS (
+        SELECT o.id, o.received_at FROM unnest($1::text[]) AS c(channel_id)
+          CROSS JOIN LATERAL (
+            SELECT e.id, e.received_at FROM postern_events e
+              WHERE e.channel_id = c.channel_id AND e.status = 'rejected'
+              ORDER BY e.id DESC OFFSET $2) o
+      ), ev AS (
+        DELETE FROM postern_events e USING old
+          WHERE e.id = old.id AND e.received_at = old.received_at AND e.status = 'rejected'
+          RETURNING e.id
+      ), pl AS (
+        DELETE FROM postern_payloads p USING old
+          WHERE p.id = old.id AND p.received_at = old.received_at
+      ), ct AS (
+        INSERT INTO postern_counts (status, n)
+          SELECT 'rejected', -count(*) FROM ev HAVING count(*) > 0
+      )
+      SELECT count(*) AS n FROM ev`;
+    try {
+      await this.#db.query(sql, [channelIds, MAX_REJECTED_PER_CHANNEL]);
+    } catch (err) {
+      throw this.#wrap(err);
+    }
   }
 
   async updateEvent(

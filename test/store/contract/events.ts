@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { EventSummary } from '../../../server/store/types.ts';
+import { MAX_REJECTED_PER_CHANNEL, type EventSummary } from '../../../server/store/types.ts';
 import {
   START,
   appendAll,
@@ -230,5 +230,27 @@ export function eventTests(backend: Backend): void {
 
     // The claim on event 6 still holds.
     assert.ok(await store.settle(claimOf(6), outcome('delivered', START, 1)));
+  });
+
+  test('refused requests: at most MAX_REJECTED_PER_CHANNEL per channel, the oldest go first', async (t) => {
+    const { store, reopen } = await fresh(t, backend);
+    const overflow = MAX_REJECTED_PER_CHANNEL + 3;
+    await appendAll(store, [payload(1)]);
+    await Promise.all(
+      Array.from({ length: overflow }, (_, i) => store.appendEvent(rejectedPayload(i + 2))),
+    );
+    await store.appendEvent(rejectedPayload(overflow + 2, { channelId: 'ch_b' }));
+    const check = async (s: typeof store) => {
+      const n = await s.countByStatus();
+      assert.equal(n.rejected, MAX_REJECTED_PER_CHANNEL + 1, "the bound, plus ch_b's one");
+      assert.equal(n.queued, 1, 'accepted events are not touched');
+      for (const i of [2, 3, 4]) assert.equal(await s.getEvent(eventId(i)), undefined);
+      assert.ok(await s.getEvent(eventId(5)), 'the oldest kept');
+      assert.ok(await s.getEvent(eventId(overflow + 2)), 'another channel keeps its own');
+      const listed = await listAll(s, { channelId: 'ch_a', status: 'rejected' });
+      assert.equal(listed.length, MAX_REJECTED_PER_CHANNEL);
+    };
+    await check(store);
+    await check(await reopen());
   });
 }
