@@ -365,8 +365,9 @@ export class Dispatcher {
     let sent = false;
     for (;;) {
       const room = this.#sessions.room(sink);
+      if (room === 0) return sent;
       const order = this.#sessions.fillOrder(sink).filter((c) => !this.#state(c).dry);
-      if (room === 0 || order.length === 0) return sent;
+      if (order.length === 0) return sent;
       let progressed = false;
       for (const [i, channelId] of order.entries()) {
         const share = Math.floor(room / order.length) + (i < room % order.length ? 1 : 0);
