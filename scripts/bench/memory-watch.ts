@@ -1,0 +1,54 @@
+/**
+ * The highest RSS and RssAnon a process reached, sampled from /proc a few times a second for
+ * as long as the watch runs. The process may be replaced (a relay killed and restarted): the
+ * watch follows whichever pid it was last given.
+ */
+import { rssAnonBytes, rssBytes } from './proc-stats.ts';
+
+const SAMPLE_MS = 200;
+
+export type Memory = { rssBytes: number | null; rssAnonBytes: number | null };
+
+export function memoryOf(pid: number): Memory {
+  return { rssBytes: rssBytes(pid), rssAnonBytes: rssAnonBytes(pid) };
+}
+
+function higher(a: number | null, b: number | null): number | null {
+  if (a === null) return b;
+  return b === null ? a : Math.max(a, b);
+}
+
+export class MemoryWatch {
+  #pid: number;
+  #max: Memory = { rssBytes: null, rssAnonBytes: null };
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(pid: number) {
+    this.#pid = pid;
+    this.#timer = setInterval(() => this.sample(), SAMPLE_MS);
+    this.#timer.unref();
+    this.sample();
+  }
+
+  follow(pid: number): void {
+    this.#pid = pid;
+    this.sample();
+  }
+
+  /** Reads the process's memory now (and counts it towards the maximum). */
+  sample(): Memory {
+    const now = memoryOf(this.#pid);
+    this.#max = {
+      rssBytes: higher(this.#max.rssBytes, now.rssBytes),
+      rssAnonBytes: higher(this.#max.rssAnonBytes, now.rssAnonBytes),
+    };
+    return now;
+  }
+
+  /** Stops sampling and returns the highest values seen. */
+  stop(): Memory {
+    clearInterval(this.#timer);
+    this.sample();
+    return this.#max;
+  }
+}
