@@ -156,7 +156,7 @@ async function main(opts: BenchOptions, kids: Children, deadline: number): Promi
   const b = new Bench(opts, kids, app, load, deadline);
   b.progress(
     `starting${opts.quick ? ' (quick)' : ''}: ${opts.connections} connections, ${opts.durationS} s, ` +
-      `${opts.bodyBytes} B bodies; scenarios ${opts.scenarios.join(', ')}` +
+      `${opts.bodyBytes} B bodies; scenarios ${opts.scenarios.join(',')}` +
       (opts.scenarios.includes('backlog') ? `, backlog ${opts.backlog}` : '') +
       (opts.scenarios.includes('scale') ? `, scale ${opts.scale}` : '') +
       `; app on ${app.url}`,

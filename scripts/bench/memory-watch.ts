@@ -9,6 +9,9 @@ const SAMPLE_MS = 200;
 
 export type Memory = { rssBytes: number | null; rssAnonBytes: number | null };
 
+/** The highest values, and what the scenario was doing when RssAnon was at its highest. */
+export type PeakMemory = Memory & { rssAnonPeakDuring: string };
+
 export function memoryOf(pid: number): Memory {
   return { rssBytes: rssBytes(pid), rssAnonBytes: rssAnonBytes(pid) };
 }
@@ -20,11 +23,13 @@ function higher(a: number | null, b: number | null): number | null {
 
 export class MemoryWatch {
   #pid: number;
-  #max: Memory = { rssBytes: null, rssAnonBytes: null };
+  #max: PeakMemory = { rssBytes: null, rssAnonBytes: null, rssAnonPeakDuring: '' };
+  #phase: string;
   readonly #timer: NodeJS.Timeout;
 
-  constructor(pid: number) {
+  constructor(pid: number, phase: string) {
     this.#pid = pid;
+    this.#phase = phase;
     this.#timer = setInterval(() => this.sample(), SAMPLE_MS);
     this.#timer.unref();
     this.sample();
@@ -35,18 +40,27 @@ export class MemoryWatch {
     this.sample();
   }
 
+  /** Names what happens from now on, for the report of when the peak was reached. */
+  phase(name: string): void {
+    this.sample();
+    this.#phase = name;
+  }
+
   /** Reads the process's memory now (and counts it towards the maximum). */
   sample(): Memory {
     const now = memoryOf(this.#pid);
+    const anon = higher(this.#max.rssAnonBytes, now.rssAnonBytes);
     this.#max = {
       rssBytes: higher(this.#max.rssBytes, now.rssBytes),
-      rssAnonBytes: higher(this.#max.rssAnonBytes, now.rssAnonBytes),
+      rssAnonBytes: anon,
+      rssAnonPeakDuring:
+        anon !== this.#max.rssAnonBytes ? this.#phase : this.#max.rssAnonPeakDuring,
     };
     return now;
   }
 
   /** Stops sampling and returns the highest values seen. */
-  stop(): Memory {
+  stop(): PeakMemory {
     clearInterval(this.#timer);
     this.sample();
     return this.#max;

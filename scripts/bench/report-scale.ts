@@ -23,7 +23,11 @@ export function scaleRows(s: ScaleResult): Row[] {
     ]),
     ['', 'relay RssAnon / RSS, just after kill -9 and restart', mem(m.afterRestart)],
     ['', `relay RssAnon / RSS, ${int(m.retained.queued)} delivered, retained`, mem(m.retained)],
-    ['', 'relay RssAnon / RSS, highest during the scenario', mem(m.max)],
+    [
+      '',
+      'relay RssAnon / RSS, highest during the scenario',
+      `${mem(m.max)} (RssAnon's during ${m.max.rssAnonPeakDuring})`,
+    ],
     [
       '',
       `restart to /readyz 200 after kill -9, ${int(s.queued)} queued`,

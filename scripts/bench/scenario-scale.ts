@@ -8,7 +8,7 @@
 import type { Bench } from './context.ts';
 import { awaitDelivery, warmUp } from './delivery.ts';
 import { elapsedS, type Latency } from './load-job.ts';
-import { MemoryWatch, type Memory } from './memory-watch.ts';
+import { MemoryWatch, type Memory, type PeakMemory } from './memory-watch.ts';
 import { pageLatency, type PageLatency } from './page-latency.ts';
 import {
   crashAndRestart,
@@ -45,7 +45,7 @@ export type ScaleResult = {
     /** Once every event was delivered, and `retained` events are kept. */
     retained: ScaleMark;
     /** The highest seen during the whole scenario, sampled every 200 ms. */
-    max: Memory;
+    max: PeakMemory;
   };
   /** Spawn to the first 200 from /readyz after kill -9; each sample, and their median. */
   restart: {
@@ -103,15 +103,17 @@ export async function runScale(b: Bench, backlogDrainPerS: number | null): Promi
   const n = b.opts.scale;
   let relay = await startRelay(b.kids);
   const firstStartMs = relay.readyMs;
-  const watch = new MemoryWatch(relay.proc.pid);
+  const watch = new MemoryWatch(relay.proc.pid, 'first start');
   const channel = await createChannel(relay, { name: 'bench' });
   const { agentId, stateDir } = await pairAgent(b.kids, relay, 'bench-scale', [channel.id]);
   const config = await writeAgentConfig(stateDir, [{ channel: 'bench', target: `${b.app.url}/` }]);
 
+  watch.phase('restarts, empty');
   const empty = await timeRestarts(b, relay, watch, 'empty relay');
   relay = empty.relay;
 
   // Warm up with the agent present, then ingest for a fixed time with it away (empty store).
+  watch.phase('warm-up and ingest on an empty queue');
   let agent = await startAgent(b.kids, stateDir, config);
   await warmUp(b, channel.ingress, b.relayWarmup, b.opts.connections);
   await sendAgentAway(b, relay, agentId, agent.proc);
@@ -126,12 +128,14 @@ export async function runScale(b: Bench, backlogDrainPerS: number | null): Promi
   const bounds = Array.from({ length: SLICES }, (_, i) => Math.round((n * (i + 1)) / SLICES));
   const amounts = bounds.map((x, i) => x - (bounds[i - 1] ?? 0));
   const slices: ScaleMark[] = [];
+  watch.phase('queuing');
   const filled = await fill(b, relay, channel.ingress, amounts, 'scale', (s) =>
     slices.push({ queued: s.queuedAfter, ...watch.sample() }),
   );
   // Slices 2, 10 and 20 of 20 end at N/10, N/2 and N.
   const marks = [1, SLICES / 2 - 1, SLICES - 1].flatMap((i) => slices[i] ?? []);
 
+  watch.phase('ingest and pages with the queue full');
   b.progress(`scale: ingest with ${filled.ids.length} queued, same load`);
   const { ids: fullIds, ...fullIngest } = await ingest(b, channel.ingress);
   const queuedIds = [...filled.ids, ...fullIds];
@@ -140,12 +144,14 @@ export async function runScale(b: Bench, backlogDrainPerS: number | null): Promi
   const pageQueued = await pageLatency(relay, channel.id, 'queued');
   b.progress(`scale: a page of queued events, p50 ${pageQueued.p50Ms.toFixed(2)} ms`);
 
+  watch.phase('restarts with the queue full');
   const full = await timeRestarts(b, relay, watch, `${queuedIds.length} queued`);
   relay = full.relay;
   const afterRestart = watch.sample();
   const away = await b.app.stats();
 
   b.progress(`scale: starting the agent to drain ${queuedIds.length}`);
+  watch.phase('drain');
   agent = await startAgent(b.kids, stateDir, config);
   const done = await awaitDelivery(b, queuedIds, 'scale drain');
   const drainS =
@@ -153,13 +159,14 @@ export async function runScale(b: Bench, backlogDrainPerS: number | null): Promi
       ? Math.max(0.001, (done.lastExpectedAt - agent.connectedAt) / 1000)
       : null;
 
+  watch.phase('pages of delivered events');
   const pageDelivered = await pageLatency(relay, channel.id, 'delivered');
   b.progress(`scale: a page of delivered events, p50 ${pageDelivered.p50Ms.toFixed(2)} ms`);
   const retainedCount = b.relayWarmup + emptyIds.length + queuedIds.length;
   const retained = { queued: retainedCount, ...watch.sample() };
+  const max = watch.stop();
   await b.kids.stop(agent.proc.child);
   await b.kids.stop(relay.proc.child);
-  const max = watch.stop();
 
   const result: Omit<ScaleResult, 'targets'> = {
     size: n,
