@@ -9,7 +9,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { constantTimeEqual } from '../shared/signing.ts';
 import { PRIVATE_FILE_MODE } from './store/file-modes.ts';
-import type { Store } from './store/types.ts';
+import type { ControlCache } from './control-cache.ts';
 
 export const ADMIN_TOKEN_FILE = 'admin-token';
 
@@ -25,7 +25,7 @@ export interface AdminTokenCheck {
 }
 
 export async function setUpAdminToken(
-  store: Store,
+  control: ControlCache,
   dataDir: string,
   fromEnv: string | null,
 ): Promise<AdminTokenCheck> {
@@ -33,8 +33,8 @@ export async function setUpAdminToken(
   let writtenTo: string | null = null;
   if (fromEnv !== null) {
     hash = sha256Hex(fromEnv);
-  } else if (store.control().adminTokenHash) {
-    hash = store.control().adminTokenHash!;
+  } else if (control.state.adminTokenHash) {
+    hash = control.state.adminTokenHash;
   } else {
     const token = `pat_${randomBytes(32).toString('base64url')}`;
     writtenTo = path.join(dataDir, ADMIN_TOKEN_FILE);
@@ -42,7 +42,7 @@ export async function setUpAdminToken(
     await rm(writtenTo, { force: true });
     await writeFile(writtenTo, `${token}\n`, { mode: PRIVATE_FILE_MODE, flag: 'wx' });
     hash = sha256Hex(token);
-    await store.updateControl((s) => {
+    await control.update((s) => {
       s.adminTokenHash = hash;
     });
   }

@@ -9,6 +9,7 @@ import Koa from 'koa';
 import type { Logger } from 'pino';
 import { ConfigError } from '../shared/errors.ts';
 import { setUpAdminToken } from './admin-token.ts';
+import { ControlCache } from './control-cache.ts';
 import type { RelayConfig } from './config.ts';
 import { dashboardRouter } from './dashboard/router.ts';
 import { Dispatcher } from './dispatch/dispatcher.ts';
@@ -83,7 +84,7 @@ function buildApp(ctx: RelayContext, metrics: Metrics): { app: Koa; routes: Rout
       c.body = { error: { code: 'ERR_UNAUTHORIZED', message: 'admin token missing or wrong' } };
       return;
     }
-    for (const [status, n] of Object.entries(ctx.store.countByStatus())) {
+    for (const [status, n] of Object.entries(await ctx.store.countByStatus())) {
       metrics.events.set({ status }, n);
     }
     c.type = metrics.registry.contentType;
@@ -138,6 +139,10 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       forgetLostSecrets: config.forgetLostSecrets,
       logger,
     });
+  const control = new ControlCache(store, (err) =>
+    logger.error({ err }, 'could not read the control state again; will on the next change'),
+  );
+  let unsubscribeControl: () => void = () => undefined;
   let server: Server | null = null;
   let tunnel: TunnelEndpoint | null = null;
   let dispatcher: Dispatcher | null = null;
@@ -159,12 +164,12 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
   };
 
   const channel = (idOrName: string, byName = false): ChannelRecord | undefined =>
-    store.control().channels.find((c) => c.id === idOrName || (byName && c.name === idOrName));
-  const agent = (id: string) => store.control().agents.find((a) => a.id === id);
+    control.state.channels.find((c) => c.id === idOrName || (byName && c.name === idOrName));
+  const agent = (id: string) => control.state.agents.find((a) => a.id === id);
 
   const recordAgent = (agentId: string, change: { version?: string }) => {
-    store
-      .updateControl((s) => {
+    control
+      .update((s) => {
         const a = s.agents.find((x) => x.id === agentId);
         if (a) Object.assign(a, change, { lastSeenAt: now() });
       })
@@ -177,7 +182,11 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
     adminTokenFile: null,
     async start() {
       await store.open();
-      const admin = await setUpAdminToken(store, config.dataDir, config.adminToken);
+      await control.load();
+      unsubscribeControl = store.subscribe((change) => {
+        if (change.type === 'control') control.changed();
+      });
+      const admin = await setUpAdminToken(control, config.dataDir, config.adminToken);
       server = createServer({
         // Explicit limits: a slow or stuck client cannot hold a connection for ever. A head
         // that never starts is ConnectionLimits' job; Node checks started ones every second.
@@ -232,9 +241,9 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
           audience: publicUrl,
           agent,
           now,
-          used: () => store.control().usedTokenIds,
+          used: () => control.state.usedTokenIds,
           recordUsed: (entry, nowS) =>
-            store.updateControl((s) => {
+            control.update((s) => {
               s.usedTokenIds = s.usedTokenIds.filter((u) => u.until >= nowS);
               s.usedTokenIds.push(entry);
             }),
@@ -259,6 +268,7 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       const ctx: RelayContext = {
         config: { ...config, publicUrl },
         store,
+        control,
         dispatcher,
         tunnel,
         admin,
@@ -299,7 +309,7 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
           url: relay.url,
           publicUrl,
           dataDir: config.dataDir,
-          pending: store.countByStatus().queued,
+          pending: (await store.countByStatus()).queued,
         },
         'relay listening',
       );
@@ -315,6 +325,7 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       await closed;
       clearTimeout(grace);
       dispatcher?.stop();
+      unsubscribeControl();
       if (retentionTimer) clearInterval(retentionTimer);
       await sweeping;
       await store.close();

@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'ERR_NOT_FOUND'
   | 'ERR_METHOD_NOT_ALLOWED'
   | 'ERR_BAD_REQUEST'
+  | 'ERR_CONFLICT'
   | 'ERR_UNAUTHORIZED'
   | 'ERR_FORBIDDEN'
   | 'ERR_SIGNATURE'

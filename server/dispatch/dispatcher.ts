@@ -1,45 +1,56 @@
 /**
  * Dispatch: which event goes to which tunnel session, and when.
  *
- * An unordered channel has a FIFO of ready events; its events waiting for a retry sit in one
- * timer heap. An ordered channel has one lane per ordering key (see lanes.ts). A session takes
- * events of the channels its agent is granted while it has room in its window; room freed by
- * an ack goes to the channel with work that has the fewest events in flight on the session
- * (ties in turn), so that a busy or slow channel cannot starve the others. With several agents
- * on a channel, each event goes to one of them, the one with the most room, and an agent whose
+ * The store owns every event's state and hands out work by claims (see store/types.ts): a
+ * claim is the right to deliver an event until its outcome is settled; the store keeps
+ * ordered channels to one event per ordering key at a time and knows what is due. This
+ * process holds only what it has in flight: its claims, by session. A session takes events of
+ * the channels its agent is granted while it has room in its window; room freed by an ack goes
+ * first to the channel with work that has the fewest events in flight on the session (ties in
+ * turn), so that a busy or slow channel cannot starve the others. With several agents on a
+ * channel, each event goes to one of them, the one with the most room, and an agent whose
  * deliveries keep failing while another's succeed is benched for a while. Each `deliver` is
  * one attempt; the agent's `ack` decides what happens next (the relay owns the schedule).
- * Waiting for an agent consumes no attempt. Nothing here is O(backlog) per event; each event
- * an ack lets go costs a sort of the session's channels.
+ * Waiting for an agent consumes no attempt.
  *
- * Channel settings apply at once: `channelChanged` places a channel's pending events again by
- * its new settings. Events in flight at that moment stay in flight; their ack places them by
- * the settings of the moment it arrives.
+ * What may be claimable is learnt from the store's change feed (`work`), from the time a
+ * claim says something will become due (`wakeAt`), and from room freed in a window. Channel
+ * settings apply at once: the next claim is made by the settings of that moment.
  */
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AgentFrame } from '../../shared/protocol.ts';
 import { PosternError } from '../../shared/errors.ts';
-import type { ChannelRecord, EventSummary, Store } from '../store/types.ts';
-import { Lanes } from './lanes.ts';
+import type { ChannelRecord, Claim, EventSummary, Store, StoreChange } from '../store/types.ts';
 import { Sessions, type Sink } from './sessions.ts';
-import { Deque, TimerHeap } from './queues.ts';
 import { afterAttempt } from './retry.ts';
 
 export type AckFrame = Extract<AgentFrame, { type: 'ack' }>;
 
 /** When an event's body cannot be read back, look again after this long. */
 const READ_RETRY_MS = 30_000;
+/** How long a claim holds without renewal; renewed every third of it while in flight. */
+export const LEASE_MS = 30_000;
+/** Most events one claim takes. */
+const CLAIM_BATCH = 64;
+/** After a failed claim (the store unavailable), try the channel again after this long. */
+const CLAIM_RETRY_MS = 1_000;
 
-interface ChannelQueue {
-  /** Unordered channels: events ready to go, oldest first. */
-  ready: Deque<string>;
-  /** Ordered channels: one lane per ordering key. */
-  lanes: Lanes;
-  readonly sinks: Set<Sink>;
+/** A claim of this process: the event as claimed, and the session it was sent on. */
+interface InFlight {
+  sink: Sink;
+  epoch: number;
+  event: EventSummary;
 }
 
-/** A scheduled wake-up: an event's retry time, or an ordered lane's head becoming due. */
-type Wake = { event: string } | { channel: string; key: string };
+interface ChannelState {
+  readonly sinks: Set<Sink>;
+  /** Nothing claimable at the last claim, and nothing reported since. */
+  dry: boolean;
+  /** Changes reported: a claim that started before one cannot conclude the channel is dry. */
+  generation: number;
+  wake: { at: number; timer: NodeJS.Timeout } | null;
+}
 
 export interface DispatcherDeps {
   store: Store;
@@ -49,6 +60,8 @@ export interface DispatcherDeps {
   random?: () => number;
   /** Told of every attempt's outcome, and of the receipt-to-delivery time of delivered ones. */
   onAttempt?: (outcome: AckFrame['outcome'], deliveredAfterMs: number | null) => void;
+  /** How long claims hold without renewal (default LEASE_MS). */
+  leaseMs?: number;
 }
 
 export class Dispatcher {
@@ -58,21 +71,21 @@ export class Dispatcher {
   readonly #now: () => number;
   readonly #random: () => number;
   readonly #onAttempt: NonNullable<DispatcherDeps['onAttempt']>;
-  readonly #queues = new Map<string, ChannelQueue>();
-  /** Where each pending event is: a ready FIFO, the timer heap, an ordered lane, or a sink. */
-  readonly #where = new Map<string, 'ready' | 'timer' | 'lane' | Sink>();
-  /**
-   * Events that were in flight when their channel's settings changed. On an ordered channel
-   * they were put in their lane at their arrival place all the same, holding its key (see
-   * Lanes.hold) until they come back.
-   */
-  readonly #crossed = new Set<string>();
+  readonly #leaseMs: number;
+  /** This process, as the owner of its claims. */
+  readonly #owner = `relay-${randomUUID()}`;
   readonly #sessions = new Sessions();
-  readonly #timers = new TimerHeap<Wake>();
-  #timer: NodeJS.Timeout | null = null;
-  #timerAt = Infinity;
+  readonly #sinks = new Set<Sink>();
+  readonly #channels = new Map<string, ChannelState>();
+  readonly #inflight = new Map<string, InFlight>();
   /** Ingress requests of sync channels waiting for the app's response, by event id. */
   readonly #responseWaiters = new Map<string, (ack: AckFrame) => void>();
+  #unsubscribe: () => void = () => undefined;
+  #renewal: NodeJS.Timeout | null = null;
+  #scheduled = false;
+  #running = false;
+  #again = false;
+  #stopped = false;
 
   constructor(deps: DispatcherDeps) {
     this.#store = deps.store;
@@ -81,43 +94,41 @@ export class Dispatcher {
     this.#now = deps.now ?? Date.now;
     this.#random = deps.random ?? Math.random;
     this.#onAttempt = deps.onAttempt ?? (() => undefined);
+    this.#leaseMs = deps.leaseMs ?? LEASE_MS;
   }
 
-  /** Loads every pending event from the store (after a restart). */
+  /** Listens to the store's changes and keeps this process's claims alive. */
   start(): void {
-    for (const summary of this.#store.pendingEvents()) this.#place(summary);
-    for (const channelId of this.#queues.keys()) this.#pump(channelId);
-    this.#arm();
+    this.#stopped = false;
+    this.#unsubscribe = this.#store.subscribe((change) => this.#changed(change));
+    this.#renewal = setInterval(() => this.#renew(), Math.max(1, Math.floor(this.#leaseMs / 3)));
+    this.#renewal.unref();
   }
 
   stop(): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#stopped = true;
+    this.#unsubscribe();
+    if (this.#renewal) clearInterval(this.#renewal);
+    this.#renewal = null;
+    for (const state of this.#channels.values()) if (state.wake) clearTimeout(state.wake.timer);
   }
 
-  /** A newly stored (or replayed) event. */
-  enqueue(summary: EventSummary): void {
-    const where = this.#where.get(summary.id);
-    if (where === undefined) {
-      this.#place(summary);
-    } else if (summary.nextAttemptAt <= this.#now()) {
-      // Already pending: a replay only makes it due now.
-      if (where === 'timer') {
-        this.#where.set(summary.id, 'ready');
-        this.#queue(summary.channelId).ready.push(summary.id);
-      } else if (where === 'lane') {
-        this.#releaseLane(summary.channelId, summary.orderKey);
-      }
-    }
-    this.#pump(summary.channelId);
-    this.#arm();
+  #changed(change: StoreChange): void {
+    if (change.type === 'work') this.#mayHaveWork(change.channelId);
+  }
+
+  #renew(): void {
+    if (this.#inflight.size === 0) return;
+    this.#store.renewClaims(this.#owner, this.#now(), this.#leaseMs).catch((err: unknown) => {
+      this.#log.error({ err }, 'could not renew claims; deliveries may be offered twice');
+    });
   }
 
   /** Whether some connected session can take this channel's events now or soon. */
   hasSink(channelId: string): boolean {
-    const q = this.#queues.get(channelId);
-    if (!q) return false;
-    for (const sink of q.sinks) if (sink.open) return true;
+    const state = this.#channels.get(channelId);
+    if (!state) return false;
+    for (const sink of state.sinks) if (sink.open) return true;
     return false;
   }
 
@@ -139,31 +150,24 @@ export class Dispatcher {
     });
   }
 
-  isInFlight(eventId: string): boolean {
-    const where = this.#where.get(eventId);
-    return where !== undefined && where !== 'ready' && where !== 'timer';
-  }
-
   attach(sink: Sink): void {
     this.#sessions.attach(sink);
-    for (const channelId of sink.channels) this.#queue(channelId).sinks.add(sink);
-    this.#pumpSink(sink);
+    this.#sinks.add(sink);
+    for (const channelId of sink.channels) this.#state(channelId).sinks.add(sink);
+    for (const channelId of sink.channels) this.#mayHaveWork(channelId);
   }
 
-  /** The session ended: everything it had not acknowledged goes back to the front. */
+  /** The session ended: everything it had not acknowledged is released to be offered again. */
   detach(sink: Sink): void {
+    this.#sinks.delete(sink);
     for (const id of this.#sessions.detach(sink)) {
-      const summary = this.#store.getEvent(id);
-      this.#store.markDelivering(id, false);
-      if (!summary) {
-        this.#where.delete(id);
-        continue;
-      }
-      this.#giveBack(summary);
+      const held = this.#inflight.get(id);
+      if (held?.sink !== sink) continue;
+      this.#inflight.delete(id);
+      this.#release(held);
     }
-    for (const channelId of sink.channels) this.#queue(channelId).sinks.delete(sink);
-    for (const channelId of sink.channels) this.#pump(channelId);
-    this.#arm();
+    for (const channelId of sink.channels) this.#state(channelId).sinks.delete(sink);
+    this.#schedule();
   }
 
   /** Age of the oldest unacknowledged delivery of a session, in ms (0 when none). */
@@ -177,24 +181,18 @@ export class Dispatcher {
 
   /** The agent reported the outcome of one attempt; state changes at once, disk follows. */
   ack(sink: Sink, frame: AckFrame): void {
-    if (!this.#sessions.has(sink, frame.eventId)) {
+    const held = this.#inflight.get(frame.eventId);
+    if (held?.sink !== sink) {
       this.#log.warn(
         { agentId: sink.agentId, eventId: frame.eventId },
         'ack for an event not in flight on this session; ignored',
       );
       return;
     }
-    this.#where.delete(frame.eventId);
-    const crossed = this.#crossed.delete(frame.eventId);
+    this.#inflight.delete(frame.eventId);
+    const summary = held.event;
     this.#responseWaiters.get(frame.eventId)?.(frame);
-    this.#store.markDelivering(frame.eventId, false);
-    const summary = this.#store.getEvent(frame.eventId);
-    this.#sessions.settled(sink, frame.eventId, summary?.size ?? 0);
-    if (!summary) {
-      this.#pumpSink(sink);
-      return;
-    }
-    const q = this.#queue(summary.channelId);
+    this.#sessions.settled(sink, frame.eventId, summary.size);
     const now = this.#now();
     this.#sessions.judge(sink, frame.outcome, now);
     this.#onAttempt(frame.outcome, frame.outcome === 'delivered' ? now - summary.receivedAt : null);
@@ -218,65 +216,31 @@ export class Dispatcher {
     }
     // Lazy: an outcome lost in a crash only means the event is offered again (at least once),
     // so it rides along with the next ingress commit instead of costing a flush of its own.
-    this.#store.updateEvent(summary.id, update, { lazy: true }).catch((err: unknown) => {
-      this.#log.error(
-        { ...ids, err },
-        'could not record a delivery outcome; the event will be offered again after a restart',
-      );
-    });
-    const next = { ...summary, ...update };
-    if (this.#channel(summary.channelId)?.ordered) {
-      if (crossed) {
-        // Sent before the channel's settings changed: already in its lane, holding the key.
-        q.lanes.unhold(summary.orderKey);
-        // Waiting for a retry, it stays in its place (its time is checked when it is taken).
-        if (update.status === 'queued') this.#where.set(summary.id, 'lane');
-        else q.lanes.done(summary.orderKey, summary.id);
-      } else if (update.status === 'queued') this.#waitInLane(next);
-      else q.lanes.done(summary.orderKey, summary.id);
-    } else if (update.status === 'queued') {
-      this.#place(next);
-    }
-    // The room freed goes to the session's channels (see #pumpSink); then to other sessions
-    // of this channel, if the ack let more of it go (the next event of an ordered lane).
-    this.#pumpSink(sink);
-    this.#pump(summary.channelId);
-    this.#arm();
+    this.#store.settle({ id: summary.id, epoch: held.epoch }, update, { lazy: true }).then(
+      (settled) => {
+        if (settled === null) {
+          this.#log.warn(
+            ids,
+            'outcome of a claim that no longer holds (its lease ran out, or it was replayed); not recorded',
+          );
+        }
+      },
+      (err: unknown) => {
+        this.#log.error(
+          { ...ids, err },
+          'could not record a delivery outcome; the event will be offered again',
+        );
+      },
+    );
+    // Back in the queue: look again at its retry time (the store reports it once committed).
+    if (update.status === 'queued') this.#wakeAt(summary.channelId, update.nextAttemptAt);
+    // The room freed goes to the session's channels (see #run).
+    this.#schedule();
   }
 
-  /**
-   * A channel's settings changed: its pending events are placed again by the new ones
-   * (`ordered`, ordering keys). Each event keeps the ordering key stored with it at ingress
-   * (events stored while the channel had no `orderingKey` keep the empty key); one waiting for
-   * a retry keeps its time. Events in flight stay in flight; on an ordered channel they take
-   * their place in their lane all the same and hold it until their ack, which places them by
-   * the settings of that moment (so a failed one is retried in its arrival place).
-   */
+  /** A channel's settings changed: the next claims follow the new ones. */
   channelChanged(channelId: string): void {
-    const q = this.#queue(channelId);
-    for (const id of q.ready) if (this.#where.get(id) === 'ready') this.#where.delete(id);
-    for (const id of q.lanes.ids()) if (this.#where.get(id) === 'lane') this.#where.delete(id);
-    q.ready = new Deque();
-    q.lanes = new Lanes();
-    const ordered = this.#channel(channelId)?.ordered === true;
-    // Stale wake-ups of the old placement find nothing to do (see #fire, #releaseLane).
-    for (const summary of this.#store.pendingEvents()) {
-      if (summary.channelId !== channelId) continue;
-      const where = this.#where.get(summary.id);
-      if (typeof where === 'object') {
-        // In flight: it stays so; on an ordered channel it takes its place in its lane now.
-        this.#crossed.add(summary.id);
-        if (ordered) {
-          q.lanes.push(summary.orderKey, summary.id);
-          q.lanes.hold(summary.orderKey);
-        }
-      } else {
-        this.#where.delete(summary.id);
-        this.#place(summary);
-      }
-    }
-    this.#pump(channelId);
-    this.#arm();
+    this.#mayHaveWork(channelId);
   }
 
   /**
@@ -284,213 +248,216 @@ export class Dispatcher {
    * way to unblock an ordered channel held by a failing event. Not while it is in flight.
    */
   async skip(id: string): Promise<EventSummary> {
-    const summary = this.#store.getEvent(id);
+    const summary = await this.#store.getEvent(id);
     if (!summary) throw new PosternError('ERR_NOT_FOUND', `no event ${id}`, { status: 404 });
     if (summary.status !== 'queued') {
-      throw new PosternError('ERR_BAD_REQUEST', `event ${id} is ${summary.status}, not queued`, {
+      throw new PosternError('ERR_CONFLICT', `event ${id} is ${summary.status}, not queued`, {
         status: 409,
       });
     }
-    const where = this.#where.get(id);
-    this.#where.delete(id);
-    if (where === 'lane') this.#queue(summary.channelId).lanes.done(summary.orderKey, id);
-    const updated = await this.#store.updateEvent(id, {
-      status: 'failed',
-      attemptCount: summary.attemptCount,
-      nextAttemptAt: 0,
-      attempt: {
-        at: this.#now(),
-        agentId: '',
-        outcome: 'skipped',
-        status: null,
-        durationMs: 0,
-        error: 'skipped by an operator',
+    return this.#store.updateEvent(
+      id,
+      {
+        status: 'failed',
+        attemptCount: summary.attemptCount,
+        nextAttemptAt: 0,
+        attempt: {
+          at: this.#now(),
+          agentId: '',
+          outcome: 'skipped',
+          status: null,
+          durationMs: 0,
+          error: 'skipped by an operator',
+        },
       },
-    });
-    this.#pump(summary.channelId);
-    this.#arm();
-    return updated;
+      { expect: ['queued'] },
+    );
   }
 
   /** Queues an event again with a fresh retry budget (same event id). */
   async replay(id: string): Promise<EventSummary> {
-    const summary = this.#store.getEvent(id);
+    const summary = await this.#store.getEvent(id);
     if (!summary) throw new PosternError('ERR_NOT_FOUND', `no event ${id}`, { status: 404 });
     if (summary.status === 'rejected') {
       throw new PosternError(
-        'ERR_BAD_REQUEST',
+        'ERR_CONFLICT',
         `event ${id} was rejected at the edge and has no body to deliver`,
         { status: 409 },
       );
     }
-    if (this.isInFlight(id)) {
-      throw new PosternError('ERR_BAD_REQUEST', `event ${id} is being delivered right now`, {
+    if (summary.status === 'delivering') {
+      throw new PosternError('ERR_CONFLICT', `event ${id} is being delivered right now`, {
         status: 409,
       });
     }
-    const updated = await this.#store.updateEvent(id, {
-      status: 'queued',
-      attemptCount: 0,
-      nextAttemptAt: 0,
-      replays: summary.replays + 1,
-    });
-    this.enqueue(updated);
-    return updated;
+    return this.#store.updateEvent(
+      id,
+      { status: 'queued', attemptCount: 0, nextAttemptAt: 0, replays: summary.replays + 1 },
+      { expect: ['queued', 'delivered', 'failed', 'filtered'] },
+    );
   }
 
-  /** Drops a deleted channel's queue; its events stay in the store. */
+  /** Forgets a deleted channel; its events stay in the store. */
   forgetChannel(channelId: string): void {
-    const q = this.#queues.get(channelId);
-    if (!q) return;
-    for (const id of q.ready) if (this.#where.get(id) === 'ready') this.#where.delete(id);
-    for (const id of q.lanes.ids()) if (this.#where.get(id) === 'lane') this.#where.delete(id);
-    this.#queues.delete(channelId);
+    const state = this.#channels.get(channelId);
+    if (state?.wake) clearTimeout(state.wake.timer);
+    if (state && state.sinks.size === 0) this.#channels.delete(channelId);
   }
 
-  #queue(channelId: string): ChannelQueue {
-    let q = this.#queues.get(channelId);
-    if (!q) {
-      q = { ready: new Deque(), lanes: new Lanes(), sinks: new Set() };
-      this.#queues.set(channelId, q);
+  #state(channelId: string): ChannelState {
+    let state = this.#channels.get(channelId);
+    if (!state) {
+      state = { sinks: new Set(), dry: false, generation: 0, wake: null };
+      this.#channels.set(channelId, state);
     }
-    return q;
+    return state;
   }
 
-  /** A pending event that is in no queue yet (new, replayed, or after a restart). */
-  #place(summary: EventSummary): void {
-    if (this.#channel(summary.channelId)?.ordered) {
-      this.#where.set(summary.id, 'lane');
-      // The lane head's own retry time is checked when it is taken (see #pumpLanes).
-      this.#queue(summary.channelId).lanes.push(summary.orderKey, summary.id);
-    } else if (summary.nextAttemptAt > this.#now()) {
-      this.#where.set(summary.id, 'timer');
-      this.#timers.push(summary.nextAttemptAt, { event: summary.id });
-    } else {
-      this.#where.set(summary.id, 'ready');
-      this.#queue(summary.channelId).ready.push(summary.id);
-    }
+  /** Something of the channel may be claimable now. */
+  #mayHaveWork(channelId: string): void {
+    const state = this.#state(channelId);
+    state.dry = false;
+    state.generation++;
+    this.#schedule();
   }
 
-  /** An ordered lane's head waits for its retry time; its key stays held until then. */
-  #waitInLane(summary: EventSummary): void {
-    this.#where.set(summary.id, 'lane');
-    this.#timers.push(summary.nextAttemptAt, { channel: summary.channelId, key: summary.orderKey });
-  }
-
-  /** An event handed out but not acknowledged comes back (session lost, body unreadable). */
-  #giveBack(summary: EventSummary, retryAt?: number): void {
-    const q = this.#queue(summary.channelId);
-    const crossed = this.#crossed.delete(summary.id);
-    if (this.#channel(summary.channelId)?.ordered) {
-      this.#where.set(summary.id, 'lane');
-      if (crossed) {
-        // Already in its lane (see channelChanged): it is offered again in its place; a
-        // failed read is tried again when it is taken (and, failing again, waits as a head).
-        q.lanes.unhold(summary.orderKey);
-      } else if (retryAt === undefined) {
-        q.lanes.release(summary.orderKey);
-      } else {
-        this.#timers.push(retryAt, { channel: summary.channelId, key: summary.orderKey });
+  /** Runs the fill soon, once for every change reported in between. */
+  #schedule(): void {
+    if (this.#scheduled || this.#stopped) return;
+    this.#scheduled = true;
+    // After the current I/O callbacks: an ingress request waiting for its app's response has
+    // registered by then, and acks arriving together are served by one claim.
+    setImmediate(() => {
+      this.#scheduled = false;
+      if (this.#running) {
+        this.#again = true;
+        return;
       }
-    } else if (retryAt !== undefined) {
-      this.#where.set(summary.id, 'timer');
-      this.#timers.push(retryAt, { event: summary.id });
-    } else {
-      this.#where.set(summary.id, 'ready');
-      q.ready.unshift(summary.id);
-    }
+      this.#running = true;
+      this.#run()
+        .catch((err: unknown) => this.#log.error({ err }, 'dispatch failed; will try again'))
+        .finally(() => {
+          this.#running = false;
+          if (this.#again) {
+            this.#again = false;
+            this.#schedule();
+          }
+        });
+    });
   }
 
-  /** Lets a lane's head be offered again, unless it is in flight (a stale wake-up). */
-  #releaseLane(channelId: string, key: string): void {
-    const lanes = this.#queues.get(channelId)?.lanes;
-    const head = lanes?.head(key);
-    if (lanes && head !== undefined && this.#where.get(head) === 'lane') lanes.release(key);
-  }
-
-  /** Sends the channel's events while some session of it has room. */
-  #pump(channelId: string): void {
-    while (this.#sendOne(channelId));
-  }
-
-  /**
-   * Fills a session's room one event at a time, each from the first of its channels in
-   * `fillOrder` that has one to send (fewest in flight on the session, then round-robin), so
-   * that a channel with a backlog past the window, or a slow app, cannot keep the room freed by
-   * acks from the session's other channels. Costs O(channels) per event sent.
-   */
-  #pumpSink(sink: Sink): void {
-    while (this.#sessions.hasRoom(sink)) {
-      const order = this.#sessions.fillOrder(sink);
-      if (!order.some((channelId) => this.#sendOne(channelId))) return;
+  /** Fills every session's room until nothing more can be sent. */
+  async #run(): Promise<void> {
+    for (let progressed = true; progressed && !this.#stopped;) {
+      progressed = false;
+      for (const sink of [...this.#sinks]) {
+        if (await this.#fillSink(sink)) progressed = true;
+      }
     }
   }
 
   /**
-   * Sends the channel's next event to the session of it with the most room (not necessarily
-   * the one being filled); false when there is no such event or no such session.
+   * Fills one session's room: an equal share for each of its channels that may have work, the
+   * remainder to the first in its fill order; a channel found to have nothing leaves its share
+   * to the others. Returns whether anything was sent.
    */
-  #sendOne(channelId: string): boolean {
-    const q = this.#queues.get(channelId);
-    // Idle channels cost O(1): a session's turn passes over them on every ack.
-    if (!q || (q.ready.length === 0 && !q.lanes.mayOffer)) return false;
-    const channel = this.#channel(channelId);
-    if (!channel) return false;
-    while (q.ready.length > 0) {
-      const id = q.ready.peek()!;
-      const summary = this.#store.getEvent(id);
-      if (this.#where.get(id) !== 'ready' || !summary || summary.status !== 'queued') {
-        q.ready.shift();
-        if (this.#where.get(id) === 'ready') this.#where.delete(id);
-        continue;
-      }
-      const sink = this.#sessions.pick(q.sinks, this.#now());
-      if (!sink) return false;
-      q.ready.shift();
-      this.#send(sink, summary, channel);
-      return true;
-    }
-    return this.#sendFromLanes(q, channel);
-  }
-
-  /** Ordered channels: the head of the next idle lane that is due, if a session has room. */
-  #sendFromLanes(q: ChannelQueue, channel: ChannelRecord): boolean {
+  async #fillSink(sink: Sink): Promise<boolean> {
+    let sent = false;
     for (;;) {
-      const sink = this.#sessions.pick(q.sinks, this.#now());
-      if (!sink) return false;
-      const next = q.lanes.take();
-      if (!next) return false;
-      const summary = this.#store.getEvent(next.id);
-      const where = this.#where.get(next.id);
-      if (where !== undefined && where !== 'lane') continue; // in flight: the key stays held
-      if (where !== 'lane' || !summary || summary.status !== 'queued') {
-        // Gone or finished meanwhile (removed, skipped): the lane moves on.
-        q.lanes.done(next.key, next.id);
-        this.#where.delete(next.id);
-        continue;
+      const room = this.#sessions.room(sink);
+      const order = this.#sessions.fillOrder(sink).filter((c) => !this.#state(c).dry);
+      if (room === 0 || order.length === 0) return sent;
+      let progressed = false;
+      for (const [i, channelId] of order.entries()) {
+        const share = Math.floor(room / order.length) + (i < room % order.length ? 1 : 0);
+        const max = Math.min(share, this.#sessions.room(sink));
+        if (max === 0) continue;
+        if ((await this.#fill(channelId, max)) > 0) sent = progressed = true;
+        else if (this.#state(channelId).dry) progressed = true; // its share goes to the others
       }
-      if (summary.nextAttemptAt > this.#now()) {
-        // The head waits for its retry (e.g. after a restart): the key stays held until then.
-        this.#timers.push(summary.nextAttemptAt, { channel: channel.id, key: next.key });
-        continue;
-      }
-      this.#send(sink, summary, channel);
-      return true;
+      if (!progressed) return sent;
     }
   }
 
-  #send(sink: Sink, summary: EventSummary, channel: ChannelRecord): void {
+  /** Claims up to `max` events of the channel and sends each to the session with most room. */
+  async #fill(channelId: string, max: number): Promise<number> {
+    const state = this.#state(channelId);
+    const channel = this.#channel(channelId);
+    if (!channel || state.dry || !this.#sessions.pick(state.sinks, this.#now())) return 0;
+    const generation = state.generation;
+    const limit = Math.min(max, CLAIM_BATCH);
+    const now = this.#now();
+    let result;
+    try {
+      result = await this.#store.claim({
+        owner: this.#owner,
+        channelId,
+        ordered: channel.ordered,
+        limit,
+        now,
+        leaseMs: this.#leaseMs,
+      });
+    } catch (err) {
+      this.#log.error({ err, channelId }, 'could not claim events; will try again');
+      state.dry = true;
+      this.#wakeAt(channelId, now + CLAIM_RETRY_MS);
+      return 0;
+    }
+    if (result.claims.length < limit && state.generation === generation) state.dry = true;
+    if (result.wakeAt !== null) this.#wakeAt(channelId, result.wakeAt);
+    let sent = 0;
+    for (const claim of result.claims) {
+      const sink = this.#sessions.pick(state.sinks, this.#now());
+      if (sink) {
+        this.#send(sink, claim, channel);
+        sent++;
+      } else {
+        // The room went meanwhile (a session ended): the event is offered again.
+        this.#release(claim);
+      }
+    }
+    return sent;
+  }
+
+  /** Looks at the channel again at `at` (the earliest wake-up asked for wins). */
+  #wakeAt(channelId: string, at: number): void {
+    const state = this.#state(channelId);
+    if (state.wake && state.wake.at <= at) return;
+    if (state.wake) clearTimeout(state.wake.timer);
+    const delay = Math.min(Math.max(0, at - this.#now()), 2 ** 31 - 1);
+    const timer = setTimeout(() => {
+      state.wake = null;
+      this.#mayHaveWork(channelId);
+    }, delay);
+    timer.unref();
+    state.wake = { at, timer };
+  }
+
+  /** Gives a claim back without an attempt, to be offered again (at `notBefore`). */
+  #release(held: { event: EventSummary; epoch: number }, notBefore?: number): void {
+    const ref = { id: held.event.id, epoch: held.epoch };
+    const opts = notBefore === undefined ? {} : { notBefore };
+    this.#store.release(ref, opts).catch((err: unknown) => {
+      this.#log.error(
+        { err, eventId: ref.id },
+        'could not release a claim; the event is offered again when its lease runs out',
+      );
+    });
+  }
+
+  #send(sink: Sink, claim: Claim, channel: ChannelRecord): void {
+    const summary = claim.event;
+    const held: InFlight = { sink, epoch: claim.epoch, event: summary };
     this.#sessions.sent(sink, summary.id, summary.size, this.#now(), channel.id);
-    this.#where.set(summary.id, sink);
-    this.#store.markDelivering(summary.id, true);
+    this.#inflight.set(summary.id, held);
     const attempt = summary.attemptCount + 1;
-    // Reads run in parallel (a backlog comes from disk), sends leave in queue order.
+    // Reads run in parallel (a backlog comes from disk), sends leave in claim order.
     const read = this.#store.readPayload(summary.id);
     read.catch(() => undefined); // handled below, once the sends before it have left
     this.#sessions.inOrder(sink, () =>
       read.then(
         (p) => {
-          if (!sink.open || this.#where.get(summary.id) !== sink) return;
+          if (!sink.open || this.#inflight.get(summary.id) !== held) return;
           sink.send({
             type: 'deliver',
             eventId: p.id,
@@ -515,47 +482,13 @@ export class Dispatcher {
             { err, eventId: summary.id },
             'cannot read event back from the store; will try again',
           );
-          if (this.#where.get(summary.id) !== sink) return;
+          if (this.#inflight.get(summary.id) !== held) return;
+          this.#inflight.delete(summary.id);
           this.#sessions.settled(sink, summary.id, summary.size);
-          this.#store.markDelivering(summary.id, false);
-          this.#where.delete(summary.id);
-          this.#giveBack(summary, this.#now() + READ_RETRY_MS);
-          this.#pumpSink(sink);
-          this.#arm();
+          this.#release(held, this.#now() + READ_RETRY_MS);
+          this.#schedule();
         },
       ),
     );
-  }
-
-  #arm(): void {
-    const at = this.#timers.peekAt();
-    if (at === undefined || at >= this.#timerAt) return;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timerAt = at;
-    const delay = Math.min(Math.max(0, at - this.#now()), 2 ** 31 - 1);
-    this.#timer = setTimeout(() => this.#fire(), delay);
-    this.#timer.unref();
-  }
-
-  #fire(): void {
-    this.#timer = null;
-    this.#timerAt = Infinity;
-    const channels = new Set<string>();
-    for (const wake of this.#timers.popDue(this.#now())) {
-      if ('channel' in wake) {
-        this.#releaseLane(wake.channel, wake.key);
-        channels.add(wake.channel);
-        continue;
-      }
-      const summary = this.#store.getEvent(wake.event);
-      if (this.#where.get(wake.event) !== 'timer' || !summary) continue;
-      // A stale wake-up: the event was replayed and rescheduled since this one was set.
-      if (summary.nextAttemptAt > this.#now()) continue;
-      this.#where.set(wake.event, 'ready');
-      this.#queue(summary.channelId).ready.push(wake.event);
-      channels.add(summary.channelId);
-    }
-    for (const channelId of channels) this.#pump(channelId);
-    this.#arm();
   }
 }

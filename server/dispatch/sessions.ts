@@ -72,15 +72,11 @@ export class Sessions {
     state.lastChannel = channelId;
   }
 
-  /** Whether the session could take one more event now (`pick` may still prefer another). */
-  hasRoom(sink: Sink): boolean {
+  /** How many more events the session could take now (0 at the byte bound). */
+  room(sink: Sink): number {
     const state = this.#state.get(sink);
-    return (
-      sink.open &&
-      state !== undefined &&
-      state.bytes < MAX_INFLIGHT_BYTES &&
-      state.inflight.size < sink.window
-    );
+    if (!sink.open || state === undefined || state.bytes >= MAX_INFLIGHT_BYTES) return 0;
+    return Math.max(0, sink.window - state.inflight.size);
   }
 
   /**

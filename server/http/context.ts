@@ -1,6 +1,7 @@
 /** What the HTTP handlers need from the relay, passed in rather than imported. */
 import type { Logger } from 'pino';
 import type { AdminTokenCheck } from '../admin-token.ts';
+import type { ControlCache } from '../control-cache.ts';
 import type { RelayConfig } from '../config.ts';
 import type { Dispatcher } from '../dispatch/dispatcher.ts';
 import type { Metrics } from '../metrics.ts';
@@ -11,6 +12,8 @@ export interface RelayContext {
   /** The config with the public URL resolved. */
   config: RelayConfig & { publicUrl: string };
   store: Store;
+  /** The control state as this relay knows it now (see control-cache.ts). */
+  control: ControlCache;
   dispatcher: Dispatcher;
   tunnel: TunnelEndpoint;
   admin: AdminTokenCheck;

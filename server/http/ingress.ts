@@ -239,7 +239,6 @@ export function ingressHandler(relay: RelayContext, deps: IngressDeps = {}) {
     const response = sync
       ? relay.dispatcher.awaitResponse(summary.id, channel.response.timeoutMs)
       : null;
-    relay.dispatcher.enqueue(summary);
     const ack = await response;
     if (ack?.status !== undefined && ack.responseHeaders && ack.body) {
       // The app's own answer, as the provider expects it (Slack commands, TwiML, …).

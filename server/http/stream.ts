@@ -24,7 +24,9 @@ export function streamHandler(
     if (channel !== undefined && channelId === undefined) ctx.throw(404, 'no such channel');
     const out = new PassThrough();
     const pending = new Map<string, EventSummary>();
-    const unsubscribe = relay.store.subscribe((e) => {
+    const unsubscribe = relay.store.subscribe((change) => {
+      if (change.type !== 'event') return;
+      const e = change.event;
       if (channelId === undefined || e.channelId === channelId) pending.set(e.id, e);
     });
     const flush = setInterval(() => {

@@ -1,11 +1,15 @@
 /**
  * The embedded store: control-plane state in one lowdb document, events in LMDB (see
  * event-db.ts). The process holds only what is not on disk yet: the states of changes whose
- * commit is under way (so that a change is visible at once), which events are being delivered,
- * and the counts by status. Memory does not grow with the backlog or the history, and opening
- * reads no event.
+ * commit is under way (so that a change is visible at once), the claims (events being
+ * delivered), and the counts by status. Memory does not grow with the backlog or the history,
+ * and opening reads no event.
+ *
+ * One relay per data dir (lock.ts): claims live in this process only and end with it, so after
+ * a restart every event that was being delivered is pending again.
  */
 import { chmod } from 'node:fs/promises';
+import type { Key } from 'lmdb';
 import path from 'node:path';
 import { PosternError } from '../../shared/errors.ts';
 import { eventIdFloor } from '../ids.ts';
@@ -19,6 +23,7 @@ import {
   putState,
   removeEvent,
   storedStatus,
+  upgradeLayout,
   type EventDb,
 } from './event-db.ts';
 import { applyUpdate, initialSummary } from './event-state.ts';
@@ -27,13 +32,19 @@ import type { DataDirLock } from './lock.ts';
 import { decodeRecord, encodeEventRecord, STATUSES } from './records.ts';
 import type { SecretsKeySource } from './secrets-key.ts';
 import type {
+  Claim,
+  ClaimRef,
+  ClaimRequest,
+  ClaimResult,
   ControlState,
   EventFilter,
   EventPayload,
   EventStatus,
   EventSummary,
   EventUpdate,
+  ListPage,
   Store,
+  StoreChange,
 } from './types.ts';
 
 export { MAX_ATTEMPTS_KEPT } from './event-state.ts';
@@ -76,18 +87,34 @@ interface Lazy {
   waiters: Waiter[];
 }
 
+interface Held {
+  owner: string;
+  epoch: number;
+  leaseUntil: number;
+  channelId: string;
+  orderKey: string;
+}
+
+/** A channel's claims, and where its claims of ready events may start scanning. */
+interface ChannelClaims {
+  ids: Set<string>;
+  /** Ordering key → its claimed events. */
+  keys: Map<string, Set<string>>;
+  /**
+   * Every ready event (due with no retry time) of the channel up to this id is claimed: a
+   * claim scans from here. Cleared when one below it may be ready again (released, replayed, a
+   * lease run out).
+   */
+  readyFrom: string | null;
+  /** No lease of the channel ends before this (a lower bound). */
+  leasesFrom: number;
+}
+
 /** Writes changed states of events still stored; runs inside a write transaction. */
 function writeStates(db: EventDb, states: readonly EventSummary[]): void {
   for (const next of states) {
     const was = db.states.get(next.id);
     if (was) putState(db, next, was); // removed meanwhile (retention): nothing to write
-  }
-}
-
-function settle(lazy: Lazy, err: unknown): void {
-  for (const w of lazy.waiters) {
-    if (err === null) w.resolve();
-    else w.reject(err);
   }
 }
 
@@ -99,11 +126,13 @@ export class EmbeddedStore implements Store {
   #unabsorb: () => void = () => undefined;
   /** States changed whose commit is under way, so that reads see a change at once. */
   readonly #overlay = new Map<string, EventSummary>();
-  /** Events handed to an agent and not acknowledged: `delivering`, in memory only. */
-  readonly #delivering = new Set<string>();
-  readonly #listeners = new Set<(event: EventSummary) => void>();
+  /** Claimed events: `delivering`, in memory only. */
+  readonly #claims = new Map<string, Held>();
+  readonly #byChannel = new Map<string, ChannelClaims>();
+  #epoch = 0;
+  readonly #listeners = new Set<(change: StoreChange) => void>();
   readonly #counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<EventStatus, number>;
-  /** Lazy changes waiting for a commit to ride along with (see updateEvent). */
+  /** Lazy changes waiting for a commit to ride along with (see settle). */
   readonly #lazy = new Map<string, EventSummary>();
   #lazyWaiters: Waiter[] = [];
   #lazyTimer: NodeJS.Timeout | null = null;
@@ -132,6 +161,8 @@ export class EmbeddedStore implements Store {
       // LMDB creates its files with the process umask; the data dir is owner-only.
       await chmod(file, 0o600);
       await chmod(`${file}-lock`, 0o600);
+      const indexed = await upgradeLayout(this.#db);
+      if (indexed > 0) this.#atRest.log.info({ indexed }, 'indexed the pending events by channel');
       await importJournal(this.#atRest.dataDir, this.#db, this.#atRest.log);
     } catch (err) {
       await this.#db?.root.close();
@@ -161,6 +192,8 @@ export class EmbeddedStore implements Store {
     this.#unabsorb();
     await this.#lock?.release();
     this.#lock = null;
+    this.#claims.clear();
+    this.#byChannel.clear();
   }
 
   get #events(): EventDb {
@@ -168,12 +201,14 @@ export class EmbeddedStore implements Store {
     return this.#db;
   }
 
-  control(): Readonly<ControlState> {
-    return this.#control.state;
+  async readControl(): Promise<ControlState> {
+    return structuredClone(this.#control.state) as ControlState;
   }
 
-  updateControl(change: (state: ControlState) => void): Promise<void> {
-    return this.#control.update(change);
+  async updateControl(change: (state: ControlState) => void): Promise<ControlState> {
+    await this.#control.update(change);
+    this.#emit({ type: 'control' });
+    return structuredClone(this.#control.state) as ControlState;
   }
 
   async appendEvent(payload: EventPayload): Promise<EventSummary> {
@@ -197,9 +232,9 @@ export class EmbeddedStore implements Store {
       if (payload.rejected) forgotten = this.#boundRejected(db, payload.channelId);
     });
     await committed.then(
-      () => settle(lazy, null),
+      () => this.#settleLazy(lazy, null),
       (err: unknown) => {
-        settle(lazy, err);
+        this.#settleLazy(lazy, err);
         throw err;
       },
     );
@@ -207,7 +242,8 @@ export class EmbeddedStore implements Store {
     if (forgotten !== undefined) this.#counts.rejected--;
     if (dedupKey !== undefined)
       this.#newestDedupAt = Math.max(this.#newestDedupAt, payload.receivedAt);
-    this.#emit(summary);
+    this.#emit({ type: 'event', event: { ...summary } });
+    if (summary.status === 'queued') this.#emit({ type: 'work', channelId: summary.channelId });
     return summary;
   }
 
@@ -239,21 +275,42 @@ export class EmbeddedStore implements Store {
   async updateEvent(
     id: string,
     update: EventUpdate,
-    opts: { lazy?: boolean } = {},
+    opts: { expect?: readonly EventStatus[] } = {},
   ): Promise<EventSummary> {
-    const db = this.#events;
-    const current = this.#overlay.get(id) ?? db.states.get(id);
+    const current = this.#current(id);
     if (!current) throw new PosternError('ERR_NOT_FOUND', `no event ${id}`, { status: 404 });
+    const status = this.#effective(current);
+    if (opts.expect && !opts.expect.includes(status)) {
+      throw new PosternError('ERR_CONFLICT', `event ${id} is ${status}`, { status: 409 });
+    }
+    // A replay starts afresh: a claim it had is over (its settle is refused).
+    if (update.replays !== undefined) this.#unclaim(id);
+    return this.#change(current, update, false);
+  }
+
+  /** The latest state of an event: a change under way, else what is on disk. */
+  #current(id: string): EventSummary | undefined {
+    return this.#overlay.get(id) ?? this.#db?.states.get(id);
+  }
+
+  /**
+   * Applies a change: visible at once (memory first, so that every reader sees one consistent
+   * state), durable when the promise resolves. A lazy one rides along with the next commit
+   * (or one LAZY_FLUSH_MS later): losing it in a crash only means the event is offered again.
+   */
+  async #change(current: EventSummary, update: EventUpdate, lazy: boolean): Promise<EventSummary> {
+    const db = this.#events;
+    const id = current.id;
+    // `delivering` is what a claim shows, not a state to store.
+    const next = applyUpdate(current, { ...update, status: storedStatus(update.status) });
+    if (next.status !== 'queued') this.#unclaim(id);
     const before = this.#effective(current);
-    const next = applyUpdate(current, update);
-    if (next.status !== 'queued') this.#delivering.delete(id);
     this.#counts[before]--;
     this.#counts[this.#effective(next)]++;
-    // Memory first, so that dispatch sees one consistent state; disk follows. Losing the
-    // change in a crash only means the event is offered again: at least once, never lost.
     this.#overlay.set(id, next);
-    this.#emit(this.#view(next));
-    if (opts.lazy) {
+    if (next.status === 'queued') this.#readyMayBeBehind(next.channelId);
+    this.#emit({ type: 'event', event: this.#view(next) });
+    if (lazy) {
       await new Promise<void>((resolve, reject) => {
         this.#lazy.set(id, next);
         this.#lazyWaiters.push({ resolve, reject });
@@ -263,6 +320,11 @@ export class EmbeddedStore implements Store {
       // This state supersedes a lazy one still waiting: that one must not be written after it.
       this.#lazy.delete(id);
       await commit(db, () => writeStates(db, [next]));
+      // Committed: the indexes claims read now hold it. Pending again, or out of its lane (a
+      // skipped head frees its key): claims may find work.
+      if (next.status === 'queued' || current.status === 'queued') {
+        this.#emit({ type: 'work', channelId: next.channelId });
+      }
     }
     if (this.#overlay.get(id) === next) this.#overlay.delete(id);
     return this.#view(next);
@@ -278,6 +340,21 @@ export class EmbeddedStore implements Store {
     return taken;
   }
 
+  /**
+   * Tells the waiters of a lazy batch how its commit went; events it put back in the queue are
+   * in the claim indexes now, so their channels may have work.
+   */
+  #settleLazy(lazy: Lazy, err: unknown): void {
+    for (const w of lazy.waiters) {
+      if (err === null) w.resolve();
+      else w.reject(err);
+    }
+    if (err !== null) return;
+    const channels = new Set<string>();
+    for (const e of lazy.states) if (e.status === 'queued') channels.add(e.channelId);
+    for (const channelId of channels) this.#emit({ type: 'work', channelId });
+  }
+
   /** Commits the lazy changes that found no commit to ride along with in LAZY_FLUSH_MS. */
   async #flushLazy(): Promise<void> {
     this.#lazyTimer = null;
@@ -288,24 +365,27 @@ export class EmbeddedStore implements Store {
       taken = this.#takeLazy();
       writeStates(db, taken.states);
     }).then(
-      () => settle(taken, null),
-      (err: unknown) => settle(taken, err),
+      () => this.#settleLazy(taken, null),
+      (err: unknown) => this.#settleLazy(taken, err),
     );
   }
 
-  getEvent(id: string): EventSummary | undefined {
-    const summary = this.#overlay.get(id) ?? this.#db?.states.get(id);
+  async getEvent(id: string): Promise<EventSummary | undefined> {
+    return this.#get(id);
+  }
+
+  #get(id: string): EventSummary | undefined {
+    const summary = this.#current(id);
     return summary && this.#view(summary);
   }
 
-  /** A summary as readers see it: `delivering` while handed to an agent. */
+  /** A summary as readers see it (a copy): `delivering` while claimed. */
   #view(summary: EventSummary): EventSummary {
-    const status = this.#effective(summary);
-    return status === summary.status ? summary : { ...summary, status };
+    return { ...summary, status: this.#effective(summary) };
   }
 
   #effective(summary: EventSummary): EventStatus {
-    return summary.status === 'queued' && this.#delivering.has(summary.id)
+    return summary.status === 'queued' && this.#claims.has(summary.id)
       ? 'delivering'
       : summary.status;
   }
@@ -319,28 +399,239 @@ export class EmbeddedStore implements Store {
     return seen && seen[1] >= since ? seen[0] : undefined;
   }
 
-  /** Marks an event as handed to an agent or back in the queue; memory only (see event-db.ts). */
-  markDelivering(id: string, delivering: boolean): void {
-    const summary = this.#overlay.get(id) ?? this.#db?.states.get(id);
-    if (!summary || summary.status !== 'queued') {
-      this.#delivering.delete(id);
-      return;
+  // --- claims ---
+
+  async claim(req: ClaimRequest): Promise<ClaimResult> {
+    const db = this.#events;
+    const cc = this.#channelClaims(req.channelId);
+    if (req.now >= cc.leasesFrom) this.#expireLeases(cc, req.now);
+    const claims: Claim[] = [];
+    let wakeAt: number | null = null;
+    const later = (at: number) => {
+      if (at > req.now && (wakeAt === null || at < wakeAt)) wakeAt = at;
+    };
+    const take = (e: EventSummary) => {
+      // Above every epoch of an earlier process too (claims end with it, their settles must not
+      // match a new claim): microseconds of the clock, or one more than the last.
+      const epoch = (this.#epoch = Math.max(this.#epoch + 1, Date.now() * 1_000));
+      const held: Held = {
+        owner: req.owner,
+        epoch,
+        leaseUntil: req.now + req.leaseMs,
+        channelId: e.channelId,
+        orderKey: e.orderKey,
+      };
+      this.#hold(cc, e.id, held);
+      this.#counts.queued--;
+      this.#counts.delivering++;
+      const event = this.#view(e);
+      claims.push({ event, epoch });
+      this.#emit({ type: 'event', event: { ...event } });
+    };
+    if (req.limit > 0) {
+      if (req.ordered) this.#claimHeads(db, req, cc, take, later);
+      else this.#claimDue(db, req, cc, take);
     }
-    if (delivering === this.#delivering.has(id)) return;
-    if (delivering) this.#delivering.add(id);
-    else this.#delivering.delete(id);
-    this.#counts.queued += delivering ? -1 : 1;
-    this.#counts.delivering += delivering ? 1 : -1;
-    this.#emit(this.#view(summary));
+    // What waits: the earliest retry time of the channel, and leases of others running out.
+    for (const key of db.pending.getKeys({
+      start: [req.channelId, req.now, TOP],
+      end: [req.channelId, Infinity],
+      limit: 1,
+    })) {
+      later(Number((key as unknown[])[1]));
+    }
+    for (const e of this.#overlay.values()) {
+      if (e.channelId === req.channelId && e.status === 'queued') later(e.nextAttemptAt);
+    }
+    for (const id of cc.ids) later(this.#claims.get(id)!.leaseUntil);
+    return { claims, wakeAt };
   }
 
-  subscribe(listener: (event: EventSummary) => void): () => void {
+  /** Unordered: due events, oldest first (ready ones by arrival, then retries by time). */
+  #claimDue(
+    db: EventDb,
+    req: ClaimRequest,
+    cc: ChannelClaims,
+    take: (e: EventSummary) => void,
+  ): void {
+    let n = 0;
+    const scan = (start: Key[], end: Key[], ready: boolean): boolean => {
+      for (const key of db.pending.getKeys({ start, end })) {
+        const id = String((key as unknown[])[2]);
+        if (this.#claims.has(id)) continue;
+        const e = this.#current(id);
+        // The index holds what is committed: a change under way is checked here.
+        if (!e || e.status !== 'queued' || e.nextAttemptAt > req.now) continue;
+        take(e);
+        if (ready) cc.readyFrom = id;
+        if (++n === req.limit) return true;
+      }
+      return false;
+    };
+    const ch = req.channelId;
+    const from: Key[] = cc.readyFrom === null ? [ch, 0] : [ch, 0, cc.readyFrom];
+    if (scan(from, [ch, 0, TOP], true)) return;
+    scan([ch, 0, TOP], [ch, req.now, TOP], false);
+  }
+
+  /** Ordered: the head of each ordering key whose key is free and which is due. */
+  #claimHeads(
+    db: EventDb,
+    req: ClaimRequest,
+    cc: ChannelClaims,
+    take: (e: EventSummary) => void,
+    later: (at: number) => void,
+  ): void {
+    const ch = req.channelId;
+    let n = 0;
+    let from: Key[] = [ch];
+    for (;;) {
+      let key: string | undefined;
+      let head: EventSummary | undefined;
+      for (const k of db.lanes.getKeys({ start: from, end: [ch, TOP] })) {
+        const [, orderKey, id] = k as [string, string, string];
+        if (key !== undefined && orderKey !== key) break;
+        key = orderKey;
+        const e = this.#current(id);
+        // Delivered or failed meanwhile (its commit under way): the next one is the head.
+        if (!e || e.status !== 'queued') continue;
+        head = e;
+        break;
+      }
+      if (key === undefined) return;
+      from = [ch, key, TOP];
+      if (head === undefined || cc.keys.has(key) || this.#claims.has(head.id)) continue;
+      if (head.nextAttemptAt > req.now) {
+        later(head.nextAttemptAt);
+        continue;
+      }
+      take(head);
+      if (++n === req.limit) return;
+    }
+  }
+
+  #channelClaims(channelId: string): ChannelClaims {
+    let cc = this.#byChannel.get(channelId);
+    if (!cc) {
+      cc = { ids: new Set(), keys: new Map(), readyFrom: null, leasesFrom: Infinity };
+      this.#byChannel.set(channelId, cc);
+    }
+    return cc;
+  }
+
+  #hold(cc: ChannelClaims, id: string, held: Held): void {
+    this.#claims.set(id, held);
+    cc.ids.add(id);
+    let key = cc.keys.get(held.orderKey);
+    if (!key) cc.keys.set(held.orderKey, (key = new Set()));
+    key.add(id);
+    cc.leasesFrom = Math.min(cc.leasesFrom, held.leaseUntil);
+  }
+
+  /** Ends a claim, if any; returns it. Counts move with it while the event is queued. */
+  #unclaim(id: string): Held | undefined {
+    const held = this.#claims.get(id);
+    if (!held) return undefined;
+    this.#claims.delete(id);
+    const cc = this.#byChannel.get(held.channelId)!;
+    cc.ids.delete(id);
+    const key = cc.keys.get(held.orderKey);
+    key?.delete(id);
+    if (key?.size === 0) cc.keys.delete(held.orderKey);
+    if (this.#current(id)?.status === 'queued') {
+      this.#counts.delivering--;
+      this.#counts.queued++;
+    }
+    return held;
+  }
+
+  /** Claims whose lease ran out end: their events are pending again. */
+  #expireLeases(cc: ChannelClaims, now: number): void {
+    let next = Infinity;
+    for (const id of [...cc.ids]) {
+      const held = this.#claims.get(id)!;
+      if (held.leaseUntil <= now) {
+        this.#unclaim(id);
+        cc.readyFrom = null;
+      } else next = Math.min(next, held.leaseUntil);
+    }
+    cc.leasesFrom = next;
+  }
+
+  /**
+   * An event of the channel is pending again: a claim must not start past it (until its change
+   * is committed, the index holds it where it was, maybe among the ready ones).
+   */
+  #readyMayBeBehind(channelId: string): void {
+    const cc = this.#byChannel.get(channelId);
+    if (cc) cc.readyFrom = null;
+  }
+
+  /** The claim `ref` names, if it still holds. */
+  #holding(ref: ClaimRef): Held | undefined {
+    const held = this.#claims.get(ref.id);
+    return held?.epoch === ref.epoch ? held : undefined;
+  }
+
+  async settle(
+    ref: ClaimRef,
+    update: EventUpdate,
+    opts: { lazy?: boolean } = {},
+  ): Promise<EventSummary | null> {
+    if (!this.#holding(ref)) return null;
+    const current = this.#current(ref.id);
+    this.#unclaim(ref.id);
+    if (!current) return null;
+    const channelId = current.channelId;
+    const settled = this.#change(current, update, opts.lazy ?? false);
+    // A key freed, or room on the channel: claims may find more.
+    if (update.status !== 'queued') this.#emit({ type: 'work', channelId });
+    return settled;
+  }
+
+  async release(ref: ClaimRef, opts: { notBefore?: number } = {}): Promise<boolean> {
+    const held = this.#holding(ref);
+    if (!held) return false;
+    const current = this.#current(ref.id);
+    this.#unclaim(ref.id);
+    if (!current || current.status !== 'queued') return true;
+    if (opts.notBefore !== undefined && opts.notBefore > current.nextAttemptAt) {
+      const update = {
+        status: 'queued' as const,
+        attemptCount: current.attemptCount,
+        nextAttemptAt: opts.notBefore,
+      };
+      await this.#change(current, update, false);
+      return true;
+    }
+    this.#readyMayBeBehind(current.channelId);
+    this.#emit({ type: 'event', event: this.#view(current) });
+    this.#emit({ type: 'work', channelId: current.channelId });
+    return true;
+  }
+
+  async renewClaims(owner: string, now: number, leaseMs: number): Promise<number> {
+    let n = 0;
+    for (const held of this.#claims.values()) {
+      if (held.owner !== owner || held.leaseUntil <= now) continue;
+      held.leaseUntil = now + leaseMs;
+      n++;
+    }
+    for (const cc of this.#byChannel.values()) {
+      let from = Infinity;
+      for (const id of cc.ids) from = Math.min(from, this.#claims.get(id)!.leaseUntil);
+      cc.leasesFrom = from;
+    }
+    return n;
+  }
+
+  subscribe(listener: (change: StoreChange) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
 
-  #emit(summary: EventSummary): void {
-    for (const listener of this.#listeners) listener(summary);
+  #emit(change: StoreChange): void {
+    for (const listener of this.#listeners) listener(change);
   }
 
   async readPayload(id: string): Promise<EventPayload> {
@@ -353,15 +644,15 @@ export class EmbeddedStore implements Store {
     return record.payload;
   }
 
-  listEvents(filter: EventFilter): { events: EventSummary[]; next: string | null } {
+  async listEvents(filter: EventFilter): Promise<ListPage> {
     const { before, limit } = filter;
-    if (before !== undefined && !this.getEvent(before)) {
+    if (before !== undefined && !this.#current(before)) {
       throw new PosternError('ERR_BAD_REQUEST', `unknown cursor ${before}`, { status: 400 });
     }
     const events: EventSummary[] = [];
     if (limit < 1) return { events, next: null };
     for (const id of this.#withOverlay(filter, this.#newestFirst(filter))) {
-      const summary = this.getEvent(id);
+      const summary = this.#get(id);
       if (!summary) continue;
       // The indexes hold what is committed: a change under way is checked against the filter.
       if (filter.channelId !== undefined && summary.channelId !== filter.channelId) continue;
@@ -408,7 +699,7 @@ export class EmbeddedStore implements Store {
     const below = filter.before ?? TOP;
     const { channelId, status } = filter;
     if (status === 'delivering') {
-      const ids = [...this.#delivering].filter((id) => id < below).sort();
+      const ids = [...this.#claims.keys()].filter((id) => id < below).sort();
       for (let i = ids.length - 1; i >= 0; i--) yield ids[i]!;
       return;
     }
@@ -439,28 +730,7 @@ export class EmbeddedStore implements Store {
     }
   }
 
-  pendingEvents(): EventSummary[] {
-    const db = this.#events;
-    const out: EventSummary[] = [];
-    const seen = new Set<string>();
-    for (const key of db.byStatus.getKeys({ start: ['queued'], end: ['queued', TOP] })) {
-      const id = String((key as unknown[])[1]);
-      const summary = this.getEvent(id);
-      seen.add(id);
-      if (summary?.status === 'queued' || summary?.status === 'delivering') out.push(summary);
-    }
-    // Queued again by a change whose commit is under way (a replay).
-    let late = false;
-    for (const summary of this.#overlay.values()) {
-      if (seen.has(summary.id) || summary.status !== 'queued') continue;
-      out.push(this.#view(summary));
-      late = true;
-    }
-    if (late) out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    return out;
-  }
-
-  countByStatus(): Record<EventStatus, number> {
+  async countByStatus(): Promise<Record<EventStatus, number>> {
     return { ...this.#counts };
   }
 

@@ -8,8 +8,12 @@
  * - `states`: id → the event's summary (delivery state), rewritten on each change;
  * - `byStatus` [status, id], `byChannel` [channel, id], `byChannelStatus` [channel, status, id]:
  *   the listing indexes (event ids sort in arrival order, so each range is arrival-ordered);
+ * - `pending` [channel, nextAttemptAt, id] and `lanes` [channel, orderKey, id]: the events still
+ *   to deliver, by when they are due (claims of unordered channels) and by ordering key (the
+ *   oldest of a key is its lane's head, for claims of ordered channels);
  * - `dedup` [channel, key] → [event id, receivedAt] and `dedupByTime` [receivedAt, channel,
- *   key]: replay protection, pruned by age.
+ *   key]: replay protection, pruned by age;
+ * - `meta`: the layout version (`layout`), for data written by an earlier release.
  *
  * Commits are fsynced before their promise resolves (`overlappingSync: false`: with it, LMDB
  * resolves at commit and flushes later). `delivering` is never written: after a restart nothing
@@ -31,7 +35,13 @@ export interface EventDb {
   byChannelStatus: Database<1, Key>;
   dedup: Database<[string, number], Key>;
   dedupByTime: Database<1, Key>;
+  pending: Database<1, Key>;
+  lanes: Database<1, Key>;
+  meta: Database<number, string>;
 }
+
+/** The layout this code writes: 2 added `pending` and `lanes`. */
+export const LAYOUT = 2;
 
 export function openEventDb(file: string): EventDb {
   const root = open({
@@ -51,6 +61,9 @@ export function openEventDb(file: string): EventDb {
     byChannelStatus: index('byChannelStatus'),
     dedup: root.openDB<[string, number], Key>({ name: 'dedup', encoding: 'msgpack' }),
     dedupByTime: index('dedupByTime'),
+    pending: index('pending'),
+    lanes: index('lanes'),
+    meta: root.openDB<number, string>({ name: 'meta', encoding: 'msgpack' }),
   };
 }
 
@@ -67,6 +80,11 @@ export function putState(db: EventDb, next: EventSummary, was: EventSummary | un
   const status = storedStatus(next.status);
   db.states.putSync(next.id, { ...next, status });
   const before = was === undefined ? undefined : storedStatus(was.status);
+  if (was !== undefined && before === 'queued') {
+    if (status === 'queued' && was.nextAttemptAt === next.nextAttemptAt) return;
+    unindexPending(db, was);
+  }
+  if (status === 'queued') indexPending(db, next);
   if (before === status) return;
   if (before !== undefined) {
     db.byStatus.removeSync([before, next.id]);
@@ -78,6 +96,16 @@ export function putState(db: EventDb, next: EventSummary, was: EventSummary | un
   db.byChannelStatus.putSync([next.channelId, status, next.id], 1);
 }
 
+function indexPending(db: EventDb, e: EventSummary): void {
+  db.pending.putSync([e.channelId, e.nextAttemptAt, e.id], 1);
+  db.lanes.putSync([e.channelId, e.orderKey, e.id], 1);
+}
+
+function unindexPending(db: EventDb, e: EventSummary): void {
+  db.pending.removeSync([e.channelId, e.nextAttemptAt, e.id]);
+  db.lanes.removeSync([e.channelId, e.orderKey, e.id]);
+}
+
 /** Removes an event and its index entries; runs inside a write transaction. */
 export function removeEvent(db: EventDb, id: string): EventSummary | undefined {
   const was = db.states.get(id);
@@ -87,7 +115,35 @@ export function removeEvent(db: EventDb, id: string): EventSummary | undefined {
   db.byStatus.removeSync([was.status, id]);
   db.byChannel.removeSync([was.channelId, id]);
   db.byChannelStatus.removeSync([was.channelId, was.status, id]);
+  if (was.status === 'queued') unindexPending(db, was);
   return was;
+}
+
+/**
+ * Brings data written by an earlier layout up to this one (layout 1 lacked `pending` and
+ * `lanes`: they are built from the queued events). Returns how many events it indexed.
+ */
+export async function upgradeLayout(db: EventDb): Promise<number> {
+  const layout = db.meta.get('layout') ?? 1;
+  if (layout > LAYOUT) {
+    throw new PosternError(
+      'ERR_STORE_CORRUPT',
+      `${EVENTS_FILE} has layout ${layout}, newer than this relay knows (${LAYOUT}): run a newer release`,
+    );
+  }
+  if (layout === LAYOUT) return 0;
+  let indexed = 0;
+  await commit(db, () => {
+    for (const key of db.byStatus.getKeys({ start: ['queued'], end: ['queued', '\uffff'] })) {
+      const e = db.states.get(String((key as unknown[])[1]));
+      if (e) {
+        indexPending(db, e);
+        indexed++;
+      }
+    }
+    db.meta.putSync('layout', LAYOUT);
+  });
+  return indexed;
 }
 
 /**

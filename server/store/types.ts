@@ -1,6 +1,32 @@
 /**
- * The relay's storage contract. Backend-neutral: the embedded store (lowdb + LMDB) implements
- * it today; a clustered backend (PostgreSQL) can implement it later.
+ * The relay's storage contract: the store owns every event's state; a relay process holds only
+ * what it has in flight. Backend-neutral: the embedded store (lowdb + LMDB, embedded.ts)
+ * implements it, and a backend shared by several relays (PostgreSQL) implements it as it is.
+ * test/store/contract.ts is the suite every backend must pass.
+ *
+ * Rules every backend keeps:
+ * 1. Durable before resolving: `appendEvent`, `updateControl` and a non-lazy `updateEvent`
+ *    resolve only once their change survives a crash of the process and of the machine.
+ * 2. Visible at once: once a write resolved (or, for a lazy one, once it was called), every
+ *    read through this store sees it, whichever relay reads.
+ * 3. Work is claimed: dispatch takes events with `claim`; a claimed event is `delivering` and
+ *    no other claim gets it until the claim is settled, released or its lease runs out. Each
+ *    claim has an epoch, larger than any earlier claim of that event; `settle` and `release`
+ *    name it, and one that no longer holds (lease run out, event claimed again, replayed,
+ *    skipped, removed) is refused and changes nothing. Claims do not outlive the process that
+ *    made them by more than their lease; the embedded store, one relay per data dir, forgets
+ *    them all on open.
+ * 4. Order per key: on an ordered channel (`ClaimRequest.ordered`) an event is claimed only if
+ *    it is the oldest pending event of its ordering key, it is due, and no event of that key is
+ *    claimed. Exclusivity is the store's: it holds across relays.
+ * 5. Unordered channels are claimed in the order of (`nextAttemptAt`, id) among due events
+ *    (`nextAttemptAt` <= now): those without a retry time (0) by arrival, then retries by the
+ *    time they became due.
+ * 6. The change feed (`subscribe`) reports, after the change is visible: every event added or
+ *    changed (live views), work that may be claimable on a channel (a new event, one released,
+ *    an event settled back to the queue or replayed, a key freed), and control changes.
+ *    Several relays: each gets the changes made by all of them.
+ * 7. Reads return copies: changing a returned object changes nothing in the store.
  */
 import type { HeaderPair } from '../../shared/protocol.ts';
 
@@ -97,7 +123,7 @@ export interface EventPayload {
   dedupKey?: string;
 }
 
-/** An event's metadata and delivery state, kept in memory by the embedded store. */
+/** An event's metadata and delivery state (what `getEvent` and lists return). */
 export interface EventSummary {
   id: string;
   channelId: string;
@@ -166,51 +192,132 @@ export interface ControlState {
   usedTokenIds: UsedTokenId[];
 }
 
+/** A claim on an event: the right to deliver it until settled, released or its lease ends. */
+export interface Claim {
+  /** The event as claimed (status `delivering`). */
+  event: EventSummary;
+  /** Fences the claim: `settle` and `release` of an older epoch are refused. */
+  epoch: number;
+}
+
+/** Which claim `settle`, `release` name. */
+export interface ClaimRef {
+  id: string;
+  epoch: number;
+}
+
+export interface ClaimRequest {
+  /** Who claims: one id per relay process (renewals name it). */
+  owner: string;
+  channelId: string;
+  /** The channel's `ordered` setting now: one event per ordering key at a time (rule 4). */
+  ordered: boolean;
+  /** At most this many claims. */
+  limit: number;
+  /** The time the claim is made at (ms since epoch): what is due, and the lease's start. */
+  now: number;
+  /** How long the claim holds without a renewal. */
+  leaseMs: number;
+}
+
+export interface ClaimResult {
+  claims: Claim[];
+  /**
+   * When something of the channel that is not claimable now may become so without another
+   * change being reported (an event waiting for its retry time, a lease of another owner
+   * running out), ms since epoch; null when nothing is waiting. A hint: a claim then may
+   * still find nothing.
+   */
+  wakeAt: number | null;
+}
+
+/** What the change feed reports (see rule 6). */
+export type StoreChange =
+  | { type: 'event'; event: EventSummary }
+  | { type: 'work'; channelId: string }
+  | { type: 'control' };
+
+export interface ListPage {
+  events: EventSummary[];
+  /** The cursor of the next page (`before`), or null at the end. */
+  next: string | null;
+}
+
 export interface Store {
-  /** Reads everything from disk; must be called before anything else. */
+  /** Opens files or connections, and checks what is there; must be called before anything else. */
   open(): Promise<void>;
-  /** Waits for in-flight commits, then releases files. */
+  /** Waits for writes under way, then releases files and connections. */
   close(): Promise<void>;
 
   // control plane
-  control(): Readonly<ControlState>;
-  /** Applies `change` to the control state and persists it durably before resolving. */
-  updateControl(change: (state: ControlState) => void): Promise<void>;
+  /** The control state as stored now (a copy). */
+  readControl(): Promise<ControlState>;
+  /**
+   * Applies `change` to the control state and persists it durably before resolving; returns
+   * the new state (a copy). Changes are serialized: `change` sees every earlier one, including
+   * other relays'. A `change` that throws changes nothing, and its error is thrown.
+   */
+  updateControl(change: (state: ControlState) => void): Promise<ControlState>;
 
   // events
-  /** Resolves once the event is written and fsynced: only then may ingress answer 2xx. */
+  /** Resolves once the event is durable: only then may ingress answer 2xx. */
   appendEvent(payload: EventPayload): Promise<EventSummary>;
   /**
-   * Records a delivery-state change, visible at once; durable before it resolves. A `lazy`
-   * change waits a little for another commit to ride along with, and may be lost in a crash:
-   * use it only where losing it is safe (a delivery outcome: the event is then simply offered
-   * again).
+   * Changes an event's delivery state outside of a claim (replay, skip). With `expect`, only if
+   * its status (`delivering` when claimed) is one of them: otherwise ERR_CONFLICT (409),
+   * nothing changed. A replay (`update.replays`) ends a claim the event has: its settle is
+   * refused. ERR_NOT_FOUND (404) for an unknown event.
    */
-  updateEvent(id: string, update: EventUpdate, opts?: { lazy?: boolean }): Promise<EventSummary>;
-  getEvent(id: string): EventSummary | undefined;
+  updateEvent(
+    id: string,
+    update: EventUpdate,
+    opts?: { expect?: readonly EventStatus[] },
+  ): Promise<EventSummary>;
+  getEvent(id: string): Promise<EventSummary | undefined>;
+  /** Reads headers and body back. ERR_NOT_FOUND (404) for an unknown event. */
+  readPayload(id: string): Promise<EventPayload>;
+  /**
+   * Newest first, by `channelId` and `status` when given, older than `before` (a cursor from a
+   * page before; ERR_BAD_REQUEST, 400, when it names no event); at most `limit`.
+   */
+  listEvents(filter: EventFilter): Promise<ListPage>;
+  /** Events by status (`delivering`: claimed), for metrics and readiness. */
+  countByStatus(): Promise<Record<EventStatus, number>>;
   /**
    * Replay protection: the id of an event of `channelId` appended with this `dedupKey` and
    * received at or after `since` (ms), or undefined. Holds across restarts for keys of the last
-   * day at least; bounded (the embedded store keeps at most MAX_DEDUP_KEYS, oldest forgotten
-   * first), so a very old key may be forgotten early. A key is visible once its
-   * `appendEvent` resolved; callers serialize identical requests in flight themselves.
+   * day at least; a key is visible once its `appendEvent` resolved; callers serialize identical
+   * requests in flight themselves.
    */
   findByDedupKey(channelId: string, dedupKey: string, since: number): Promise<string | undefined>;
-  /** Marks an event as handed to an agent, or back in the queue. Not persisted: after a
-   * restart nothing is in flight, so `delivering` events are read back as `queued`. */
-  markDelivering(id: string, delivering: boolean): void;
-  /** Reads headers and body back (from memory when still cached, else from disk). */
-  readPayload(id: string): Promise<EventPayload>;
-  listEvents(filter: EventFilter): { events: EventSummary[]; next: string | null };
-  /** Events not yet delivered or failed, oldest first: what dispatch must still do. */
-  pendingEvents(): EventSummary[];
-  /** Events by status, for metrics and readiness. */
-  countByStatus(): Record<EventStatus, number>;
-  /** Calls `listener` with an event each time it is added or changes state; returns an unsubscribe. */
-  subscribe(listener: (event: EventSummary) => void): () => void;
   /**
-   * Retention: forgets delivered, failed and rejected events received before `cutoff`, then
-   * reclaims the disk they used. Queued events are never removed. Returns how many went.
+   * Retention: forgets delivered, failed, filtered and rejected events received before
+   * `cutoff`, and reclaims their space. Pending events are never removed. Returns how many went.
    */
   removeFinishedBefore(cutoff: number): Promise<number>;
+
+  // dispatch
+  /** Claims up to `limit` events of a channel that may be delivered now (rules 3 to 5). */
+  claim(request: ClaimRequest): Promise<ClaimResult>;
+  /**
+   * Records the outcome of a claimed event's attempt and ends the claim; null, changing
+   * nothing, when the claim no longer holds. A `lazy` outcome is visible at once but may wait
+   * a little for another write to be made durable with (losing it in a crash only means the
+   * event is offered again); the promise resolves once it is durable either way.
+   */
+  settle(
+    claim: ClaimRef,
+    update: EventUpdate,
+    opts?: { lazy?: boolean },
+  ): Promise<EventSummary | null>;
+  /**
+   * Ends a claim without an attempt (the session ended, the body could not be read): the
+   * event is pending again, due at `notBefore` (default: now). False when the claim no longer
+   * holds.
+   */
+  release(claim: ClaimRef, opts?: { notBefore?: number }): Promise<boolean>;
+  /** Extends every claim of `owner` still held to `now + leaseMs`; returns how many. */
+  renewClaims(owner: string, now: number, leaseMs: number): Promise<number>;
+  /** Calls `listener` with each change (rule 6); returns an unsubscribe. */
+  subscribe(listener: (change: StoreChange) => void): () => void;
 }

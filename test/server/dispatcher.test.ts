@@ -4,11 +4,17 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import pino from 'pino';
-import { Dispatcher, type AckFrame } from '../../server/dispatch/dispatcher.ts';
+import { Dispatcher, LEASE_MS, type AckFrame } from '../../server/dispatch/dispatcher.ts';
 import type { Sink } from '../../server/dispatch/sessions.ts';
 import { NO_ROUTE_RETRY_MS } from '../../server/dispatch/retry.ts';
-import { EmbeddedStore } from '../../server/store/embedded.ts';
-import type { ChannelRecord, EventPayload } from '../../server/store/types.ts';
+import { EmbeddedStore, LAZY_FLUSH_MS } from '../../server/store/embedded.ts';
+import type {
+  ChannelRecord,
+  EventPayload,
+  EventStatus,
+  EventSummary,
+  Store,
+} from '../../server/store/types.ts';
 import { PosternError } from '../../shared/errors.ts';
 import type { RelayFrame } from '../../shared/protocol.ts';
 
@@ -58,14 +64,9 @@ function channelRecord(id: string, extra: Partial<ChannelRecord> = {}): ChannelR
   };
 }
 
-/** Lets pending promise callbacks (payload reads from the cache) run. */
-async function flush(): Promise<void> {
-  for (let i = 0; i < 3; i++) await new Promise<void>((resolve) => setImmediate(resolve));
-}
-
 /**
- * Turns the event loop until `done()` holds (up to 10 s of real time): a payload read from
- * disk takes real I/O time, longer on a busy machine. Timers are mocked, setImmediate is not.
+ * Turns the event loop until `done()` holds (up to 10 s of real time): a commit to disk takes
+ * real I/O time, longer on a busy machine. Timers are mocked, setImmediate is not.
  */
 async function until(done: () => boolean): Promise<void> {
   const deadline = performance.now() + 10_000;
@@ -74,33 +75,127 @@ async function until(done: () => boolean): Promise<void> {
   }
 }
 
+/**
+ * The store as the dispatcher sees it, watched: how many of its calls are under way, so that a
+ * test can wait until dispatch has nothing left to do; and a way to make a payload read fail.
+ */
+class WatchedStore {
+  readonly view: Store;
+  /** Calls made so far, and those whose promise has not settled. */
+  calls = 0;
+  pending = 0;
+  /** Lazy settles under way, with the fake time they were made at (see `idle`). */
+  readonly settles = new Set<{ at: number }>();
+  /** Event ids whose next payload read fails. */
+  readonly unreadable = new Set<string>();
+
+  constructor(store: EmbeddedStore, clock: () => number) {
+    const track = <T>(promise: Promise<T>): Promise<T> => {
+      this.pending++;
+      const done = () => {
+        this.pending--;
+      };
+      promise.then(done, done);
+      return promise;
+    };
+    this.view = new Proxy(store, {
+      get: (target, prop, receiver) => {
+        const value: unknown = Reflect.get(target, prop, receiver);
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]): unknown => {
+          this.calls++;
+          if (prop === 'readPayload' && this.unreadable.delete(String(args[0]))) {
+            return track(Promise.reject(new Error('injected read failure')));
+          }
+          const result: unknown = Reflect.apply(value, target, args);
+          if (!(result instanceof Promise)) return result;
+          if (prop !== 'settle') return track(result);
+          // A lazy settle resolves when a commit takes it along, at the latest LAZY_FLUSH_MS of
+          // fake time later: waiting for it before the clock got there would wait forever.
+          const entry = { at: clock() };
+          this.settles.add(entry);
+          const done = () => this.settles.delete(entry);
+          result.then(done, done);
+          return result;
+        };
+      },
+    });
+  }
+
+  /** Whether something the dispatcher asked the store for is still under way. */
+  busy(now: number): boolean {
+    if (this.pending > 0) return true;
+    for (const s of this.settles) if (s.at + LAZY_FLUSH_MS <= now) return true;
+    return false;
+  }
+}
+
+/**
+ * Waits until dispatch is idle: no store call under way, and none started for three turns of
+ * the event loop in a row (a fill runs on setImmediate after a change). Throws after 10 s.
+ */
+async function idle(watched: WatchedStore, now: () => number): Promise<void> {
+  const deadline = performance.now() + 10_000;
+  for (let quiet = 0; quiet < 3;) {
+    if (performance.now() > deadline) throw new Error('dispatch did not come to rest in 10 s');
+    const calls = watched.calls;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    quiet = !watched.busy(now()) && watched.calls === calls ? quiet + 1 : 0;
+  }
+}
+
+interface HarnessOptions {
+  /** The dispatcher's claim lease (default LEASE_MS). */
+  leaseMs?: number;
+}
+
 interface Harness {
   store: EmbeddedStore;
+  watched: WatchedStore;
   dispatcher: Dispatcher;
+  /** Warnings and errors the dispatcher logged (JSON lines). */
+  logs: string[];
   /** The fake clock the dispatcher reads. */
   now(): number;
-  /** Moves the fake clock and the mocked setTimeout forward together. */
+  /**
+   * Moves the fake clock and the mocked timers forward together, a third of a lease at most at a
+   * time (the renewal interval), waiting for dispatch after each step: renewals then see the
+   * time they run at, as they would in real time.
+   */
   advance(ms: number): Promise<void>;
-  /** Stores an event and hands it to dispatch, as ingress does (with its ordering key). */
+  /** Waits until dispatch has nothing left to do. */
+  idle(): Promise<void>;
+  /** Stores an event as ingress does (with its ordering key); the change feed tells dispatch. */
   add(channelId: string, orderKey?: string): Promise<string>;
   ack(sink: Sink, eventId: string, extra?: Partial<AckFrame>): Promise<void>;
+  get(id: string): Promise<EventSummary | undefined>;
+  counts(): Promise<Record<EventStatus, number>>;
   dataDir: string;
 }
 
-async function harness(t: TestContext, channels: ChannelRecord[]): Promise<Harness> {
-  t.mock.timers.enable({ apis: ['setTimeout'] });
+async function harness(
+  t: TestContext,
+  channels: ChannelRecord[],
+  opts: HarnessOptions = {},
+): Promise<Harness> {
+  t.mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
+  const leaseMs = opts.leaseMs ?? LEASE_MS;
   const dataDir = await mkdtemp(path.join(tmpdir(), 'postern-dispatch-'));
   const store = new EmbeddedStore({ dataDir });
   await store.open();
   let clock = START;
+  const now = () => clock;
+  const watched = new WatchedStore(store, now);
   const byId = new Map(channels.map((c) => [c.id, c]));
+  const logs: string[] = [];
   const dispatcher = new Dispatcher({
-    store,
-    logger: pino({ level: 'silent' }),
+    store: watched.view,
+    logger: pino({ level: 'warn' }, { write: (line: string) => void logs.push(line) }),
     channel: (id) => byId.get(id),
-    now: () => clock,
+    now,
     // Jitter factor 0.8 + 0.4 × 0.5 = exactly 1.
     random: () => 0.5,
+    leaseMs,
   });
   dispatcher.start();
   t.after(async () => {
@@ -108,16 +203,24 @@ async function harness(t: TestContext, channels: ChannelRecord[]): Promise<Harne
     await store.close();
     await rm(dataDir, { recursive: true, force: true });
   });
+  const rest = () => idle(watched, now);
   let seq = 0;
   return {
     store,
+    watched,
     dispatcher,
+    logs,
     dataDir,
-    now: () => clock,
+    now,
+    idle: rest,
     async advance(ms) {
-      clock += ms;
-      t.mock.timers.tick(ms);
-      await flush();
+      for (let left = ms; left > 0;) {
+        const step = Math.min(left, Math.floor(leaseMs / 3));
+        left -= step;
+        clock += step;
+        t.mock.timers.tick(step);
+        await rest();
+      }
     },
     async add(channelId, orderKey) {
       seq++;
@@ -137,13 +240,12 @@ async function harness(t: TestContext, channels: ChannelRecord[]): Promise<Harne
         body: Buffer.from([0xff, seq & 0xff, 0x00]),
         ...(orderKey === undefined ? {} : { orderKey }),
       };
-      const summary = await store.appendEvent(payload);
-      dispatcher.enqueue(summary);
-      await flush();
+      await store.appendEvent(payload);
+      await rest();
       return payload.id;
     },
     async ack(sink, eventId, extra = {}) {
-      await dispatcher.ack(sink, {
+      dispatcher.ack(sink, {
         type: 'ack',
         eventId,
         outcome: 'delivered',
@@ -151,8 +253,10 @@ async function harness(t: TestContext, channels: ChannelRecord[]): Promise<Harne
         durationMs: 5,
         ...extra,
       });
-      await flush();
+      await rest();
     },
+    get: (id) => store.getEvent(id),
+    counts: () => store.countByStatus(),
   };
 }
 
@@ -162,19 +266,19 @@ test('an event with no sink waits, using no attempt, and goes out when a sink at
   const h = await harness(t, [channelRecord(CH)]);
   const id = await h.add(CH);
   await h.advance(3_600_000);
-  const waiting = h.store.getEvent(id);
+  const waiting = await h.get(id);
   assert.equal(waiting?.status, 'queued');
   assert.equal(waiting?.attemptCount, 0);
   assert.deepEqual(waiting?.attempts, []);
 
   const other = new FakeSink('s0', 10, ['ch_other']);
   h.dispatcher.attach(other);
-  await flush();
+  await h.idle();
   assert.equal(other.frames.length, 0);
 
   const sink = new FakeSink('s1', 10, [CH]);
   h.dispatcher.attach(sink);
-  await flush();
+  await h.idle();
   assert.equal(sink.frames.length, 1);
   assert.deepEqual(sink.frames[0], {
     type: 'deliver',
@@ -197,8 +301,7 @@ test('an event with no sink waits, using no attempt, and goes out when a sink at
     replay: 0,
     body: Buffer.from([0xff, 1, 0x00]),
   });
-  assert.equal(h.store.getEvent(id)?.status, 'delivering');
-  assert.equal(h.dispatcher.isInFlight(id), true);
+  assert.equal((await h.get(id))?.status, 'delivering');
   assert.equal(h.dispatcher.inFlightCount(sink), 1);
 });
 
@@ -209,7 +312,7 @@ test('a sink that is not open is never picked', async (t) => {
   h.dispatcher.attach(closed);
   const id = await h.add(CH);
   assert.equal(closed.frames.length, 0);
-  assert.equal(h.store.getEvent(id)?.status, 'queued');
+  assert.equal((await h.get(id))?.status, 'queued');
 });
 
 test('the window is respected: window 2, 5 events, 2 sent until acks arrive', async (t) => {
@@ -220,7 +323,7 @@ test('the window is respected: window 2, 5 events, 2 sent until acks arrive', as
   for (let i = 0; i < 5; i++) ids.push(await h.add(CH));
   assert.deepEqual(sink.ids(), ids.slice(0, 2));
   assert.equal(h.dispatcher.inFlightCount(sink), 2);
-  assert.deepEqual(h.store.countByStatus(), {
+  assert.deepEqual(await h.counts(), {
     queued: 3,
     delivering: 2,
     delivered: 0,
@@ -239,7 +342,7 @@ test('the window is respected: window 2, 5 events, 2 sent until acks arrive', as
   await h.ack(sink, ids[4]!);
   assert.equal(sink.frames.length, 5);
   assert.equal(h.dispatcher.inFlightCount(sink), 0);
-  assert.equal(h.store.countByStatus().delivered, 5);
+  assert.equal((await h.counts()).delivered, 5);
 });
 
 test('ack delivered: status delivered, attemptCount 1, the attempt recorded', async (t) => {
@@ -249,7 +352,7 @@ test('ack delivered: status delivered, attemptCount 1, the attempt recorded', as
   const id = await h.add(CH);
   await h.advance(1_234);
   await h.ack(sink, id, { status: 204, durationMs: 17 });
-  const summary = h.store.getEvent(id);
+  const summary = await h.get(id);
   assert.equal(summary?.status, 'delivered');
   assert.equal(summary?.attemptCount, 1);
   assert.equal(summary?.nextAttemptAt, 0);
@@ -263,7 +366,6 @@ test('ack delivered: status delivered, attemptCount 1, the attempt recorded', as
       error: null,
     },
   ]);
-  assert.equal(h.dispatcher.isInFlight(id), false);
   assert.equal(h.dispatcher.inFlightCount(sink), 0);
   // Nothing is ever sent again.
   await h.advance(10_000_000);
@@ -277,7 +379,7 @@ test('ack failed: queued with nextAttemptAt = now + delay, re-sent when due, the
   const id = await h.add(CH);
 
   await h.ack(sink, id, { outcome: 'failed', status: 500, error: 'app answered 500' });
-  let summary = h.store.getEvent(id);
+  let summary = await h.get(id);
   assert.equal(summary?.status, 'queued');
   assert.equal(summary?.attemptCount, 1);
   assert.equal(summary?.nextAttemptAt, START + 20);
@@ -291,7 +393,7 @@ test('ack failed: queued with nextAttemptAt = now + delay, re-sent when due, the
       error: 'app answered 500',
     },
   ]);
-  assert.equal(h.dispatcher.isInFlight(id), false);
+  assert.equal(h.dispatcher.inFlightCount(sink), 0);
 
   await h.advance(19);
   assert.equal(sink.frames.length, 1);
@@ -299,10 +401,10 @@ test('ack failed: queued with nextAttemptAt = now + delay, re-sent when due, the
   assert.equal(sink.frames.length, 2);
   assert.equal(sink.frames[1]?.eventId, id);
   assert.equal(sink.frames[1]?.attempt, 2);
-  assert.equal(h.store.getEvent(id)?.status, 'delivering');
+  assert.equal((await h.get(id))?.status, 'delivering');
 
   await h.ack(sink, id, { outcome: 'failed', status: 502 });
-  summary = h.store.getEvent(id);
+  summary = await h.get(id);
   assert.equal(summary?.attemptCount, 2);
   assert.equal(summary?.nextAttemptAt, START + 20 + 40);
   await h.advance(39);
@@ -313,14 +415,14 @@ test('ack failed: queued with nextAttemptAt = now + delay, re-sent when due, the
 
   // The third failure is past the last delay: the event is failed for good.
   await h.ack(sink, id, { outcome: 'failed', error: 'app refused the connection' });
-  summary = h.store.getEvent(id);
+  summary = await h.get(id);
   assert.equal(summary?.status, 'failed');
   assert.equal(summary?.attemptCount, 3);
   assert.equal(summary?.nextAttemptAt, 0);
   assert.equal(summary?.attempts.length, 3);
   await h.advance(10_000_000);
   assert.equal(sink.frames.length, 3);
-  assert.equal(h.dispatcher.isInFlight(id), false);
+  assert.equal(h.dispatcher.inFlightCount(sink), 0);
 });
 
 test('a failed event waiting for its retry does not hold back the events behind it', async (t) => {
@@ -343,7 +445,7 @@ test('Retry-After (ack.retryAfterMs) replaces the scheduled delay', async (t) =>
   h.dispatcher.attach(sink);
   const id = await h.add(CH);
   await h.ack(sink, id, { outcome: 'failed', status: 503, retryAfterMs: 7_000 });
-  assert.equal(h.store.getEvent(id)?.nextAttemptAt, START + 7_000);
+  assert.equal((await h.get(id))?.nextAttemptAt, START + 7_000);
   await h.advance(20);
   assert.equal(sink.frames.length, 1);
   await h.advance(6_979);
@@ -359,7 +461,7 @@ test('no_route: stays queued, attemptCount unchanged, offered again later', asyn
   h.dispatcher.attach(sink);
   const id = await h.add(CH);
   await h.ack(sink, id, { outcome: 'no_route', status: undefined, error: 'no route' });
-  const summary = h.store.getEvent(id);
+  const summary = await h.get(id);
   // An empty retry schedule would make a failure final; no_route is not a failure.
   assert.equal(summary?.status, 'queued');
   assert.equal(summary?.attemptCount, 0);
@@ -384,17 +486,16 @@ test('detach returns in-flight events to the queue; another sink gets them, same
 
   first.open = false;
   h.dispatcher.detach(first);
-  await flush();
+  await h.idle();
   for (const id of ids) {
-    assert.equal(h.store.getEvent(id)?.status, 'queued');
-    assert.equal(h.store.getEvent(id)?.attemptCount, 0);
-    assert.equal(h.dispatcher.isInFlight(id), false);
+    assert.equal((await h.get(id))?.status, 'queued');
+    assert.equal((await h.get(id))?.attemptCount, 0);
   }
   assert.equal(h.dispatcher.inFlightCount(first), 0);
 
   const second = new FakeSink('s2', 10, [CH], 'ag_two');
   h.dispatcher.attach(second);
-  await flush();
+  await h.idle();
   // Handed-back events go first, in their original order.
   assert.deepEqual(second.ids(), ids);
   assert.deepEqual(
@@ -403,10 +504,10 @@ test('detach returns in-flight events to the queue; another sink gets them, same
   );
   // A late ack from the old session is ignored.
   await h.ack(first, ids[0]!);
-  assert.equal(h.store.getEvent(ids[0]!)?.status, 'delivering');
+  assert.equal((await h.get(ids[0]!))?.status, 'delivering');
   for (const id of ids) await h.ack(second, id);
-  assert.equal(h.store.countByStatus().delivered, 5);
-  assert.equal(h.store.getEvent(ids[0]!)?.attempts[0]?.agentId, 'ag_two');
+  assert.equal((await h.counts()).delivered, 5);
+  assert.equal((await h.get(ids[0]!))?.attempts[0]?.agentId, 'ag_two');
 });
 
 test('two sinks on a channel: each event goes to exactly one; a detach hands over', async (t) => {
@@ -423,18 +524,19 @@ test('two sinks on a channel: each event goes to exactly one; a detach hands ove
 
   a.open = false;
   h.dispatcher.detach(a);
-  await flush();
+  await h.idle();
   // b is full: nothing moves yet.
   assert.equal(b.frames.length, 2);
   for (const id of b.ids().slice(0, 2)) await h.ack(b, id);
   for (;;) {
-    const pending = b.ids().filter((id) => h.dispatcher.isInFlight(id));
+    const pending: string[] = [];
+    for (const id of b.ids()) if ((await h.get(id))?.status === 'delivering') pending.push(id);
     if (pending.length === 0) break;
     for (const id of pending) await h.ack(b, id);
   }
   assert.deepEqual(new Set(b.ids()), new Set(ids));
   assert.equal(b.frames.length, 6);
-  assert.equal(h.store.countByStatus().delivered, 6);
+  assert.equal((await h.counts()).delivered, 6);
 });
 
 test('ordered channel: one in flight at a time, in arrival order', async (t) => {
@@ -453,7 +555,7 @@ test('ordered channel: one in flight at a time, in arrival order', async (t) => 
   await h.ack(sink, ids[2]!);
   await h.ack(sink, ids[3]!);
   assert.deepEqual(sink.ids(), ids);
-  assert.equal(h.store.countByStatus().delivered, 4);
+  assert.equal((await h.counts()).delivered, 4);
 });
 
 test('ordered channel: a failing head blocks those behind it until it is done', async (t) => {
@@ -471,7 +573,7 @@ test('ordered channel: a failing head blocks those behind it until it is done', 
   await h.ack(sink, b!, { outcome: 'failed', status: 500 });
   // b waits 50 ms for its retry; c must not overtake it.
   assert.deepEqual(sink.ids(), [a, b]);
-  assert.equal(h.store.getEvent(c!)?.status, 'queued');
+  assert.equal((await h.get(c!))?.status, 'queued');
   await h.advance(49);
   assert.deepEqual(sink.ids(), [a, b]);
   await h.advance(1);
@@ -480,10 +582,10 @@ test('ordered channel: a failing head blocks those behind it until it is done', 
 
   // The last failure makes b failed; c may go now.
   await h.ack(sink, b!, { outcome: 'failed', status: 500 });
-  assert.equal(h.store.getEvent(b!)?.status, 'failed');
+  assert.equal((await h.get(b!))?.status, 'failed');
   assert.deepEqual(sink.ids(), [a, b, b, c]);
   await h.ack(sink, c!);
-  assert.equal(h.store.getEvent(c!)?.status, 'delivered');
+  assert.equal((await h.get(c!))?.status, 'delivered');
 });
 
 test('ordered channel: a detached head goes out again before the rest', async (t) => {
@@ -497,7 +599,7 @@ test('ordered channel: a detached head goes out again before the rest', async (t
   h.dispatcher.detach(first);
   const second = new FakeSink('s2', 10, [ordered]);
   h.dispatcher.attach(second);
-  await flush();
+  await h.idle();
   assert.deepEqual(second.ids(), [ids[0]]);
   await h.ack(second, ids[0]!);
   await h.ack(second, ids[1]!);
@@ -510,8 +612,8 @@ test('replay of a failed event: queued, attemptCount 0, re-sent with the same id
   h.dispatcher.attach(first);
   const id = await h.add(CH);
   await h.ack(first, id, { outcome: 'failed', status: 500 });
-  assert.equal(h.store.getEvent(id)?.status, 'failed');
-  assert.equal(h.store.getEvent(id)?.attemptCount, 1);
+  assert.equal((await h.get(id))?.status, 'failed');
+  assert.equal((await h.get(id))?.attemptCount, 1);
   first.open = false;
   h.dispatcher.detach(first);
 
@@ -521,7 +623,7 @@ test('replay of a failed event: queued, attemptCount 0, re-sent with the same id
   assert.equal(replayed.status, 'queued');
   assert.equal(replayed.attemptCount, 0);
   assert.equal(replayed.nextAttemptAt, 0);
-  assert.deepEqual(h.store.countByStatus(), {
+  assert.deepEqual(await h.counts(), {
     queued: 1,
     delivering: 0,
     delivered: 0,
@@ -532,16 +634,15 @@ test('replay of a failed event: queued, attemptCount 0, re-sent with the same id
 
   const second = new FakeSink('s2', 10, [CH]);
   h.dispatcher.attach(second);
-  // A failed event's body left the memory cache: it is read back from the journal.
-  await until(() => second.frames.length >= 1);
+  await h.idle();
   assert.equal(second.frames.length, 1);
   assert.equal(second.frames[0]?.eventId, id);
   assert.equal(second.frames[0]?.attempt, 1);
-  // The body is read back from disk (the cache let go of it when the event failed).
+  assert.equal(second.frames[0]?.replay, 1, 'the agent is told it is a replay');
   assert.deepEqual(second.frames[0]?.body, first.frames[0]?.body);
 
   await h.ack(second, id);
-  const summary = h.store.getEvent(id);
+  const summary = await h.get(id);
   assert.equal(summary?.status, 'delivered');
   assert.equal(summary?.attemptCount, 1);
   assert.deepEqual(
@@ -557,14 +658,13 @@ test('replay with a sink connected sends the event at once', async (t) => {
   const id = await h.add(CH);
   await h.ack(sink, id, { outcome: 'failed', status: 500 });
   await h.dispatcher.replay(id);
-  // A failed event's body left the memory cache: the replay reads it back from the journal.
-  await until(() => sink.frames.length === 2);
+  await h.idle();
   assert.deepEqual(sink.ids(), [id, id]);
   assert.deepEqual(
     sink.frames.map((f) => f.attempt),
     [1, 1],
   );
-  assert.equal(h.store.getEvent(id)?.status, 'delivering');
+  assert.equal((await h.get(id))?.status, 'delivering');
 });
 
 test('replay of an event in flight is refused (409) and changes nothing; unknown and rejected events are refused', async (t) => {
@@ -574,12 +674,18 @@ test('replay of an event in flight is refused (409) and changes nothing; unknown
   const id = await h.add(CH);
   await assert.rejects(h.dispatcher.replay(id), (err: unknown) => {
     assert.ok(err instanceof PosternError);
+    assert.equal(err.code, 'ERR_CONFLICT');
     assert.equal(err.status, 409);
     return true;
   });
-  await flush();
-  assert.equal(h.store.getEvent(id)?.status, 'delivering');
+  await h.idle();
+  const unchanged = await h.get(id);
+  assert.equal(unchanged?.status, 'delivering');
+  assert.equal(unchanged?.replays, 0);
   assert.equal(sink.frames.length, 1);
+  // The claim still holds: the agent's ack is recorded.
+  await h.ack(sink, id);
+  assert.equal((await h.get(id))?.status, 'delivered');
 
   await assert.rejects(h.dispatcher.replay('evt_nope'), (err: unknown) => {
     assert.ok(err instanceof PosternError);
@@ -588,6 +694,7 @@ test('replay of an event in flight is refused (409) and changes nothing; unknown
     return true;
   });
 
+  // Stored as ingress stores a request refused at the edge: metadata only, never queued.
   const rejected = await h.store.appendEvent({
     id: 'evt_rejected',
     channelId: CH,
@@ -599,10 +706,13 @@ test('replay of an event in flight is refused (409) and changes nothing; unknown
     originalUrl: `https://relay.example.com/h/${CH}`,
     remoteAddress: '203.0.113.9',
     body: Buffer.alloc(0),
+    rejected: { reason: 'bad signature', size: 12 },
   });
-  await h.store.updateEvent(rejected.id, { status: 'rejected', attemptCount: 0, nextAttemptAt: 0 });
+  await h.idle();
+  assert.equal(rejected.status, 'rejected');
   await assert.rejects(h.dispatcher.replay(rejected.id), (err: unknown) => {
     assert.ok(err instanceof PosternError);
+    assert.equal(err.code, 'ERR_CONFLICT');
     assert.equal(err.status, 409);
     return true;
   });
@@ -616,17 +726,17 @@ test('replay of an event waiting for a retry sends it now; a new failure keeps i
   const id = await h.add(CH);
   // The app asked for a retry in 100 ms.
   await h.ack(sink, id, { outcome: 'failed', status: 503, retryAfterMs: 100 });
-  assert.equal(h.store.getEvent(id)?.nextAttemptAt, START + 100);
+  assert.equal((await h.get(id))?.nextAttemptAt, START + 100);
 
   await h.advance(10);
   await h.dispatcher.replay(id);
-  await flush();
+  await h.idle();
   assert.equal(sink.frames.length, 2);
   assert.equal(sink.frames[1]?.attempt, 1);
 
   // This time it fails without Retry-After: next attempt after the first delay, 10 s.
   await h.ack(sink, id, { outcome: 'failed', status: 500 });
-  assert.equal(h.store.getEvent(id)?.nextAttemptAt, START + 10 + 10_000);
+  assert.equal((await h.get(id))?.nextAttemptAt, START + 10 + 10_000);
   // The old 100 ms wake-up must not send it early.
   await h.advance(90);
   assert.equal(sink.frames.length, 2, 'sent again at the old retry time');
@@ -649,7 +759,7 @@ test('an ack for an event not in flight on that session is ignored', async (t) =
   await h.ack(a, 'evt_unknown');
   // The right event, but from another session.
   await h.ack(b, id, { outcome: 'failed' });
-  let summary = h.store.getEvent(id);
+  let summary = await h.get(id);
   assert.equal(summary?.status, 'delivering');
   assert.equal(summary?.attemptCount, 0);
   assert.deepEqual(summary?.attempts, []);
@@ -658,7 +768,7 @@ test('an ack for an event not in flight on that session is ignored', async (t) =
   await h.ack(a, id);
   // A duplicate ack counts nothing more.
   await h.ack(a, id, { outcome: 'failed' });
-  summary = h.store.getEvent(id);
+  summary = await h.get(id);
   assert.equal(summary?.status, 'delivered');
   assert.equal(summary?.attemptCount, 1);
   assert.equal(summary?.attempts.length, 1);
@@ -765,7 +875,7 @@ test('room freed by acks goes to the session’s channels in turn: a backlog pas
   for (const id of [a[5]!, b[2]!, a[6]!, a[7]!, a[8]!, a[9]!]) await h.ack(sink, id);
   assert.equal(sink.frames.length, 15, '15 events, 15 deliveries');
   assert.equal(new Set(sink.ids()).size, 15, 'each once');
-  assert.equal(h.store.countByStatus().delivered, 15);
+  assert.equal((await h.counts()).delivered, 15);
   assert.equal(h.dispatcher.inFlightCount(sink), 0);
 });
 
@@ -780,8 +890,10 @@ test('a fast channel keeps the room it frees while a slow one holds the rest of 
   }
   const sink = new FakeSink('s1', 4, [SLOW, FAST]);
   h.dispatcher.attach(sink);
-  await flush();
-  assert.deepEqual(sink.ids(), [slow[0], fast[0], slow[1], fast[1]], 'two each');
+  await h.idle();
+  // The window is shared: two each (the order within one fill is the claims').
+  const of = (ids: string[]) => sink.ids().filter((id) => ids.includes(id));
+  assert.deepEqual([of(slow), of(fast)], [slow.slice(0, 2), fast.slice(0, 2)], 'two each');
   // The slow channel's app never answers; the fast one answers every delivery at once.
   for (let i = 0; i < 8; i++) await h.ack(sink, fast[i]!);
   assert.deepEqual(
@@ -796,7 +908,7 @@ test('a fast channel keeps the room it frees while a slow one holds the rest of 
   assert.deepEqual(sink.ids().slice(12), [slow[2], slow[3]]);
   await h.ack(sink, slow[0]!);
   assert.deepEqual(sink.ids().slice(14), [slow[4]]);
-  assert.equal(h.store.countByStatus().delivered, 11);
+  assert.equal((await h.counts()).delivered, 11);
 });
 
 test('window 1, two channels with a backlog: deliveries alternate', async (t) => {
@@ -814,7 +926,7 @@ test('window 1, two channels with a backlog: deliveries alternate', async (t) =>
     [A, B, A, B, A, B, A, B, A, B],
   );
   assert.deepEqual(sink.ids(), [a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3], a[4], b[4]]);
-  assert.equal(h.store.countByStatus().delivered, 10);
+  assert.equal((await h.counts()).delivered, 10);
 });
 
 test('a session attaching to a backlog on several channels takes from each in turn', async (t) => {
@@ -835,14 +947,60 @@ test('a session attaching to a backlog on several channels takes from each in tu
   }
   const sink = new FakeSink('s1', 5, [A, B, ordered]);
   h.dispatcher.attach(sink);
-  await flush();
-  // One per channel per turn; the ordered channel has one event out at a time, so its turn in
-  // the second round is skipped.
-  assert.deepEqual(sink.ids(), [a[0], b[0], o[0], a[1], b[1]]);
+  await h.idle();
+  // The window is shared between the channels; the ordered channel has one event out at a time,
+  // so the others take its share.
+  const of = (ids: string[]) => sink.ids().filter((id) => ids.includes(id));
+  assert.deepEqual([of(a), of(b), of(o)], [a.slice(0, 2), b.slice(0, 2), o.slice(0, 1)]);
+  assert.equal(sink.frames.length, 5);
   await h.ack(sink, o[0]!);
   assert.deepEqual(sink.ids().slice(5), [o[1]], 'the ordered channel’s turn came next');
   await h.ack(sink, a[0]!);
   assert.deepEqual(sink.ids().slice(6), [a[2]]);
+});
+
+test('window 5, four channels with a backlog: every channel gets one before any gets a second', async (t) => {
+  const channels = ['ch_a', 'ch_b', 'ch_c', 'ch_d'];
+  const h = await harness(
+    t,
+    channels.map((c) => channelRecord(c)),
+  );
+  for (let i = 0; i < 3; i++) for (const c of channels) await h.add(c);
+  const sink = new FakeSink('s1', 5, channels);
+  h.dispatcher.attach(sink);
+  await h.idle();
+  assert.equal(sink.frames.length, 5);
+  const perChannel = channels.map((c) => sink.frames.filter((f) => f.channelId === c).length);
+  assert.deepEqual(
+    [...perChannel].sort(),
+    [1, 1, 1, 2],
+    `in flight per channel: ${perChannel.join(', ')}`,
+  );
+});
+
+test('a fill claims no more than the room in the window: nothing is claimed only to be handed back', async (t) => {
+  const channels = ['ch_a', 'ch_b', 'ch_c'];
+  const h = await harness(
+    t,
+    channels.map((c) => channelRecord(c)),
+  );
+  for (let i = 0; i < 3; i++) for (const c of channels) await h.add(c);
+  // What the store's change feed says of every claim and every release.
+  const claimed: string[] = [];
+  const handedBack: string[] = [];
+  const unsubscribe = h.store.subscribe((change) => {
+    if (change.type !== 'event') return;
+    const e = change.event;
+    if (e.status === 'delivering') claimed.push(e.id);
+    else if (e.status === 'queued' && e.attempts.length === 0) handedBack.push(e.id);
+  });
+  t.after(unsubscribe);
+  const sink = new FakeSink('s1', 5, channels);
+  h.dispatcher.attach(sink);
+  await h.idle();
+  assert.equal(sink.frames.length, 5);
+  assert.deepEqual(handedBack, [], 'claimed and released without an attempt');
+  assert.deepEqual(claimed.sort(), sink.ids().sort(), 'one claim per delivery');
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -868,7 +1026,7 @@ test('unordered → ordered: an event waiting for its retry and the queued ones 
   record.ordered = true;
   h.dispatcher.channelChanged(CH);
   h.dispatcher.channelChanged(CH); // twice changes nothing more
-  await flush();
+  await h.idle();
   assert.equal(sink.frames.length, 3, 'e1 and e2, sent before the change, hold the lane');
   await h.ack(sink, e1!);
   assert.equal(sink.frames.length, 3, 'e2 still holds the lane');
@@ -888,8 +1046,8 @@ test('unordered → ordered: an event waiting for its retry and the queued ones 
   assert.deepEqual(sink.ids().slice(6), [e4]);
   await h.ack(sink, e4!);
   assert.deepEqual(sink.ids(), [x, e1, e2, x, x, e3, e4]);
-  assert.equal(h.store.countByStatus().delivered, 5);
-  assert.equal(h.store.getEvent(x!)?.attemptCount, 3);
+  assert.equal((await h.counts()).delivered, 5);
+  assert.equal((await h.get(x!))?.attemptCount, 3);
   assert.equal(h.dispatcher.inFlightCount(sink), 0);
 });
 
@@ -923,7 +1081,7 @@ test('unordered → ordered: an event in flight at the change that fails is retr
   assert.deepEqual(sink.ids().slice(6), [e]);
   await h.ack(sink, e!);
   assert.deepEqual(sink.ids(), [a, b, c, d, a, c, e]);
-  assert.equal(h.store.countByStatus().delivered, 5);
+  assert.equal((await h.counts()).delivered, 5);
 });
 
 test('ordered → unordered: the events queued behind the head in flight go at once, in parallel', async (t) => {
@@ -938,7 +1096,7 @@ test('ordered → unordered: the events queued behind the head in flight go at o
 
   record.ordered = false;
   h.dispatcher.channelChanged(CH);
-  await flush();
+  await h.idle();
   assert.deepEqual(sink.ids(), ids, 'the three behind the head go without waiting for it');
   assert.equal(h.dispatcher.inFlightCount(sink), 4);
   // The head fails: it is placed by the new settings (an unordered retry), holding nothing.
@@ -948,7 +1106,7 @@ test('ordered → unordered: the events queued behind the head in flight go at o
   await h.advance(20);
   assert.deepEqual(sink.ids().slice(5), [head]);
   for (const id of [...behind, more, head!]) await h.ack(sink, id);
-  assert.equal(h.store.countByStatus().delivered, 5);
+  assert.equal((await h.counts()).delivered, 5);
   assert.equal(h.dispatcher.inFlightCount(sink), 0);
 });
 
@@ -962,10 +1120,10 @@ test('ordered, settings changed with the head in flight: a failing head still go
 
   record.retry = { delaysMs: [30] };
   h.dispatcher.channelChanged(CH);
-  await flush();
+  await h.idle();
   assert.deepEqual(sink.ids(), [head], 'the head in flight still holds the lane');
   await h.ack(sink, head!, { outcome: 'failed', status: 500 });
-  assert.equal(h.store.getEvent(head!)?.nextAttemptAt, h.now() + 30, 'the new schedule');
+  assert.equal((await h.get(head!))?.nextAttemptAt, h.now() + 30, 'the new schedule');
   await h.advance(29);
   assert.deepEqual(sink.ids(), [head], 'the next event does not overtake the failed head');
   await h.advance(1);
@@ -973,7 +1131,7 @@ test('ordered, settings changed with the head in flight: a failing head still go
   await h.ack(sink, head!);
   assert.deepEqual(sink.ids(), [head, head, next]);
   await h.ack(sink, next!);
-  assert.equal(h.store.countByStatus().delivered, 2);
+  assert.equal((await h.counts()).delivered, 2);
 });
 
 test('retry changed while an event waits: its scheduled retry keeps its time, the next failure uses the new schedule', async (t) => {
@@ -984,23 +1142,23 @@ test('retry changed while an event waits: its scheduled retry keeps its time, th
   const id = await h.add(CH);
   await h.ack(sink, id, { outcome: 'failed', status: 500 });
   const at = START + 1_000;
-  assert.equal(h.store.getEvent(id)?.nextAttemptAt, at);
+  assert.equal((await h.get(id))?.nextAttemptAt, at);
 
   record.retry = { delaysMs: [10, 10] };
   h.dispatcher.channelChanged(CH);
-  await flush();
-  assert.equal(h.store.getEvent(id)?.nextAttemptAt, at, 'unchanged by the change');
+  await h.idle();
+  assert.equal((await h.get(id))?.nextAttemptAt, at, 'unchanged by the change');
   await h.advance(999);
   assert.equal(sink.frames.length, 1);
   await h.advance(1);
   assert.equal(sink.frames.length, 2);
   await h.ack(sink, id, { outcome: 'failed', status: 500 });
-  assert.equal(h.store.getEvent(id)?.nextAttemptAt, at + 10, 'second delay of the new schedule');
+  assert.equal((await h.get(id))?.nextAttemptAt, at + 10, 'second delay of the new schedule');
   await h.advance(10);
   assert.equal(sink.frames.length, 3);
   await h.ack(sink, id);
-  assert.equal(h.store.getEvent(id)?.status, 'delivered');
-  assert.equal(h.store.getEvent(id)?.attemptCount, 3);
+  assert.equal((await h.get(id))?.status, 'delivered');
+  assert.equal((await h.get(id))?.attemptCount, 3);
 });
 
 test('ordering key set with events pending: stored keys stay (old events share the empty key), new keys run in parallel', async (t) => {
@@ -1016,7 +1174,7 @@ test('ordering key set with events pending: stored keys stay (old events share t
   // Ingress files new events under their key.
   const [a1, b1, a2] = [await h.add(CH, 'a'), await h.add(CH, 'b'), await h.add(CH, 'a')];
   assert.deepEqual(sink.ids(), [head, a1, b1], 'keys a and b go while the old key is held');
-  assert.equal(h.store.getEvent(e1!)?.orderKey, '');
+  assert.equal((await h.get(e1!))?.orderKey, '');
   await h.ack(sink, a1!);
   assert.deepEqual(sink.ids(), [head, a1, b1, a2]);
   await h.ack(sink, head!);
@@ -1026,7 +1184,7 @@ test('ordering key set with events pending: stored keys stay (old events share t
   await h.ack(sink, b1!);
   await h.ack(sink, a2!);
   assert.deepEqual(sink.ids(), [head, a1, b1, a2, e1, e2]);
-  assert.equal(h.store.countByStatus().delivered, 6);
+  assert.equal((await h.counts()).delivered, 6);
 });
 
 test('unordered → ordered, then the session is lost: the events it had go first, in arrival order', async (t) => {
@@ -1044,13 +1202,13 @@ test('unordered → ordered, then the session is lost: the events it had go firs
   h.dispatcher.detach(first);
   const second = new FakeSink('s2', 10, [CH]);
   h.dispatcher.attach(second);
-  await flush();
+  await h.idle();
   for (let i = 0; i < 4; i++) {
     assert.deepEqual(second.ids(), ids.slice(0, i + 1), `one at a time (${i})`);
     await h.ack(second, ids[i]!);
   }
   assert.deepEqual(second.ids(), ids);
-  assert.equal(h.store.countByStatus().delivered, 4);
+  assert.equal((await h.counts()).delivered, 4);
 });
 
 test('a change on a channel with nothing pending, or unknown, places nothing', async (t) => {
@@ -1060,11 +1218,231 @@ test('a change on a channel with nothing pending, or unknown, places nothing', a
   h.dispatcher.attach(sink);
   h.dispatcher.channelChanged(CH);
   h.dispatcher.channelChanged('ch_unknown');
-  await flush();
+  await h.idle();
   assert.equal(sink.frames.length, 0);
   const id = await h.add(CH);
   await h.ack(sink, id);
   h.dispatcher.channelChanged(CH);
-  await flush();
+  await h.idle();
   assert.deepEqual(sink.ids(), [id], 'a delivered event is not offered again');
+});
+
+test('channelChanged with events pending applies at once: ordered → unordered while the head waits for its retry', async (t) => {
+  const record = channelRecord(CH, { ordered: true, retry: { delaysMs: [60_000] } });
+  const h = await harness(t, [record]);
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  const [head, e1, e2] = [await h.add(CH), await h.add(CH), await h.add(CH)];
+  await h.ack(sink, head!, { outcome: 'failed', status: 500 });
+  assert.deepEqual(sink.ids(), [head], 'e1 and e2 wait behind the head for a minute');
+
+  record.ordered = false;
+  h.dispatcher.channelChanged(CH);
+  await h.idle();
+  assert.deepEqual(sink.ids(), [head, e1, e2], 'at once, without waiting for the head’s retry');
+  assert.equal(h.now(), START);
+  await h.advance(59_999);
+  assert.equal(sink.frames.length, 3);
+  await h.advance(1);
+  assert.deepEqual(sink.ids(), [head, e1, e2, head], 'the head on its own time');
+  for (const id of [e1!, e2!, head!]) await h.ack(sink, id);
+  assert.equal((await h.counts()).delivered, 3);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Claims: leases and late acks
+
+test('an ack of a claim that ran out, the event claimed again by another owner, is not recorded', async (t) => {
+  const h = await harness(t, [channelRecord(CH)]);
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  const id = await h.add(CH);
+  assert.deepEqual(sink.ids(), [id]);
+  // No renewal reached the store: once the lease ran out, another relay claims the event.
+  const other = await h.store.claim({
+    owner: 'relay-other',
+    channelId: CH,
+    ordered: false,
+    limit: 10,
+    now: START + LEASE_MS,
+    leaseMs: LEASE_MS,
+  });
+  assert.deepEqual(
+    other.claims.map((c) => c.event.id),
+    [id],
+  );
+
+  await h.ack(sink, id, { outcome: 'failed', status: 500 });
+  let summary = await h.get(id);
+  assert.equal(summary?.status, 'delivering', 'still held by the new claim');
+  assert.equal(summary?.attemptCount, 0);
+  assert.deepEqual(summary?.attempts, []);
+  assert.equal(summary?.nextAttemptAt, 0);
+  assert.ok(
+    h.logs.some((line) => line.includes(id) && line.includes('no longer holds')),
+    'the late outcome is logged',
+  );
+  assert.equal(h.dispatcher.inFlightCount(sink), 0);
+  assert.equal(sink.frames.length, 1, 'not offered here again: another owner holds it');
+
+  // The new owner's outcome is the one recorded.
+  const epoch = other.claims[0]!.epoch;
+  const settled = await h.store.settle(
+    { id, epoch },
+    { status: 'delivered', attemptCount: 1, nextAttemptAt: 0 },
+  );
+  assert.equal(settled?.status, 'delivered');
+  await h.idle();
+  summary = await h.get(id);
+  assert.equal(summary?.status, 'delivered');
+  assert.equal(summary?.attemptCount, 1);
+  assert.equal(sink.frames.length, 1);
+});
+
+test('lease renewal keeps a slow delivery’s claim: no second delivery past the lease', async (t) => {
+  const leaseMs = 3_000;
+  const h = await harness(t, [channelRecord(CH)], { leaseMs });
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  const id = await h.add(CH);
+  assert.deepEqual(sink.ids(), [id]);
+  // The app takes four leases' time to answer; renewals run every third of a lease.
+  for (let i = 0; i < 12; i++) await h.advance(leaseMs / 3);
+  assert.equal(h.now(), START + 4 * leaseMs);
+  assert.deepEqual(sink.ids(), [id], 'offered once');
+  assert.equal((await h.get(id))?.status, 'delivering');
+  const other = await h.store.claim({
+    owner: 'relay-other',
+    channelId: CH,
+    ordered: false,
+    limit: 10,
+    now: h.now(),
+    leaseMs,
+  });
+  assert.deepEqual(other.claims, [], 'no other owner can take it');
+
+  await h.ack(sink, id);
+  const summary = await h.get(id);
+  assert.equal(summary?.status, 'delivered');
+  assert.equal(summary?.attemptCount, 1);
+  assert.equal(summary?.attempts.length, 1);
+  await h.advance(2 * leaseMs);
+  assert.equal(sink.frames.length, 1);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Skip, and bodies that cannot be read
+
+test('skip moves a queued event out of an ordered channel’s way as failed; in flight or finished, 409', async (t) => {
+  const ordered = 'ch_ordered';
+  const h = await harness(t, [
+    channelRecord(ordered, { ordered: true, retry: { delaysMs: [60_000] } }),
+  ]);
+  const sink = new FakeSink('s1', 10, [ordered]);
+  h.dispatcher.attach(sink);
+  const [a, b] = [await h.add(ordered), await h.add(ordered)];
+  assert.deepEqual(sink.ids(), [a]);
+  const conflict = (err: unknown) => {
+    assert.ok(err instanceof PosternError);
+    assert.equal(err.code, 'ERR_CONFLICT');
+    assert.equal(err.status, 409);
+    return true;
+  };
+  await assert.rejects(h.dispatcher.skip(a!), conflict, 'in flight');
+  assert.equal((await h.get(a!))?.status, 'delivering');
+
+  await h.ack(sink, a!, { outcome: 'failed', status: 500 });
+  assert.deepEqual(sink.ids(), [a], 'b waits behind a for a minute');
+  await h.advance(10);
+  const skipped = await h.dispatcher.skip(a!);
+  assert.equal(skipped.status, 'failed');
+  assert.equal(skipped.attemptCount, 1);
+  assert.deepEqual(
+    skipped.attempts.map((x) => [x.at, x.outcome]),
+    [
+      [START, 'failed'],
+      [START + 10, 'skipped'],
+    ],
+  );
+  await h.idle();
+  assert.deepEqual(sink.ids(), [a, b], 'b goes at once');
+  await assert.rejects(h.dispatcher.skip(a!), conflict, 'already failed');
+  await assert.rejects(h.dispatcher.skip('evt_nope'), (err: unknown) => {
+    assert.ok(err instanceof PosternError);
+    assert.equal(err.code, 'ERR_NOT_FOUND');
+    assert.equal(err.status, 404);
+    return true;
+  });
+  await h.ack(sink, b!);
+  await h.advance(60_000);
+  assert.equal(sink.frames.length, 2, 'the skipped event is not retried');
+  assert.equal((await h.get(a!))?.status, 'failed');
+});
+
+test('an event whose body cannot be read is offered again 30 s later; the others go meanwhile', async (t) => {
+  const h = await harness(t, [channelRecord(CH)]);
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  h.watched.unreadable.add('evt_0001');
+  const a = await h.add(CH);
+  const b = await h.add(CH);
+  assert.equal(a, 'evt_0001');
+  assert.deepEqual(sink.ids(), [b]);
+  const summary = await h.get(a);
+  assert.equal(summary?.status, 'queued');
+  assert.equal(summary?.attemptCount, 0, 'no attempt used');
+  assert.deepEqual(summary?.attempts, []);
+  // The dispatcher's READ_RETRY_MS.
+  assert.equal(summary?.nextAttemptAt, START + 30_000);
+  assert.ok(h.logs.some((line) => line.includes(a) && line.includes('cannot read event back')));
+  assert.equal(h.dispatcher.inFlightCount(sink), 1, 'its room went back to the window');
+
+  await h.advance(29_999);
+  assert.deepEqual(sink.ids(), [b]);
+  await h.advance(1);
+  assert.deepEqual(sink.ids(), [b, a]);
+  assert.equal(sink.frames[1]?.attempt, 1);
+  assert.deepEqual(sink.frames[1]?.body, Buffer.from([0xff, 1, 0x00]));
+  await h.ack(sink, a);
+  await h.ack(sink, b);
+  assert.equal((await h.counts()).delivered, 2);
+});
+
+test('ordered channel: once another owner took the head after this relay’s lease ran out, neither the head nor the next event goes here', async (t) => {
+  const ordered = 'ch_ordered';
+  const h = await harness(t, [channelRecord(ordered, { ordered: true })]);
+  const sink = new FakeSink('s1', 10, [ordered]);
+  h.dispatcher.attach(sink);
+  const [a, b] = [await h.add(ordered), await h.add(ordered)];
+  assert.deepEqual(sink.ids(), [a]);
+  const claimLater = (owner: string) =>
+    h.store.claim({
+      owner,
+      channelId: ordered,
+      ordered: true,
+      limit: 10,
+      now: START + LEASE_MS,
+      leaseMs: LEASE_MS,
+    });
+  const other = await claimLater('relay-other');
+  assert.deepEqual(
+    other.claims.map((c) => c.event.id),
+    [a],
+  );
+
+  // The late ack frees room here: the fill that follows must find the key held.
+  await h.ack(sink, a!);
+  assert.equal((await h.get(a!))?.status, 'delivering');
+  assert.equal((await h.get(b!))?.status, 'queued');
+  assert.deepEqual(sink.ids(), [a], 'the other owner holds the key');
+  // Whatever makes this relay look at the channel again (here a settings change), it finds the
+  // key held; and so does any other owner.
+  h.dispatcher.channelChanged(ordered);
+  await h.idle();
+  assert.deepEqual(sink.ids(), [a], 'not delivered twice at once');
+  const third = await claimLater('relay-third');
+  assert.deepEqual(
+    third.claims.map((c) => c.event.id),
+    [],
+  );
 });

@@ -8,11 +8,13 @@ import {
   MAX_ATTEMPTS_KEPT,
   MAX_REJECTED_PER_CHANNEL,
 } from '../../server/store/embedded.ts';
+import { EVENTS_FILE, LAYOUT, openEventDb } from '../../server/store/event-db.ts';
 import { Journal } from '../../server/store/journal.ts';
 import { encodeEventRecord, encodeUpdateRecord } from '../../server/store/records.ts';
 import type {
   Attempt,
   ChannelRecord,
+  ClaimRef,
   EventPayload,
   EventStatus,
   EventSummary,
@@ -77,6 +79,32 @@ function attempt(i: number, outcome: Attempt['outcome'] = 'failed'): Attempt {
   };
 }
 
+/** Ids of the events still to deliver (queued or being delivered), oldest first. */
+async function pendingIds(store: EmbeddedStore): Promise<string[]> {
+  const { events } = await store.listEvents({ limit: 1_000 });
+  return events
+    .filter((e) => e.status === 'queued' || e.status === 'delivering')
+    .map((e) => e.id)
+    .reverse();
+}
+
+/** Claims the due events of a channel, oldest first; returns the claims by event id. */
+async function claimAll(
+  store: EmbeddedStore,
+  channelId = 'ch_a',
+  limit = 1_000,
+): Promise<Map<string, ClaimRef>> {
+  const { claims } = await store.claim({
+    owner: 'relay-test',
+    channelId,
+    ordered: false,
+    limit,
+    now: 1_700_000_000_000,
+    leaseMs: 60_000,
+  });
+  return new Map(claims.map((c) => [c.event.id, { id: c.event.id, epoch: c.epoch }]));
+}
+
 function counts(partial: Partial<Record<EventStatus, number>>): Record<EventStatus, number> {
   return {
     queued: 0,
@@ -112,9 +140,9 @@ test('appendEvent returns a queued summary; getEvent and readPayload give it bac
     replays: 0,
   };
   assert.deepEqual(summary, expected);
-  assert.deepEqual(store.getEvent(p.id), expected);
+  assert.deepEqual(await store.getEvent(p.id), expected);
   assert.deepEqual(await store.readPayload(p.id), p);
-  assert.equal(store.getEvent('evt_missing'), undefined);
+  assert.equal(await store.getEvent('evt_missing'), undefined);
   await assert.rejects(store.readPayload('evt_missing'), (err: unknown) => {
     assert.ok(err instanceof PosternError);
     assert.equal(err.code, 'ERR_NOT_FOUND');
@@ -132,7 +160,7 @@ test('readPayload reads the bytes back from disk (and after reopen)', async (t) 
   const again = await reopen(t, store, dir);
   for (const p of events) assert.deepEqual(await again.readPayload(p.id), p);
   assert.deepEqual(
-    again.pendingEvents().map((s) => s.id),
+    await pendingIds(again),
     events.map((p) => p.id),
   );
 });
@@ -192,7 +220,7 @@ test('a journal of an earlier release is converted on open, with every status, t
   assert.ok(lines.some((l) => l.startsWith('converted 31 events into events.mdb')));
   const names = await readdir(dir);
   assert.ok(!names.includes('journal') && names.includes('journal.converted'), names.join(', '));
-  assert.deepEqual(store.countByStatus(), {
+  assert.deepEqual(await store.countByStatus(), {
     queued: 27,
     delivering: 0,
     delivered: 1,
@@ -201,20 +229,20 @@ test('a journal of an earlier release is converted on open, with every status, t
     filtered: 1,
   });
   for (const p of events) assert.deepEqual(await store.readPayload(p.id), p);
-  assert.equal(store.getEvent(eventId(1))?.status, 'delivered');
-  assert.deepEqual(store.getEvent(eventId(2))?.attempts, [attempt('failed')]);
-  assert.equal(store.getEvent(eventId(4))?.nextAttemptAt, 1_700_000_200_000);
+  assert.equal((await store.getEvent(eventId(1)))?.status, 'delivered');
+  assert.deepEqual((await store.getEvent(eventId(2)))?.attempts, [attempt('failed')]);
+  assert.equal((await store.getEvent(eventId(4)))?.nextAttemptAt, 1_700_000_200_000);
   assert.equal(
-    store.getEvent(eventId(6))?.status,
+    (await store.getEvent(eventId(6)))?.status,
     'queued',
     'nothing is in flight after a restart',
   );
-  assert.equal(store.getEvent(refused.id)?.reason, 'signature_mismatch');
+  assert.equal((await store.getEvent(refused.id))?.reason, 'signature_mismatch');
   assert.equal(await store.findByDedupKey('ch_a', 'key-5', 0), eventId(5));
-  assert.equal(store.listEvents({ limit: 100 }).events.length, 31);
+  assert.equal((await store.listEvents({ limit: 100 })).events.length, 31);
   // A second open converts nothing again.
   const again = await reopen(t, store, dir);
-  assert.equal(again.listEvents({ limit: 100 }).events.length, 31);
+  assert.equal((await again.listEvents({ limit: 100 })).events.length, 31);
   assert.equal(lines.filter((l) => l.startsWith('converting')).length, 1);
 });
 
@@ -249,7 +277,7 @@ test('updateEvent changes state at once, and reopen rebuilds it from the journal
     nextAttemptAt: 0,
     attempt: attempt(3),
   });
-  const before = [store.getEvent(a.id), store.getEvent(b.id)];
+  const before = [await store.getEvent(a.id), await store.getEvent(b.id)];
   assert.deepEqual(before, [
     {
       id: a.id,
@@ -288,8 +316,8 @@ test('updateEvent changes state at once, and reopen rebuilds it from the journal
   ]);
 
   const again = await reopen(t, store, dir);
-  assert.deepEqual([again.getEvent(a.id), again.getEvent(b.id)], before);
-  assert.deepEqual(again.countByStatus(), counts({ delivered: 1, failed: 1 }));
+  assert.deepEqual([await again.getEvent(a.id), await again.getEvent(b.id)], before);
+  assert.deepEqual(await again.countByStatus(), counts({ delivered: 1, failed: 1 }));
   // Delivered and failed events still read back from disk.
   assert.deepEqual(await again.readPayload(a.id), a);
   assert.deepEqual(await again.readPayload(b.id), b);
@@ -313,11 +341,11 @@ test('the attempts log keeps the last MAX_ATTEMPTS_KEPT; the count keeps countin
     attempt(total - MAX_ATTEMPTS_KEPT + 1 + k),
   );
   assert.equal(MAX_ATTEMPTS_KEPT, 20);
-  assert.equal(store.getEvent(p.id)?.attemptCount, total);
-  assert.deepEqual(store.getEvent(p.id)?.attempts, kept);
+  assert.equal((await store.getEvent(p.id))?.attemptCount, total);
+  assert.deepEqual((await store.getEvent(p.id))?.attempts, kept);
 
   const again = await reopen(t, store, dir);
-  const summary = again.getEvent(p.id);
+  const summary = await again.getEvent(p.id);
   assert.equal(summary?.attemptCount, total);
   assert.equal(summary?.nextAttemptAt, 1_700_000_200_000 + total);
   assert.equal(summary?.attempts.length, MAX_ATTEMPTS_KEPT);
@@ -342,15 +370,12 @@ test('an update without an attempt (a replay) keeps the attempts log', async (t)
     replays: 1,
   });
   const again = await reopen(t, store, dir);
-  const summary = again.getEvent(p.id);
+  const summary = await again.getEvent(p.id);
   assert.equal(summary?.status, 'queued');
   assert.equal(summary?.attemptCount, 0);
   assert.equal(summary?.replays, 1);
   assert.deepEqual(summary?.attempts, [attempt(1)]);
-  assert.deepEqual(
-    again.pendingEvents().map((s) => s.id),
-    [p.id],
-  );
+  assert.deepEqual(await pendingIds(again), [p.id]);
 });
 
 test('updateEvent on an unknown event is ERR_NOT_FOUND', async (t) => {
@@ -361,48 +386,42 @@ test('updateEvent on an unknown event is ERR_NOT_FOUND', async (t) => {
   );
 });
 
-test('delivering comes back as queued after reopen', async (t) => {
+test('claimed events come back as queued after reopen', async (t) => {
   const dir = await tempDir(t);
   const store = await openStore(t, dir);
   const a = payload(1);
   const b = payload(2);
   const c = payload(3);
   for (const p of [a, b, c]) await store.appendEvent(p);
-  // Recorded as delivering in the journal…
-  await store.updateEvent(a.id, { status: 'delivering', attemptCount: 2, nextAttemptAt: 0 });
-  // …or only marked in memory.
-  store.markDelivering(b.id, true);
-  assert.equal(store.getEvent(b.id)?.status, 'delivering');
-  assert.deepEqual(store.countByStatus(), counts({ delivering: 2, queued: 1 }));
+  await store.updateEvent(a.id, { status: 'queued', attemptCount: 2, nextAttemptAt: 0 });
+  // Claims live in memory only (one relay per data dir).
+  assert.deepEqual([...(await claimAll(store, 'ch_a', 2)).keys()], [a.id, b.id]);
+  assert.equal((await store.getEvent(b.id))?.status, 'delivering');
+  assert.deepEqual(await store.countByStatus(), counts({ delivering: 2, queued: 1 }));
 
   const again = await reopen(t, store, dir);
-  assert.equal(again.getEvent(a.id)?.status, 'queued');
-  assert.equal(again.getEvent(a.id)?.attemptCount, 2);
-  assert.equal(again.getEvent(b.id)?.status, 'queued');
-  assert.deepEqual(again.countByStatus(), counts({ queued: 3 }));
-  assert.deepEqual(
-    again.pendingEvents().map((s) => s.id),
-    [a.id, b.id, c.id],
-  );
+  assert.equal((await again.getEvent(a.id))?.status, 'queued');
+  assert.equal((await again.getEvent(a.id))?.attemptCount, 2);
+  assert.equal((await again.getEvent(b.id))?.status, 'queued');
+  assert.deepEqual(await again.countByStatus(), counts({ queued: 3 }));
+  assert.deepEqual(await pendingIds(again), [a.id, b.id, c.id]);
 });
 
-test('markDelivering moves only queued → delivering and delivering → queued', async (t) => {
+test('claims move only queued → delivering, and back when released', async (t) => {
   const store = await openStore(t, await tempDir(t));
   const a = payload(1);
   const b = payload(2);
   await store.appendEvent(a);
   await store.appendEvent(b);
   await store.updateEvent(b.id, { status: 'delivered', attemptCount: 1, nextAttemptAt: 0 });
-  store.markDelivering(a.id, true);
-  store.markDelivering(a.id, true);
-  assert.deepEqual(store.countByStatus(), counts({ delivering: 1, delivered: 1 }));
-  store.markDelivering(b.id, true);
-  store.markDelivering(b.id, false);
-  assert.equal(store.getEvent(b.id)?.status, 'delivered');
-  store.markDelivering(a.id, false);
-  assert.deepEqual(store.countByStatus(), counts({ queued: 1, delivered: 1 }));
-  store.markDelivering('evt_unknown', true);
-  assert.deepEqual(store.countByStatus(), counts({ queued: 1, delivered: 1 }));
+  const claims = await claimAll(store);
+  assert.deepEqual([...claims.keys()], [a.id], 'a delivered event is not claimed');
+  assert.equal((await claimAll(store)).size, 0, 'a claimed event is not claimed twice');
+  assert.deepEqual(await store.countByStatus(), counts({ delivering: 1, delivered: 1 }));
+  assert.equal(await store.release(claims.get(a.id)!), true);
+  assert.equal(await store.release(claims.get(a.id)!), false, 'a claim ends once');
+  assert.deepEqual(await store.countByStatus(), counts({ queued: 1, delivered: 1 }));
+  assert.equal((await store.getEvent(a.id))?.status, 'queued');
 });
 
 /** 25 events, alternating channels ch_a (even) and ch_b (odd); every third one delivered. */
@@ -428,19 +447,19 @@ function range(from: number, downTo: number): number[] {
 
 test('listEvents: newest first, pages of 10 with the before cursor', async (t) => {
   const { store } = await listing(t);
-  const page1 = store.listEvents({ limit: 10 });
+  const page1 = await store.listEvents({ limit: 10 });
   assert.deepEqual(
     page1.events.map((e) => e.id),
     ids(range(24, 15)),
   );
   assert.equal(page1.next, eventId(15));
-  const page2 = store.listEvents({ limit: 10, before: page1.next! });
+  const page2 = await store.listEvents({ limit: 10, before: page1.next! });
   assert.deepEqual(
     page2.events.map((e) => e.id),
     ids(range(14, 5)),
   );
   assert.equal(page2.next, eventId(5));
-  const page3 = store.listEvents({ limit: 10, before: page2.next! });
+  const page3 = await store.listEvents({ limit: 10, before: page2.next! });
   assert.deepEqual(
     page3.events.map((e) => e.id),
     ids(range(4, 0)),
@@ -450,57 +469,63 @@ test('listEvents: newest first, pages of 10 with the before cursor', async (t) =
 
 test('listEvents: a last page that is exactly full has no next cursor', async (t) => {
   const { store } = await listing(t);
-  const page = store.listEvents({ limit: 5, before: eventId(5) });
+  const page = await store.listEvents({ limit: 5, before: eventId(5) });
   assert.deepEqual(
     page.events.map((e) => e.id),
     ids(range(4, 0)),
   );
   assert.equal(page.next, null);
-  const all = store.listEvents({ limit: 25 });
+  const all = await store.listEvents({ limit: 25 });
   assert.equal(all.events.length, 25);
   assert.equal(all.next, null);
-  assert.deepEqual(store.listEvents({ limit: 10, before: eventId(0) }), { events: [], next: null });
+  assert.deepEqual(await store.listEvents({ limit: 10, before: eventId(0) }), {
+    events: [],
+    next: null,
+  });
 });
 
 test('listEvents: channel filter with paging', async (t) => {
   const { store } = await listing(t);
   const even = range(24, 0).filter((i) => i % 2 === 0); // 13 events on ch_a
-  const p1 = store.listEvents({ channelId: 'ch_a', limit: 5 });
+  const p1 = await store.listEvents({ channelId: 'ch_a', limit: 5 });
   assert.deepEqual(
     p1.events.map((e) => e.id),
     ids(even.slice(0, 5)),
   );
   assert.equal(p1.next, eventId(16));
-  const p2 = store.listEvents({ channelId: 'ch_a', limit: 5, before: p1.next! });
+  const p2 = await store.listEvents({ channelId: 'ch_a', limit: 5, before: p1.next! });
   assert.deepEqual(
     p2.events.map((e) => e.id),
     ids(even.slice(5, 10)),
   );
   assert.equal(p2.next, eventId(6));
-  const p3 = store.listEvents({ channelId: 'ch_a', limit: 5, before: p2.next! });
+  const p3 = await store.listEvents({ channelId: 'ch_a', limit: 5, before: p2.next! });
   assert.deepEqual(
     p3.events.map((e) => e.id),
     ids(even.slice(10)),
   );
   assert.equal(p3.next, null);
-  assert.deepEqual(store.listEvents({ channelId: 'ch_zzz', limit: 5 }), { events: [], next: null });
+  assert.deepEqual(await store.listEvents({ channelId: 'ch_zzz', limit: 5 }), {
+    events: [],
+    next: null,
+  });
 });
 
 test('listEvents: status filter, and status with channel', async (t) => {
   const { store } = await listing(t);
-  const delivered = store.listEvents({ status: 'delivered', limit: 100 });
+  const delivered = await store.listEvents({ status: 'delivered', limit: 100 });
   assert.deepEqual(
     delivered.events.map((e) => e.id),
     ids([24, 21, 18, 15, 12, 9, 6, 3, 0]),
   );
   assert.equal(delivered.next, null);
-  const deliveredB = store.listEvents({ status: 'delivered', channelId: 'ch_b', limit: 2 });
+  const deliveredB = await store.listEvents({ status: 'delivered', channelId: 'ch_b', limit: 2 });
   assert.deepEqual(
     deliveredB.events.map((e) => e.id),
     ids([21, 15]),
   );
   assert.equal(deliveredB.next, eventId(15));
-  const rest = store.listEvents({
+  const rest = await store.listEvents({
     status: 'delivered',
     channelId: 'ch_b',
     limit: 2,
@@ -511,7 +536,7 @@ test('listEvents: status filter, and status with channel', async (t) => {
     ids([9, 3]),
   );
   assert.equal(rest.next, null);
-  const queued = store.listEvents({ status: 'queued', limit: 100 });
+  const queued = await store.listEvents({ status: 'queued', limit: 100 });
   assert.equal(queued.events.length, 16);
   assert.equal(
     queued.events.every((e) => e.status === 'queued'),
@@ -521,8 +546,8 @@ test('listEvents: status filter, and status with channel', async (t) => {
 
 test('listEvents: an unknown cursor is a 400', async (t) => {
   const { store } = await listing(t);
-  assert.throws(
-    () => store.listEvents({ limit: 10, before: 'evt_unknown' }),
+  await assert.rejects(
+    store.listEvents({ limit: 10, before: 'evt_unknown' }),
     (err: unknown) =>
       err instanceof PosternError && err.code === 'ERR_BAD_REQUEST' && err.status === 400,
   );
@@ -531,7 +556,7 @@ test('listEvents: an unknown cursor is a 400', async (t) => {
 test('listEvents after reopen keeps arrival order', async (t) => {
   const { store, dir } = await listing(t);
   const again = await reopen(t, store, dir);
-  const page = again.listEvents({ limit: 3, before: eventId(10) });
+  const page = await again.listEvents({ limit: 3, before: eventId(10) });
   assert.deepEqual(
     page.events.map((e) => e.id),
     ids([9, 8, 7]),
@@ -542,26 +567,23 @@ test('listEvents after reopen keeps arrival order', async (t) => {
 test('countByStatus counts every status, and is a copy', async (t) => {
   const dir = await tempDir(t);
   const store = await openStore(t, dir);
-  assert.deepEqual(store.countByStatus(), counts({}));
+  assert.deepEqual(await store.countByStatus(), counts({}));
   for (let i = 0; i < 6; i++) await store.appendEvent(payload(i));
   await store.updateEvent(eventId(0), { status: 'delivered', attemptCount: 1, nextAttemptAt: 0 });
   await store.updateEvent(eventId(1), { status: 'delivered', attemptCount: 1, nextAttemptAt: 0 });
   await store.updateEvent(eventId(2), { status: 'failed', attemptCount: 9, nextAttemptAt: 0 });
   await store.updateEvent(eventId(3), { status: 'rejected', attemptCount: 0, nextAttemptAt: 0 });
-  store.markDelivering(eventId(4), true);
-  const c = store.countByStatus();
+  assert.deepEqual([...(await claimAll(store, 'ch_a', 1)).keys()], [eventId(4)]);
+  const c = await store.countByStatus();
   assert.deepEqual(c, counts({ queued: 1, delivering: 1, delivered: 2, failed: 1, rejected: 1 }));
   c.queued = 100;
-  assert.equal(store.countByStatus().queued, 1);
+  assert.equal((await store.countByStatus()).queued, 1);
   const again = await reopen(t, store, dir);
   assert.deepEqual(
-    again.countByStatus(),
+    await again.countByStatus(),
     counts({ queued: 2, delivered: 2, failed: 1, rejected: 1 }),
   );
-  assert.deepEqual(
-    again.pendingEvents().map((s) => s.id),
-    ids([4, 5]),
-  );
+  assert.deepEqual(await pendingIds(again), ids([4, 5]));
 });
 
 function channel(id: string, name: string): ChannelRecord {
@@ -585,7 +607,7 @@ test('updateControl persists across reopen', async (t) => {
   const dir = await tempDir(t);
   const store = await openStore(t, dir);
   // Other control fields may exist; these four start empty.
-  const initial = structuredClone(store.control());
+  const initial = structuredClone(await store.readControl());
   assert.deepEqual(initial, {
     ...initial,
     adminTokenHash: null,
@@ -608,9 +630,9 @@ test('updateControl persists across reopen', async (t) => {
     agents: [],
     pairings: [{ codeHash: 'b'.repeat(64), agentId: 'ag_1', expiresAt: 5 }],
   };
-  assert.deepEqual(store.control(), expected);
+  assert.deepEqual(await store.readControl(), expected);
   const again = await reopen(t, store, dir);
-  assert.deepEqual(again.control(), expected);
+  assert.deepEqual(await again.readControl(), expected);
 });
 
 test('a change that throws leaves the control state unchanged, in memory and on disk', async (t) => {
@@ -619,7 +641,7 @@ test('a change that throws leaves the control state unchanged, in memory and on 
   await store.updateControl((s) => {
     s.channels.push(channel('ch_1', 'one'));
   });
-  const before = structuredClone(store.control());
+  const before = structuredClone(await store.readControl());
   await assert.rejects(
     store.updateControl((s) => {
       s.channels.push(channel('ch_2', 'two'));
@@ -629,9 +651,9 @@ test('a change that throws leaves the control state unchanged, in memory and on 
     }),
     /change refused/,
   );
-  assert.deepEqual(store.control(), before);
+  assert.deepEqual(await store.readControl(), before);
   const again = await reopen(t, store, dir);
-  assert.deepEqual(again.control(), before);
+  assert.deepEqual(await again.readControl(), before);
 });
 
 test('state.json is written by rename: it parses and no temp file remains', async (t) => {
@@ -659,7 +681,7 @@ test('state.json is written by rename: it parses and no temp file remains', asyn
     c.verify.secret = 'gh-secret';
   }
   assert.deepEqual(parsed, {
-    ...store.control(),
+    ...(await store.readControl()),
     adminTokenHash: null,
     channels: [channel('ch_0', 'n0'), channel('ch_1', 'n1'), channel('ch_2', 'n2')],
     agents: [],
@@ -679,7 +701,7 @@ test('concurrent updateControl calls all apply: none is lost', async (t) => {
     ),
   );
   assert.deepEqual(
-    store.control().channels.map((c) => c.id),
+    (await store.readControl()).channels.map((c) => c.id),
     Array.from({ length: 10 }, (_, i) => `ch_${i}`),
   );
   assert.deepEqual((await readdir(dir)).sort(), [
@@ -690,7 +712,7 @@ test('concurrent updateControl calls all apply: none is lost', async (t) => {
     'state.json',
   ]);
   const again = await reopen(t, store, dir);
-  assert.equal(again.control().channels.length, 10);
+  assert.equal((await again.readControl()).channels.length, 10);
 });
 
 test('a state.json that is not valid JSON makes open() fail with ERR_STORE_CORRUPT', async (t) => {
@@ -726,7 +748,7 @@ test('a refused request is kept as metadata only, and at most MAX_REJECTED_PER_C
   assert.equal(summary.status, 'rejected');
   assert.equal(summary.reason, 'signature_mismatch');
   assert.equal(summary.size, 123);
-  assert.deepEqual(store.pendingEvents(), [], 'a rejected event is never delivered');
+  assert.deepEqual(await pendingIds(store), [], 'a rejected event is never delivered');
   const overflow = MAX_REJECTED_PER_CHANNEL + 5;
   await Promise.all(
     Array.from({ length: overflow - 1 }, (_, i) =>
@@ -737,14 +759,14 @@ test('a refused request is kept as metadata only, and at most MAX_REJECTED_PER_C
       }),
     ),
   );
-  assert.equal(store.countByStatus().rejected, MAX_REJECTED_PER_CHANNEL);
-  assert.equal(store.getEvent(first.id), undefined, 'the oldest refused request went first');
-  const listed = store.listEvents({ limit: 500, status: 'rejected' });
+  assert.equal((await store.countByStatus()).rejected, MAX_REJECTED_PER_CHANNEL);
+  assert.equal(await store.getEvent(first.id), undefined, 'the oldest refused request went first');
+  const listed = await store.listEvents({ limit: 500, status: 'rejected' });
   assert.equal(listed.events.length, 500);
   assert.ok(listed.next);
   const reopened = await reopen(t, store, dir);
   assert.equal(
-    reopened.countByStatus().rejected,
+    (await reopened.countByStatus()).rejected,
     MAX_REJECTED_PER_CHANNEL,
     'bounded after a restart too',
   );
@@ -792,34 +814,39 @@ test('a state.json of an earlier version: channels get methods and paths null', 
   }
   await writeFile(file, JSON.stringify(raw));
   const again = await openStore(t, dir);
-  assert.deepEqual(again.control().channels, [channel('ch_1', 'one')]);
+  assert.deepEqual((await again.readControl()).channels, [channel('ch_1', 'one')]);
 });
 
 test('a lazy change is visible at once, in lists too, and durable once it resolves', async (t) => {
   const dir = await tempDir(t);
   const store = await openStore(t, dir);
   for (let i = 1; i <= 3; i++) await store.appendEvent(payload(i));
-  const written = store.updateEvent(
-    eventId(2),
+  const claims = await claimAll(store);
+  await store.release(claims.get(eventId(1))!);
+  await store.release(claims.get(eventId(3))!);
+  const written = store.settle(
+    claims.get(eventId(2))!,
     { status: 'failed', attemptCount: 1, nextAttemptAt: 0 },
     { lazy: true },
   );
   // Not committed yet: reads, counts and filtered lists already show it.
-  assert.equal(store.getEvent(eventId(2))?.status, 'failed');
-  assert.equal(store.countByStatus().failed, 1);
+  assert.equal((await store.getEvent(eventId(2)))?.status, 'failed');
+  assert.equal((await store.countByStatus()).failed, 1);
   assert.deepEqual(
-    store.listEvents({ limit: 10, status: 'failed' }).events.map((e) => e.id),
+    (await store.listEvents({ limit: 10, status: 'failed' })).events.map((e) => e.id),
     [eventId(2)],
   );
   assert.deepEqual(
-    store.listEvents({ limit: 10, status: 'queued', channelId: 'ch_a' }).events.map((e) => e.id),
+    (await store.listEvents({ limit: 10, status: 'queued', channelId: 'ch_a' })).events.map(
+      (e) => e.id,
+    ),
     [eventId(3), eventId(1)],
   );
   await written;
   const again = await reopen(t, store, dir);
-  assert.equal(again.getEvent(eventId(2))?.status, 'failed');
+  assert.equal((await again.getEvent(eventId(2)))?.status, 'failed');
   assert.deepEqual(
-    again.listEvents({ limit: 10, status: 'failed' }).events.map((e) => e.id),
+    (await again.listEvents({ limit: 10, status: 'failed' })).events.map((e) => e.id),
     [eventId(2)],
   );
 });
@@ -828,16 +855,18 @@ test('a list while changes are under way holds each event once, newest first', a
   const dir = await tempDir(t);
   const store = await openStore(t, dir);
   for (let i = 1; i <= 6; i++) await store.appendEvent(payload(i));
+  const claims = await claimAll(store);
+  for (const i of [1, 3, 6]) await store.release(claims.get(eventId(i))!);
   const pending = [2, 4, 5].map((i) =>
-    store.updateEvent(
-      eventId(i),
+    store.settle(
+      claims.get(eventId(i))!,
       { status: 'queued', attemptCount: 1, nextAttemptAt: 0 },
       { lazy: true },
     ),
   );
-  const ids = store.listEvents({ limit: 100 }).events.map((e) => e.id);
+  const ids = (await store.listEvents({ limit: 100 })).events.map((e) => e.id);
   assert.deepEqual(ids, [6, 5, 4, 3, 2, 1].map(eventId));
-  const queued = store.listEvents({ limit: 100, status: 'queued' }).events.map((e) => e.id);
+  const queued = (await store.listEvents({ limit: 100, status: 'queued' })).events.map((e) => e.id);
   assert.deepEqual(queued, [6, 5, 4, 3, 2, 1].map(eventId));
   await Promise.all(pending);
 });
@@ -846,8 +875,8 @@ test('a durable change made while a lazy one waits is the one that stays', async
   const dir = await tempDir(t);
   const store = await openStore(t, dir);
   await store.appendEvent(payload(1));
-  const lazy = store.updateEvent(
-    eventId(1),
+  const lazy = store.settle(
+    (await claimAll(store)).get(eventId(1))!,
     { status: 'failed', attemptCount: 3, nextAttemptAt: 0 },
     { lazy: true },
   );
@@ -859,8 +888,42 @@ test('a durable change made while a lazy one waits is the one that stays', async
   });
   await lazy;
   await store.appendEvent(payload(2)); // a later commit, which lazy changes ride along with
-  assert.equal(store.getEvent(eventId(1))?.attemptCount, 0);
+  assert.equal((await store.getEvent(eventId(1)))?.attemptCount, 0);
   const again = await reopen(t, store, dir);
-  assert.equal(again.getEvent(eventId(1))?.status, 'queued');
-  assert.equal(again.getEvent(eventId(1))?.attemptCount, 0);
+  assert.equal((await again.getEvent(eventId(1)))?.status, 'queued');
+  assert.equal((await again.getEvent(eventId(1)))?.attemptCount, 0);
+});
+
+test('events.mdb of layout 1 (no pending index) is indexed on open; a newer layout is refused', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(t, dir);
+  for (let i = 1; i <= 4; i++) await store.appendEvent(payload(i, i % 2 === 0 ? 'ch_b' : 'ch_a'));
+  await store.updateEvent(eventId(3), { status: 'delivered', attemptCount: 1, nextAttemptAt: 0 });
+  await store.close();
+  // What the first LMDB release wrote: the same events, no claim indexes, no layout.
+  const db = openEventDb(path.join(dir, EVENTS_FILE));
+  await db.root.transaction(() => {
+    for (const key of db.pending.getKeys()) db.pending.removeSync(key);
+    for (const key of db.lanes.getKeys()) db.lanes.removeSync(key);
+    db.meta.removeSync('layout');
+  });
+  await db.root.close();
+
+  const logged: unknown[] = [];
+  const log = { info: (fields: unknown) => logged.push(fields), warn: () => undefined };
+  const again = new EmbeddedStore({ dataDir: dir, logger: log });
+  await again.open();
+  t.after(() => again.close());
+  assert.deepEqual(logged, [{ indexed: 3 }]);
+  assert.deepEqual([...(await claimAll(again, 'ch_a')).keys()], [eventId(1)]);
+  assert.deepEqual([...(await claimAll(again, 'ch_b')).keys()], [eventId(2), eventId(4)]);
+  await again.close();
+
+  const newer = openEventDb(path.join(dir, EVENTS_FILE));
+  await newer.root.transaction(() => newer.meta.putSync('layout', LAYOUT + 1));
+  await newer.root.close();
+  await assert.rejects(
+    new EmbeddedStore({ dataDir: dir }).open(),
+    /layout 3, newer than this relay knows \(2\)/,
+  );
 });

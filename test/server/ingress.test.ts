@@ -23,6 +23,7 @@ import { orderKeyOf } from '../../server/http/order-key.ts';
 import { eventIdGenerator } from '../../server/ids.ts';
 import { createMetrics } from '../../server/metrics.ts';
 import { EmbeddedStore } from '../../server/store/embedded.ts';
+import { ControlCache } from '../../server/control-cache.ts';
 import type { EventPayload, EventSummary } from '../../server/store/types.ts';
 import { AgentTokenVerifier } from '../../server/tunnel/auth.ts';
 import { TunnelEndpoint } from '../../server/tunnel/endpoint.ts';
@@ -58,7 +59,9 @@ async function harness(t: TestContext, channel: Record<string, unknown>): Promis
     s.channels.push(parseNewChannel({ name: 'c', ...channel }, CHANNEL_ID, Date.now()));
   });
   const logger = pino({ level: 'silent' });
-  const byId = (id: string) => store.control().channels.find((c) => c.id === id);
+  const control = new ControlCache(store, () => undefined);
+  await control.load();
+  const byId = (id: string) => control.state.channels.find((c) => c.id === id);
   const dispatcher = new Dispatcher({ store, logger, channel: byId });
   dispatcher.start();
   const tunnel = new TunnelEndpoint({
@@ -86,6 +89,7 @@ async function harness(t: TestContext, channel: Record<string, unknown>): Promis
   const ctx: RelayContext = {
     config: { ...parseRelayConfig({ dataDir }), publicUrl: url },
     store,
+    control,
     dispatcher,
     tunnel,
     admin: { accepts: () => false, writtenTo: null },
@@ -187,7 +191,7 @@ test('a forged request is refused before its body is parsed for an ordering key'
   assert.equal(ok.status, 202);
   assert.equal(h.keyed.length, 1);
   assert.equal(h.keyed[0]!.toString(), body);
-  const events = h.store.listEvents({ limit: 10 }).events;
+  const events = (await h.store.listEvents({ limit: 10 })).events;
   assert.deepEqual(
     events.map((e) => [e.status, e.orderKey]),
     [
@@ -209,7 +213,7 @@ test('a replay is answered with the first id, without a second parse or event', 
   assert.equal(again.status, 202);
   assert.equal(again.json['id'], first.json['id']);
   assert.equal(h.keyed.length, 1, 'the replay was not parsed');
-  assert.equal(h.store.listEvents({ limit: 10 }).events.length, 1);
+  assert.equal((await h.store.listEvents({ limit: 10 })).events.length, 1);
   assert.deepEqual(await h.outcomes(), { accepted: 1, duplicate: 1 });
 });
 
@@ -231,7 +235,7 @@ test('a method or a path the channel does not take: refused, nothing stored', as
     const status = await sendRaw(h.url, `/h/${CHANNEL_ID}${target}`, body, sign(body));
     assert.equal(status, 404, `${target}: a dot segment does not climb out of an allowed path`);
   }
-  assert.equal(h.store.listEvents({ limit: 10 }).events.length, 0);
+  assert.equal((await h.store.listEvents({ limit: 10 })).events.length, 0);
   assert.equal(h.keyed.length, 0);
   assert.deepEqual(await h.outcomes(), { method_not_allowed: 1, path_not_allowed: 3 });
   const ok = await send(`${h.url}/push`, body, sign(body));
@@ -246,7 +250,7 @@ test('a request whose store write failed does not hold its key: the retry is sto
   assert.equal(failed.status, 503);
   const retried = await send(h.url, body, sign(body));
   assert.equal(retried.status, 202);
-  const events = h.store.listEvents({ limit: 10 }).events;
+  const events = (await h.store.listEvents({ limit: 10 })).events;
   assert.deepEqual(
     events.map((e) => e.id),
     [retried.json['id']],

@@ -119,7 +119,7 @@ test('secrets are encrypted in state.json, plain in memory, and the same after r
 
   const store = await open(dir);
   t.after(() => store.close());
-  assert.deepEqual(store.control().channels, CHANNELS);
+  assert.deepEqual((await store.readControl()).channels, CHANNELS);
 });
 
 test('an unchanged secret is written as it was: no new encryption on every write', async (t) => {
@@ -139,7 +139,7 @@ test('an unchanged secret is written as it was: no new encryption on every write
   const old = JSON.parse(before) as typeof after;
   assert.deepEqual(after.channels[1], old.channels[1], 'meta channel: same bytes');
   assert.notEqual(after.channels[0]!.verify!['secret'], old.channels[0]!.verify!['secret']);
-  assert.equal(store.control().channels[0]!.verify!['secret' as never], 'rotated');
+  assert.equal((await store.readControl()).channels[0]!.verify!['secret' as never], 'rotated');
 });
 
 test('a ciphertext moved to another channel, or to another field, does not open', async (t) => {
@@ -173,7 +173,7 @@ test('a state.json with plaintext secrets (an earlier version) is converted on o
   await writeFile(path.join(dir, 'state.json'), JSON.stringify(legacy, null, 2), { mode: 0o600 });
   const log = recorder();
   const store = await open(dir, { log });
-  assert.deepEqual(store.control().channels, CHANNELS);
+  assert.deepEqual((await store.readControl()).channels, CHANNELS);
   await store.close();
   const warnings = log.lines.filter((l) => l.level === 'warn');
   assert.deepEqual(warnings, [
@@ -184,7 +184,7 @@ test('a state.json with plaintext secrets (an earlier version) is converted on o
   const again = recorder();
   const reopened = await open(dir, { log: again });
   t.after(() => reopened.close());
-  assert.deepEqual(reopened.control().channels, CHANNELS);
+  assert.deepEqual((await reopened.readControl()).channels, CHANNELS);
   assert.deepEqual(
     again.lines.filter((l) => l.level === 'warn'),
     [],
@@ -210,7 +210,7 @@ test('a replaced key file: open refused, naming the key file and what to do; not
   await writeFile(keyFile, rightKey);
   const store = await open(dir); // the lock was released by the failed open
   t.after(() => store.close());
-  assert.deepEqual(store.control().channels, CHANNELS);
+  assert.deepEqual((await store.readControl()).channels, CHANNELS);
 });
 
 test('a missing key file with encrypted secrets: refused, and no new key is made', async (t) => {
@@ -243,7 +243,7 @@ test('--forget-lost-secrets: those channels get secrets nobody knows, named in a
       },
     ],
   );
-  const [gh, meta, openChannel] = store.control().channels;
+  const [gh, meta, openChannel] = (await store.readControl()).channels;
   const ghVerify = gh!.verify as Record<string, string>;
   const metaVerify = meta!.verify as Record<string, string>;
   for (const value of [
@@ -259,7 +259,7 @@ test('--forget-lost-secrets: those channels get secrets nobody knows, named in a
   // Written again under the new key: a plain restart opens it.
   await store.close();
   const again = await open(dir);
-  assert.deepEqual(again.control().channels[0]!.verify, gh!.verify);
+  assert.deepEqual((await again.readControl()).channels[0]!.verify, gh!.verify);
   await again.close();
 });
 
@@ -277,7 +277,7 @@ test('a key from POSTERN_SECRETS_KEY: no key file is written, and the data-dir k
   );
   const store = await open(dir, { secretsKey: { kind: 'env', key } });
   t.after(() => store.close());
-  assert.deepEqual(store.control().channels, CHANNELS);
+  assert.deepEqual((await store.readControl()).channels, CHANNELS);
 });
 
 test('a key file (--secrets-key-file): must exist, hold a key, and be closed to other users', async (t) => {
@@ -329,5 +329,5 @@ test('a key file (--secrets-key-file): must exist, hold a key, and be closed to 
   );
   const again = await open(dir, { secretsKey: source });
   t.after(() => again.close());
-  assert.deepEqual(again.control().channels, CHANNELS);
+  assert.deepEqual((await again.readControl()).channels, CHANNELS);
 });

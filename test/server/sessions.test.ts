@@ -100,23 +100,23 @@ test('inOrder runs sends one after another even when the first is slower', async
   assert.deepEqual(order, ['first', 'second']);
 });
 
-test('hasRoom: open, attached, under the window and under the byte bound', () => {
+test('room: open, attached, what is left of the window, 0 at the byte bound', () => {
   const s = new Sessions();
   const a = sink('a', 2);
-  assert.equal(s.hasRoom(a), false, 'not attached');
+  assert.equal(s.room(a), 0, 'not attached');
   s.attach(a);
-  assert.equal(s.hasRoom(a), true);
+  assert.equal(s.room(a), 2);
   s.sent(a, 'e1', 1, 0, 'ch_1');
-  assert.equal(s.hasRoom(a), true, '1 of 2');
+  assert.equal(s.room(a), 1, '1 of 2');
   s.sent(a, 'e2', 1, 0, 'ch_1');
-  assert.equal(s.hasRoom(a), false, 'window full');
+  assert.equal(s.room(a), 0, 'window full');
   s.settled(a, 'e1', 1);
-  assert.equal(s.hasRoom(a), true);
+  assert.equal(s.room(a), 1);
   s.sent(a, 'big', MAX_INFLIGHT_BYTES, 0, 'ch_1');
-  assert.equal(s.hasRoom(a), false, 'byte bound');
+  assert.equal(s.room(a), 0, 'byte bound');
   s.settled(a, 'big', MAX_INFLIGHT_BYTES);
-  assert.equal(s.hasRoom(a), true);
-  assert.equal(s.hasRoom(sink('closed', 10, false)), false, 'closed');
+  assert.equal(s.room(a), 1);
+  assert.equal(s.room(sink('closed', 10, false)), 0, 'closed');
 });
 
 test('fillOrder: fewest in flight first, ties from the channel after the one last sent from', () => {

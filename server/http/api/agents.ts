@@ -40,7 +40,7 @@ export function agentRoutes(router: Router, relay: RelayContext): void {
     const now = relay.now();
     const code = newPairingCode();
     const expiresAt = now + relay.config.pairingTtlMs;
-    await relay.store.updateControl((s) => {
+    await relay.control.update((s) => {
       if (isNew) s.agents.push(agent);
       s.pairings = s.pairings.filter((p) => p.expiresAt > now && p.agentId !== agent.id);
       s.pairings.push({ codeHash: hashPairingCode(code), agentId: agent.id, expiresAt });
@@ -77,7 +77,7 @@ export function agentRoutes(router: Router, relay: RelayContext): void {
       if (key !== 'channels') fail(key, 'only "channels" can change');
     const channels = grantedChannels(raw);
     let updated: AgentRecord | undefined;
-    await relay.store.updateControl((s) => {
+    await relay.control.update((s) => {
       updated = s.agents.find((a) => a.id === id) ?? notFound('agent');
       updated.channels = channels;
     });
@@ -90,7 +90,7 @@ export function agentRoutes(router: Router, relay: RelayContext): void {
   // its key, and the old key's tunnels are closed at that moment.
   router.post('/agents/:id/pairing-code', async (ctx) => {
     const agent =
-      relay.store.control().agents.find((a) => a.id === ctx.params['id']) ?? notFound('agent');
+      relay.control.state.agents.find((a) => a.id === ctx.params['id']) ?? notFound('agent');
     const pairing = await issuePairingCode(agent, false);
     relay.logger.info({ agentId: agent.id }, 'new pairing code issued');
     ctx.status = 201;
@@ -98,13 +98,13 @@ export function agentRoutes(router: Router, relay: RelayContext): void {
   });
 
   router.get('/agents', (ctx) => {
-    ctx.body = { agents: relay.store.control().agents.map(agentView) };
+    ctx.body = { agents: relay.control.state.agents.map(agentView) };
   });
 
   router.delete('/agents/:id', async (ctx) => {
     const id = ctx.params['id']!;
-    if (!relay.store.control().agents.some((a) => a.id === id)) notFound('agent');
-    await relay.store.updateControl((s) => {
+    if (!relay.control.state.agents.some((a) => a.id === id)) notFound('agent');
+    await relay.control.update((s) => {
       s.agents = s.agents.filter((a) => a.id !== id);
       s.pairings = s.pairings.filter((p) => p.agentId !== id);
     });

@@ -12,7 +12,7 @@ export function channelRoutes(router: Router, relay: RelayContext): void {
   router.post('/channels', async (ctx) => {
     const raw = await readJsonObject(ctx.req);
     const channel = parseNewChannel(raw, randomId('ch'), relay.now());
-    await relay.store.updateControl((s) => {
+    await relay.control.update((s) => {
       if (s.channels.some((c) => c.name === channel.name)) {
         throw new PosternError('ERR_BAD_REQUEST', `a channel named "${channel.name}" exists`, {
           status: 409,
@@ -27,7 +27,7 @@ export function channelRoutes(router: Router, relay: RelayContext): void {
 
   router.get('/channels', (ctx) => {
     ctx.body = {
-      channels: relay.store.control().channels.map((c) => channelView(c, relay.config.publicUrl)),
+      channels: relay.control.state.channels.map((c) => channelView(c, relay.config.publicUrl)),
     };
   });
 
@@ -41,7 +41,7 @@ export function channelRoutes(router: Router, relay: RelayContext): void {
     const raw = await readJsonObject(ctx.req);
     let view: Record<string, unknown> = {};
     let renamedFor: string[] = [];
-    await relay.store.updateControl((s) => {
+    await relay.control.update((s) => {
       const channel = s.channels.find((c) => c.id === id) ?? notFound('channel');
       const before = channel.name;
       applyChannelPatch(channel, raw);
@@ -66,7 +66,7 @@ export function channelRoutes(router: Router, relay: RelayContext): void {
 
   router.delete('/channels/:id', async (ctx) => {
     const id = (relay.channel(ctx.params['id']!, true) ?? notFound('channel')).id;
-    await relay.store.updateControl((s) => {
+    await relay.control.update((s) => {
       s.channels = s.channels.filter((c) => c.id !== id);
       for (const a of s.agents) a.channels = a.channels.filter((c) => c !== id);
     });

@@ -30,7 +30,7 @@ export function eventView(e: EventSummary): Record<string, unknown> {
 export function eventRoutes(router: Router, relay: RelayContext): void {
   router.get('/stream', streamHandler(relay, eventView));
 
-  router.get('/events', (ctx) => {
+  router.get('/events', async (ctx) => {
     const q = ctx.query;
     const one = (k: string) => (typeof q[k] === 'string' ? q[k] : undefined);
     const filter: Parameters<typeof relay.store.listEvents>[0] = {
@@ -46,12 +46,12 @@ export function eventRoutes(router: Router, relay: RelayContext): void {
     if (status !== undefined) filter.status = readEnum({ status }, 'status', STATUSES, fail);
     const before = one('before');
     if (before !== undefined) filter.before = before;
-    const page = relay.store.listEvents(filter);
+    const page = await relay.store.listEvents(filter);
     ctx.body = { events: page.events.map(eventView), next: page.next };
   });
 
   router.get('/events/:id', async (ctx) => {
-    const summary = relay.store.getEvent(ctx.params['id']!) ?? notFound('event');
+    const summary = (await relay.store.getEvent(ctx.params['id']!)) ?? notFound('event');
     const payload = await relay.store.readPayload(summary.id);
     ctx.body = {
       ...eventView(summary),
@@ -86,7 +86,7 @@ export function eventRoutes(router: Router, relay: RelayContext): void {
     const ids: string[] = [];
     let before: string | undefined;
     do {
-      const page = relay.store.listEvents({
+      const page = await relay.store.listEvents({
         limit: 500,
         status,
         ...(channelId === undefined ? {} : { channelId }),

@@ -31,7 +31,7 @@ export function pairRoutes(router: Router, relay: RelayContext): void {
     // Found and burnt inside one control update: updates run one at a time, so of several
     // concurrent pairings with one code exactly one finds it; the others find it gone.
     let agent: AgentRecord | undefined;
-    await relay.store.updateControl((s) => {
+    await relay.control.update((s) => {
       const pairing = findPairing(s.pairings, code, now);
       if (!pairing) {
         relay.logger.warn(

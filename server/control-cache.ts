@@ -1,0 +1,64 @@
+/**
+ * The relay's copy of the control state (channels, agents, pairings), read on every request:
+ * loaded from the store at start, replaced by each change made through this relay, and read
+ * again when the store reports a change made elsewhere (another relay on a shared store).
+ */
+import type { ControlState, Store } from './store/types.ts';
+
+export class ControlCache {
+  readonly #store: Store;
+  #state: ControlState | null = null;
+  /** Orders results: a state read after (or committed after) another wins over it. */
+  #seq = 0;
+  #appliedSeq = -1;
+  #refreshing = false;
+  #refreshAgain = false;
+  #onError: (err: unknown) => void;
+
+  constructor(store: Store, onError: (err: unknown) => void) {
+    this.#store = store;
+    this.#onError = onError;
+  }
+
+  async load(): Promise<void> {
+    const seq = ++this.#seq;
+    this.#apply(seq, await this.#store.readControl());
+  }
+
+  get state(): Readonly<ControlState> {
+    if (!this.#state) throw new Error('the control state is read before it is loaded');
+    return this.#state;
+  }
+
+  /** Applies a change through the store (durable, serialized with every other relay's). */
+  async update(change: (state: ControlState) => void): Promise<void> {
+    const next = await this.#store.updateControl(change);
+    this.#apply(++this.#seq, next);
+  }
+
+  /** The store reports a change: read the state again (one read at a time, the last wins). */
+  changed(): void {
+    if (this.#refreshing) {
+      this.#refreshAgain = true;
+      return;
+    }
+    this.#refreshing = true;
+    const seq = ++this.#seq;
+    this.#store
+      .readControl()
+      .then((state) => this.#apply(seq, state), this.#onError)
+      .finally(() => {
+        this.#refreshing = false;
+        if (this.#refreshAgain) {
+          this.#refreshAgain = false;
+          this.changed();
+        }
+      });
+  }
+
+  #apply(seq: number, state: ControlState): void {
+    if (seq <= this.#appliedSeq) return;
+    this.#appliedSeq = seq;
+    this.#state = state;
+  }
+}
