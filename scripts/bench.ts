@@ -7,10 +7,14 @@
  *   2. async: load at an async channel, every accepted webhook followed to the app;
  *   3. sync: one connection through a sync channel, beside one connection direct;
  *   4. backlog: N webhooks queued while the agent is away, then drained;
- *   5. CPU seconds of the relay and the agent per 1,000 webhooks of scenario 2.
+ *   5. CPU seconds of the relay and the agent per 1,000 webhooks of scenario 2;
+ *   6. scale (only when asked for, `--scenarios scale`): N webhooks queued (1,000,000 by
+ *      default), the relay's memory, restart after kill -9, ingest, a page of the event list
+ *      and the drain at that size, beside their targets.
  *
- * Prints one table on stdout (progress goes to stderr), writes bench-results.json, and exits
- * non-zero if any accepted webhook was not delivered, or on error or the overall timeout.
+ * `--scenarios` picks which run (default 1 to 5). Prints one table on stdout (progress goes to
+ * stderr), writes bench-results.json, and exits non-zero if any accepted webhook was not
+ * delivered, or on error or the overall timeout.
  * See scripts/bench/options.ts for the flags.
  */
 import { writeFile } from 'node:fs/promises';
@@ -18,7 +22,7 @@ import { AppClient } from './bench/app-client.ts';
 import { Children } from './bench/children.ts';
 import { Bench } from './bench/context.ts';
 import { LoadClient } from './bench/load-client.ts';
-import { parseOptions, USAGE, type BenchOptions } from './bench/options.ts';
+import { parseOptions, USAGE, type BenchOptions, type ScenarioName } from './bench/options.ts';
 import {
   createChannel,
   pairAgent,
@@ -28,18 +32,17 @@ import {
 } from './bench/postern.ts';
 import { machine, table, type Results } from './bench/report.ts';
 import { runAsync } from './bench/scenario-async.ts';
-import { runBacklog } from './bench/scenario-backlog.ts';
+import { runBacklog, type BacklogResult } from './bench/scenario-backlog.ts';
 import { runDirect } from './bench/scenario-direct.ts';
+import { checkScale, runScale } from './bench/scenario-scale.ts';
 import { runSync } from './bench/scenario-sync.ts';
 
 const SYNC_TIMEOUT_MS = 5_000;
 
-async function runAll(b: Bench): Promise<Results['scenarios']> {
+/** Scenarios 2, 3 and 5 share one relay and agent. */
+async function runThroughRelay(b: Bench, want: Set<ScenarioName>): Promise<Results['scenarios']> {
   const { opts, kids } = b;
-  b.progress(`1 direct: ${opts.connections} connections for ${opts.durationS} s`);
-  const direct = await runDirect(b, opts.connections);
-  b.progress(`1 direct: done, ${Math.round(direct.requestsPerS)} requests/s`);
-
+  const out: Results['scenarios'] = {};
   const relay = await startRelay(kids);
   const channel = await createChannel(relay, { name: 'bench' });
   const syncChannel = await createChannel(relay, {
@@ -56,40 +59,47 @@ async function runAll(b: Bench): Promise<Results['scenarios']> {
     `relay on ${relay.url} (pid ${relay.proc.pid}), agent connected (pid ${agent.proc.pid})`,
   );
 
-  b.progress(`2 async: ${opts.connections} connections for ${opts.durationS} s`);
-  const asyncRun = await runAsync(b, relay, channel.ingress, agent.proc.pid);
-  const a = asyncRun.async;
-  b.progress(`2 async: done, ${Math.round(a.acceptedPerS)} accepted/s, ${a.lost} lost`);
-  b.check(
-    'async: nothing accepted was lost',
-    a.lost === 0,
-    `${a.lost} of ${a.accepted} never reached the app`,
-  );
-  b.check(
-    'async: delivered == accepted',
-    a.delivered === a.accepted,
-    `${a.delivered} delivered, ${a.accepted} accepted`,
-  );
+  if (want.has('async')) {
+    b.progress(`2 async: ${opts.connections} connections for ${opts.durationS} s`);
+    const asyncRun = await runAsync(b, relay, channel.ingress, agent.proc.pid);
+    const a = asyncRun.async;
+    b.progress(`2 async: done, ${Math.round(a.acceptedPerS)} accepted/s, ${a.lost} lost`);
+    b.check(
+      'async: nothing accepted was lost',
+      a.lost === 0,
+      `${a.lost} of ${a.accepted} never reached the app`,
+    );
+    b.check(
+      'async: delivered == accepted',
+      a.delivered === a.accepted,
+      `${a.delivered} delivered, ${a.accepted} accepted`,
+    );
+    out.async = { ...a, relayRssBytes: asyncRun.relayRssBytes };
+    out.cpu = asyncRun.cpu;
+  }
 
-  b.progress(`3 sync: 1 connection for ${opts.durationS} s, direct then through the relay`);
-  const sync = await runSync(b, syncChannel.ingress);
-  b.progress(`3 sync: done, p50 ${sync.relay.latencyMs.p50.toFixed(2)} ms through the relay`);
-  b.check(
-    'sync: nothing accepted was lost',
-    sync.relay.lost === 0,
-    `${sync.relay.lost} never reached the app`,
-  );
-  b.check(
-    'sync: the app answered through the tunnel',
-    sync.relay.answeredByApp > 0,
-    `${sync.relay.answeredByApp} answers 200`,
-  );
+  if (want.has('sync')) {
+    b.progress(`3 sync: 1 connection for ${opts.durationS} s, direct then through the relay`);
+    const sync = await runSync(b, syncChannel.ingress);
+    b.progress(`3 sync: done, p50 ${sync.relay.latencyMs.p50.toFixed(2)} ms through the relay`);
+    b.check(
+      'sync: nothing accepted was lost',
+      sync.relay.lost === 0,
+      `${sync.relay.lost} never reached the app`,
+    );
+    b.check(
+      'sync: the app answered through the tunnel',
+      sync.relay.answeredByApp > 0,
+      `${sync.relay.answeredByApp} answers 200`,
+    );
+    out.sync = sync;
+  }
   await kids.stop(agent.proc.child);
   await kids.stop(relay.proc.child);
+  return out;
+}
 
-  b.progress(`4 backlog: ${opts.backlog} webhooks into a fresh relay with the agent away`);
-  const backlog = await runBacklog(b);
-  b.progress(`4 backlog: done, drained ${backlog.drained} of ${backlog.size}`);
+function checkBacklog(b: Bench, backlog: BacklogResult): void {
   b.check(
     'backlog: all accepted',
     backlog.accepted === backlog.size,
@@ -111,14 +121,33 @@ async function runAll(b: Bench): Promise<Results['scenarios']> {
     backlog.recheck.accepted === backlog.recheck.sent && backlog.recheck.lost === 0,
     `${backlog.recheck.accepted} of ${backlog.recheck.sent} accepted, ${backlog.recheck.lost} lost`,
   );
+}
 
-  return {
-    direct,
-    async: { ...a, relayRssBytes: asyncRun.relayRssBytes },
-    sync,
-    backlog,
-    cpu: asyncRun.cpu,
-  };
+async function runAll(b: Bench): Promise<Results['scenarios']> {
+  const { opts } = b;
+  const want = new Set(opts.scenarios);
+  let out: Results['scenarios'] = {};
+  if (want.has('direct')) {
+    b.progress(`1 direct: ${opts.connections} connections for ${opts.durationS} s`);
+    out.direct = await runDirect(b, opts.connections);
+    b.progress(`1 direct: done, ${Math.round(out.direct.requestsPerS)} requests/s`);
+  }
+  if (want.has('async') || want.has('sync')) out = { ...out, ...(await runThroughRelay(b, want)) };
+  if (want.has('backlog')) {
+    b.progress(`4 backlog: ${opts.backlog} webhooks into a fresh relay with the agent away`);
+    const backlog = await runBacklog(b);
+    b.progress(`4 backlog: done, drained ${backlog.drained} of ${backlog.size}`);
+    checkBacklog(b, backlog);
+    out.backlog = backlog;
+  }
+  if (want.has('scale')) {
+    b.progress(`6 scale: ${opts.scale} webhooks queued into a fresh relay with the agent away`);
+    const scale = await runScale(b, out.backlog?.drainPerS ?? null);
+    b.progress(`6 scale: done, drained ${scale.delivered} of ${scale.queued}`);
+    checkScale(b, scale);
+    out.scale = scale;
+  }
+  return out;
 }
 
 async function main(opts: BenchOptions, kids: Children, deadline: number): Promise<boolean> {
@@ -127,7 +156,10 @@ async function main(opts: BenchOptions, kids: Children, deadline: number): Promi
   const b = new Bench(opts, kids, app, load, deadline);
   b.progress(
     `starting${opts.quick ? ' (quick)' : ''}: ${opts.connections} connections, ${opts.durationS} s, ` +
-      `${opts.bodyBytes} B bodies, backlog ${opts.backlog}; app on ${app.url}`,
+      `${opts.bodyBytes} B bodies; scenarios ${opts.scenarios.join(',')}` +
+      (opts.scenarios.includes('backlog') ? `, backlog ${opts.backlog}` : '') +
+      (opts.scenarios.includes('scale') ? `, scale ${opts.scale}` : '') +
+      `; app on ${app.url}`,
   );
   const scenarios = await runAll(b);
   const { out, ...options } = opts;

@@ -1,6 +1,7 @@
 /**
  * `npm run bench -- --quick` runs end to end: it exits 0, its results hold every scenario, and
- * nothing accepted was lost. Speeds are never asserted: they depend on the machine.
+ * nothing accepted was lost; and the same for the scale scenario run on its own. Speeds are
+ * never asserted: they depend on the machine (targets are checked for being reported, not met).
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -74,5 +75,56 @@ test(
     for (const label of ['1 direct', '2 async', '3 sync', '4 backlog', '5 CPU']) {
       assert.ok(output.includes(label), `the table has a "${label}" row`);
     }
+  },
+);
+
+test(
+  'the quick scale scenario runs alone, survives kill -9 and loses nothing',
+  { timeout: 240_000 },
+  async () => {
+    dir ??= await tempDir('postern-bench-test-');
+    const out = path.join(dir, 'scale.json');
+    const { code, output } = await run(['--quick', '--scenarios', 'scale', '--out', out]);
+    assert.equal(code, 0, `bench exited ${code}:\n${output}`);
+
+    const results: unknown = JSON.parse(await readFile(out, 'utf8'));
+    const scenarios = at(results, 'scenarios');
+    assert.ok(isRecord(scenarios), 'results have scenarios');
+    assert.deepEqual(Object.keys(scenarios), ['scale']);
+    assert.equal(at(results, 'ok'), true, JSON.stringify(at(results, 'checks')));
+    const scale = (...keys: string[]) => at(results, 'scenarios', 'scale', ...keys);
+
+    assert.equal(scale('size'), 2000, 'the quick scale is 2,000 webhooks');
+    assert.equal(scale('accepted'), 2000);
+    assert.equal(scale('deliveredWhileAway'), 0);
+    // Queued at the kill: the 2,000 plus what the timed ingest run took in on top of them.
+    const queued = Number(scale('queued'));
+    assert.equal(queued, 2000 + Number(scale('ingest', 'full', 'accepted')));
+    assert.equal(scale('delivered'), queued);
+    assert.equal(scale('lost'), 0);
+    assert.equal(scale('emptyIngestLost'), 0);
+
+    const marks = scale('memory', 'marks');
+    assert.ok(Array.isArray(marks));
+    assert.deepEqual(
+      marks.map((m) => at(m, 'queued')),
+      [200, 1000, 2000],
+    );
+    for (const which of ['emptySamplesMs', 'fullSamplesMs']) {
+      const samples = scale('restart', which);
+      assert.ok(Array.isArray(samples) && samples.length === 3, `3 restarts (${which})`);
+    }
+    for (const status of ['queued', 'delivered']) {
+      assert.equal(scale('page', status, 'problem'), null, `pages of ${status} events`);
+    }
+    const targets = scale('targets');
+    assert.ok(Array.isArray(targets) && targets.length === 7, 'seven targets');
+    for (const t of targets) {
+      const ok = at(t, 'ok');
+      assert.ok(ok === true || ok === false || ok === null, JSON.stringify(t));
+    }
+
+    assert.ok(output.includes('6 scale 2,000'), 'the table has the scale rows');
+    assert.ok(!output.includes('1 direct'), 'no other scenario ran');
   },
 );

@@ -5,23 +5,34 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ROOT } from './children.ts';
 
+export const SCENARIOS = ['direct', 'async', 'sync', 'backlog', 'scale'] as const;
+export type ScenarioName = (typeof SCENARIOS)[number];
+/** What `npm run bench` runs without --scenarios: everything but the long scale scenario. */
+export const DEFAULT_SCENARIOS: readonly ScenarioName[] = ['direct', 'async', 'sync', 'backlog'];
+
 export const USAGE = `Usage: npm run bench -- [options]
 
+  --scenarios LIST  comma-separated, from direct, async, sync, backlog, scale
+                    (default direct,async,sync,backlog; async includes the CPU figures)
   --duration S      seconds of load in each timed scenario        (default 10;    --quick 2)
   --connections N   concurrent connections                        (default 64;    --quick 16)
   --body-bytes N    size of the JSON webhook body                 (default 1024)
   --backlog N       webhooks queued while the agent is away       (default 50000; --quick 2000)
-  --timeout S       stop everything and fail after S seconds      (default 600;   --quick 120)
+  --scale N         webhooks queued in the scale scenario         (default 1000000; --quick 2000)
+  --timeout S       stop everything and fail after S seconds      (default 600;   --quick 120;
+                    with scale, plus 1 s per 500 of --scale)
   --out FILE        where to write the results                    (default bench-results.json)
   --quick           a smoke run with the small values above
 `;
 
 export interface BenchOptions {
   readonly quick: boolean;
+  readonly scenarios: readonly ScenarioName[];
   readonly durationS: number;
   readonly connections: number;
   readonly bodyBytes: number;
   readonly backlog: number;
+  readonly scale: number;
   readonly timeoutS: number;
   readonly out: string;
 }
@@ -35,15 +46,35 @@ function count(name: string, raw: string | undefined, fallback: number, min: num
   return n;
 }
 
+function isScenario(s: string): s is ScenarioName {
+  return (SCENARIOS as readonly string[]).includes(s);
+}
+
+function scenarioList(raw: string | undefined): readonly ScenarioName[] {
+  if (raw === undefined) return DEFAULT_SCENARIOS;
+  const picked = new Set<ScenarioName>();
+  for (const part of raw.split(',')) {
+    const name = part.trim();
+    if (!isScenario(name)) {
+      throw new Error(`--scenarios: unknown scenario "${name}" (one of ${SCENARIOS.join(', ')})`);
+    }
+    picked.add(name);
+  }
+  // Always in the documented order, whatever order they were named in.
+  return SCENARIOS.filter((s) => picked.has(s));
+}
+
 /** Returns null when --help was asked for. */
 export function parseOptions(argv: string[]): BenchOptions | null {
   const { values } = parseArgs({
     args: argv,
     options: {
+      scenarios: { type: 'string' },
       duration: { type: 'string' },
       connections: { type: 'string' },
       'body-bytes': { type: 'string' },
       backlog: { type: 'string' },
+      scale: { type: 'string' },
       timeout: { type: 'string' },
       out: { type: 'string' },
       quick: { type: 'boolean', default: false },
@@ -53,18 +84,28 @@ export function parseOptions(argv: string[]): BenchOptions | null {
   });
   if (values.help) return null;
   const quick = values.quick;
+  const scenarios = scenarioList(values.scenarios);
   const connections = count('connections', values.connections, quick ? 16 : 64, 1);
   const backlog = count('backlog', values.backlog, quick ? 2_000 : 50_000, 1);
-  if (backlog < connections) {
+  if (scenarios.includes('backlog') && backlog < connections) {
     throw new Error(`--backlog (${backlog}) must be at least --connections (${connections})`);
   }
+  const scale = count('scale', values.scale, quick ? 2_000 : 1_000_000, 1);
+  // The scale scenario queues in 20 equal slices, each at least one request per connection.
+  if (scenarios.includes('scale') && scale < 20 * connections) {
+    throw new Error(`--scale (${scale}) must be at least 20 × --connections (${20 * connections})`);
+  }
+  const baseTimeoutS = quick ? 120 : 600;
+  const timeoutS = baseTimeoutS + (scenarios.includes('scale') ? Math.ceil(scale / 500) : 0);
   return Object.freeze({
     quick,
+    scenarios,
     durationS: count('duration', values.duration, quick ? 2 : 10, 1),
     connections,
     bodyBytes: count('body-bytes', values['body-bytes'], 1024, 2),
     backlog,
-    timeoutS: count('timeout', values.timeout, quick ? 120 : 600, 10),
+    scale,
+    timeoutS: count('timeout', values.timeout, timeoutS, 10),
     out: path.resolve(values.out ?? path.join(ROOT, 'bench-results.json')),
   });
 }

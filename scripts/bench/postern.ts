@@ -5,7 +5,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Children } from './children.ts';
+import { exited, type Children } from './children.ts';
 import { isRecord, str } from './ipc.ts';
 import { LogProcess } from './log-process.ts';
 
@@ -15,15 +15,43 @@ export interface Relay {
   proc: LogProcess;
   /** `http://127.0.0.1:<port>` */
   url: string;
+  port: number;
   token: string;
   dataDir: string;
+  /** From the spawn of the process to the first `200` from `/readyz`. */
+  readyMs: number;
 }
 
-export async function startRelay(kids: Children): Promise<Relay> {
-  const dataDir = await kids.tempDir('postern-bench-relay-');
+/** Polls `/readyz` until it answers 200; resolves with that moment (ms since the epoch). */
+async function readyAt(proc: LogProcess, url: string, deadline: number): Promise<number> {
+  for (;;) {
+    const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(5_000) }).catch(
+      () => null,
+    );
+    if (res) await res.arrayBuffer();
+    if (res?.status === 200) return Date.now();
+    if (proc.child.exitCode !== null || proc.child.signalCode !== null) {
+      throw new Error(`relay exited before /readyz answered 200:\n${proc.tail.join('\n')}`);
+    }
+    if (Date.now() > deadline) throw new Error(`relay: /readyz not 200 within ${STARTUP_MS} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/**
+ * Starts a relay on a fresh data dir and port, or on `at` (an existing data dir, and the port
+ * it had, so that a paired agent finds it again after a restart).
+ */
+export async function startRelay(
+  kids: Children,
+  at?: { dataDir: string; port: number },
+): Promise<Relay> {
+  const dataDir = at?.dataDir ?? (await kids.tempDir('postern-bench-relay-'));
+  const port = String(at?.port ?? 0);
+  const spawnedAt = Date.now();
   const child = kids.spawnTs(
     'server/main.ts',
-    ['serve', '--host', '127.0.0.1', '--port', '0', '--data-dir', dataDir, '--log-level', 'info'],
+    ['serve', '--host', '127.0.0.1', '--port', port, '--data-dir', dataDir, '--log-level', 'info'],
     ['ignore', 'pipe', 'pipe'],
     // The token is generated into the data dir, whatever the caller's environment says.
     { POSTERN_ADMIN_TOKEN: '' },
@@ -32,8 +60,16 @@ export async function startRelay(kids: Children): Promise<Relay> {
   const ready = await proc.waitForMsg('relay listening', STARTUP_MS);
   const url = ready['url'];
   if (typeof url !== 'string') throw new Error('relay: "relay listening" carries no url');
+  const readyMs = (await readyAt(proc, url, spawnedAt + STARTUP_MS)) - spawnedAt;
   const token = (await readFile(path.join(dataDir, 'admin-token'), 'utf8')).trim();
-  return { proc, url, token, dataDir };
+  return { proc, url, port: Number(new URL(url).port), token, dataDir, readyMs };
+}
+
+/** kill -9 the relay, then start it again on the same data dir and port. */
+export async function crashAndRestart(kids: Children, relay: Relay): Promise<Relay> {
+  relay.proc.child.kill('SIGKILL');
+  await exited(relay.proc.child);
+  return startRelay(kids, { dataDir: relay.dataDir, port: relay.port });
 }
 
 /** Calls the admin API and returns the parsed JSON answer; throws on a non-2xx status. */

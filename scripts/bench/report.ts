@@ -5,9 +5,11 @@ import os from 'node:os';
 import type { Check } from './context.ts';
 import type { Latency } from './load-job.ts';
 import type { BenchOptions } from './options.ts';
+import { scaleRows, type Row } from './report-scale.ts';
 import type { AsyncResult, CpuResult, CpuUse } from './scenario-async.ts';
 import type { BacklogResult } from './scenario-backlog.ts';
 import type { DirectResult } from './scenario-direct.ts';
+import type { ScaleResult } from './scenario-scale.ts';
 import type { SyncResult } from './scenario-sync.ts';
 
 export type Results = {
@@ -15,12 +17,14 @@ export type Results = {
   finishedAt: string;
   options: Omit<BenchOptions, 'out'>;
   machine: { node: string; platform: string; cpus: number; loadavg: number[] };
+  /** Only the scenarios that ran (`--scenarios`); `cpu` comes with `async`. */
   scenarios: {
-    direct: DirectResult;
-    async: AsyncResult & { relayRssBytes: number | null };
-    sync: SyncResult;
-    backlog: BacklogResult;
-    cpu: CpuResult;
+    direct?: DirectResult;
+    async?: AsyncResult & { relayRssBytes: number | null };
+    sync?: SyncResult;
+    backlog?: BacklogResult;
+    cpu?: CpuResult;
+    scale?: ScaleResult;
   };
   checks: Check[];
   ok: boolean;
@@ -51,13 +55,18 @@ const retries = (attempts: Record<string, number>) =>
     0,
   );
 
-export function table(r: Results): string {
-  const { direct, async: a, sync, backlog: bl, cpu: c } = r.scenarios;
-  const pct = (x: number) => `${(x * 100).toFixed(0)} %`;
-  const rows: [string, string, string][] = [
+const pct = (x: number) => `${(x * 100).toFixed(0)} %`;
+
+function directRows(direct: DirectResult): Row[] {
+  return [
     [`1 direct, ${direct.connections} conn`, 'requests/s', int(direct.requestsPerS)],
     ['', 'latency p50 / p99', lat(direct.latencyMs)],
     ['', 'non-2xx / errors', `${direct.non2xx} / ${direct.errors}`],
+  ];
+}
+
+function asyncRows(a: AsyncResult): Row[] {
+  return [
     [`2 async, ${a.connections} conn`, 'accepted/s (2xx at the relay)', int(a.acceptedPerS)],
     ['', 'delivered/s (at the app, same window)', int(a.deliveredPerS)],
     ['', 'ingest latency p50 / p99', lat(a.ingestLatencyMs)],
@@ -74,6 +83,11 @@ export function table(r: Results): string {
       'relay commit mean / failed attempts',
       `${msOrNa(a.meanCommitMs)} / ${retries(a.attempts)}`,
     ],
+  ];
+}
+
+function syncRows(sync: SyncResult): Row[] {
+  return [
     ['3 sync, 1 conn', 'latency p50 / p99 through the relay', lat(sync.relay.latencyMs)],
     ['', 'latency p50 / p99 direct', lat(sync.direct.latencyMs)],
     [
@@ -86,6 +100,11 @@ export function table(r: Results): string {
       'answered by the app / fell back to 202',
       `${int(sync.relay.answeredByApp)} / ${int(sync.relay.fellBackTo202)}`,
     ],
+  ];
+}
+
+function backlogRows(bl: BacklogResult): Row[] {
+  return [
     [
       `4 backlog ${int(bl.size)}`,
       `ingest/s, empty queue: first slice / after drain`,
@@ -116,8 +135,25 @@ export function table(r: Results): string {
     ],
     ['', 'failed attempts during the drain', String(retries(bl.drainAttempts))],
     ['', 'accepted / drained / lost', `${int(bl.accepted)} / ${int(bl.drained)} / ${int(bl.lost)}`],
+  ];
+}
+
+function cpuRows(c: CpuResult): Row[] {
+  return [
     ['5 CPU per 1,000 webhooks', 'relay (during scenario 2)', cpu(c.relay)],
     ['', 'agent (during scenario 2)', cpu(c.agent)],
+  ];
+}
+
+export function table(r: Results): string {
+  const { direct, async: a, sync, backlog, cpu: c, scale } = r.scenarios;
+  const rows: Row[] = [
+    ...(direct ? directRows(direct) : []),
+    ...(a ? asyncRows(a) : []),
+    ...(sync ? syncRows(sync) : []),
+    ...(backlog ? backlogRows(backlog) : []),
+    ...(c ? cpuRows(c) : []),
+    ...(scale ? scaleRows(scale) : []),
   ];
   const failed = r.checks.filter((x) => !x.ok);
   rows.push([
@@ -127,7 +163,7 @@ export function table(r: Results): string {
   ]);
   const w0 = Math.max(...rows.map((x) => x[0].length), 'scenario'.length);
   const w1 = Math.max(...rows.map((x) => x[1].length), 'measure'.length);
-  const line = (x: [string, string, string]) => `${x[0].padEnd(w0)}  ${x[1].padEnd(w1)}  ${x[2]}`;
+  const line = (x: Row) => `${x[0].padEnd(w0)}  ${x[1].padEnd(w1)}  ${x[2]}`;
   const out = [
     line(['scenario', 'measure', 'value']),
     `${'-'.repeat(w0)}  ${'-'.repeat(w1)}  ${'-'.repeat(24)}`,

@@ -80,30 +80,43 @@ function diff(a: number | null, b: number | null): number | null {
 }
 
 /** Stops the agent and waits until the relay has noticed: from now on events queue. */
-async function sendAgentAway(b: Bench, relay: Relay, agentId: string, agent: LogProcess) {
+export async function sendAgentAway(b: Bench, relay: Relay, agentId: string, agent: LogProcess) {
   await b.kids.stop(agent.child);
   await waitAgentGone(relay, agentId, 15_000);
 }
 
-/** Queues `n` webhooks in slices, reporting each slice's ingest rate. */
-async function fill(b: Bench, relay: Relay, ingress: string, n: number, sliceSize: number) {
+/**
+ * Queues webhooks in slices of the given sizes (the agent away), reporting each slice's ingest
+ * rate; `onSlice` runs after each slice, e.g. to sample the relay's memory at that size.
+ */
+export async function fill(
+  b: Bench,
+  relay: Relay,
+  ingress: string,
+  amounts: number[],
+  label: string,
+  onSlice: (slice: BacklogSlice) => void = () => {},
+) {
+  const n = amounts.reduce((sum, a) => sum + a, 0);
   const slices: BacklogSlice[] = [];
   const ids: string[] = [];
   let non2xx = 0;
   let errors = 0;
   let busyS = 0;
-  for (const amount of slicesOf(n, sliceSize)) {
+  for (const amount of amounts) {
     const r = await b.load.run(b.job(ingress, { amount, collectIds: true }));
-    if (r.truncated) throw new Error('backlog: a slice ran out of time');
+    if (r.truncated) throw new Error(`${label}: a slice ran out of time`);
     for (const id of r.ids) ids.push(id);
     non2xx += r.non2xx;
     errors += r.errors;
     busyS += elapsedS(r);
     const perS = r.ids.length / elapsedS(r);
-    slices.push({ amount, accepted: r.ids.length, perS, queuedAfter: ids.length });
+    const slice = { amount, accepted: r.ids.length, perS, queuedAfter: ids.length };
+    slices.push(slice);
+    onSlice(slice);
     const rss = rssBytes(relay.proc.pid);
     b.progress(
-      `backlog: ${ids.length} of ${n} queued, ${Math.round(perS)}/s in this slice` +
+      `${label}: ${ids.length} of ${n} queued, ${Math.round(perS)}/s in this slice` +
         (rss === null ? '' : `, relay RSS ${(rss / 2 ** 20).toFixed(0)} MiB`),
     );
   }
@@ -126,7 +139,7 @@ export async function runBacklog(b: Bench): Promise<BacklogResult> {
   const anonBefore = rssAnonBytes(relay.proc.pid);
   const metrics0 = await scrapeMetrics(relay);
 
-  const filled = await fill(b, relay, channel.ingress, n, sliceSize);
+  const filled = await fill(b, relay, channel.ingress, slicesOf(n, sliceSize), 'backlog');
   const { slices, ids } = filled;
   const rssQueued = rssBytes(relay.proc.pid);
   const anonQueued = rssAnonBytes(relay.proc.pid);
