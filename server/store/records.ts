@@ -68,21 +68,22 @@ const fail: Fail = (field, expected) => {
   throw new PosternError('ERR_STORE_CORRUPT', `journal record: ${field} is not ${expected}`);
 };
 
-function readAttempt(value: unknown): Attempt {
-  if (!isObject(value)) return fail('attempt', 'an object');
+/** An attempt as stored; `onBad` says where a bad field came from (default: a journal record). */
+export function readAttempt(value: unknown, onBad: Fail = fail): Attempt {
+  if (!isObject(value)) return onBad('attempt', 'an object');
   const status = value['status'];
   const error = value['error'];
   return {
-    at: readInt(value, 'at', fail, 0, Number.MAX_SAFE_INTEGER),
-    agentId: readString(value, 'agentId', fail),
+    at: readInt(value, 'at', onBad, 0, Number.MAX_SAFE_INTEGER),
+    agentId: readString(value, 'agentId', onBad),
     outcome: readEnum(
       value,
       'outcome',
       ['delivered', 'failed', 'no_route', 'filtered', 'skipped'],
-      fail,
+      onBad,
     ),
     status: typeof status === 'number' ? status : null,
-    durationMs: readInt(value, 'durationMs', fail, 0, Number.MAX_SAFE_INTEGER),
+    durationMs: readInt(value, 'durationMs', onBad, 0, Number.MAX_SAFE_INTEGER),
     error: typeof error === 'string' ? error : null,
   };
 }
@@ -149,7 +150,7 @@ export function decodeRecord(buf: Buffer): JournalRecord {
     }
     if (u['attempts'] !== undefined) {
       if (!Array.isArray(u['attempts'])) return fail('attempts', 'a list');
-      update.attempts = u['attempts'].map(readAttempt);
+      update.attempts = u['attempts'].map((a: unknown) => readAttempt(a));
     }
     if (u['replays'] !== undefined) {
       update.replays = readInt(u, 'replays', fail, 0, Number.MAX_SAFE_INTEGER);

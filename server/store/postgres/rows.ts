@@ -4,33 +4,14 @@
  */
 import { PosternError } from '../../../shared/errors.ts';
 import { isObject, readEnum, readInt, readString, type Fail } from '../../../shared/fields.ts';
-import { STATUSES } from '../records.ts';
-import type { Attempt, EventSummary } from '../types.ts';
+import { readAttempt, STATUSES } from '../records.ts';
+import type { EventSummary } from '../types.ts';
 
 const fail: Fail = (field, expected) => {
   throw new PosternError('ERR_STORE_CORRUPT', `database: ${field} is not ${expected}`);
 };
 
 const MAX_MS = Number.MAX_SAFE_INTEGER;
-
-function readAttempt(value: unknown): Attempt {
-  if (!isObject(value)) return fail('attempt', 'an object');
-  const status = value['status'];
-  const error = value['error'];
-  return {
-    at: readInt(value, 'at', fail, 0, MAX_MS),
-    agentId: readString(value, 'agentId', fail),
-    outcome: readEnum(
-      value,
-      'outcome',
-      ['delivered', 'failed', 'no_route', 'filtered', 'skipped'],
-      fail,
-    ),
-    status: typeof status === 'number' ? status : null,
-    durationMs: readInt(value, 'durationMs', fail, 0, MAX_MS),
-    error: typeof error === 'string' ? error : null,
-  };
-}
 
 /** An EventSummary from postern_summary()'s JSON. */
 export function parseSummary(value: unknown): EventSummary {
@@ -52,7 +33,7 @@ export function parseSummary(value: unknown): EventSummary {
     query: readString(value, 'query', fail, { max: 1 << 20 }),
     size: readInt(value, 'size', fail, 0, MAX_MS),
     attemptCount: readInt(value, 'attemptCount', fail, 0, MAX_MS),
-    attempts: attempts.map(readAttempt),
+    attempts: attempts.map((a: unknown) => readAttempt(a, fail)),
     nextAttemptAt: readInt(value, 'nextAttemptAt', fail, -MAX_MS, MAX_MS),
     reason: typeof reason === 'string' ? reason : null,
     orderKey: readString(value, 'orderKey', fail, { min: 0 }),

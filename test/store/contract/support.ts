@@ -46,14 +46,7 @@ export const RECEIVED = START - 3_600_000;
 /** Long enough that no lease runs out in a test unless the test moves `now` past it. */
 export const LEASE_MS = 60_000;
 
-export const ALL_STATUSES: readonly EventStatus[] = [
-  'queued',
-  'delivering',
-  'delivered',
-  'failed',
-  'rejected',
-  'filtered',
-];
+export { STATUSES as ALL_STATUSES } from '../../../server/store/records.ts';
 
 /** A fresh store for one test, destroyed after it. `store` follows reopens. */
 export interface Harness {
