@@ -19,9 +19,10 @@ const USAGE = `Usage: postern-relay <command> [options]
     --port PORT           port to listen on          (POSTERN_PORT, default 8080)
     --data-dir DIR        where state is kept        (POSTERN_DATA_DIR, default ./data)
     --database-url URL    keep events and channels in PostgreSQL instead of the data dir
-                          (POSTERN_DATABASE_URL), e.g. postgres://postern@db.internal:5432/postern
-                          ?sslmode=verify-full; put a password in the environment variable, not
-                          in a flag others can see. Migrations are applied at start; while the
+                          (POSTERN_DATABASE_URL), e.g.
+                          postgres://postern@db.internal:5432/postern?sslmode=verify-full
+                          A password belongs in the environment variable (or ~/.pgpass), not in
+                          a flag others can see. Migrations are applied at start; while the
                           database cannot be reached the relay waits and tries again
     --database-pool-size N
                           PostgreSQL connections at most (POSTERN_DATABASE_POOL_SIZE, default 10;
