@@ -21,7 +21,7 @@ const USAGE = `Usage: postern-relay <command> [options]
     --database-url URL    keep events and channels in PostgreSQL instead of the data dir
                           (POSTERN_DATABASE_URL), e.g.
                           postgres://postern@db.internal:5432/postern?sslmode=verify-full
-                          A password belongs in the environment variable (or ~/.pgpass), not in
+                          A password belongs in the environment variable, not in
                           a flag others can see. Migrations are applied at start; while the
                           database cannot be reached the relay waits and tries again
     --database-pool-size N
