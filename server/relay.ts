@@ -423,13 +423,13 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       return started;
     },
     async stop() {
-      if (!server) return;
-      if (!serving) {
-        // Still waiting for the store: end the wait; start() closes the server and fails.
+      if (started && !serving) {
+        // Still starting: a wait for the store ends (start() closes the server and fails);
+        // past it, start() finishes and the relay is stopped as any other below.
         starting.abort();
-        await started?.catch(() => undefined);
-        return;
+        await started.catch(() => undefined);
       }
+      if (!server || !serving) return;
       accepting = false;
       logger.info('shutting down: refusing new webhooks, telling agents to reconnect later');
       tunnel?.goAway(1_000);
