@@ -46,6 +46,7 @@ import {
   type ListPage,
   type Store,
   type StoreChange,
+  type StoreHealth,
 } from './types.ts';
 
 export { MAX_ATTEMPTS_KEPT } from './event-state.ts';
@@ -192,6 +193,11 @@ export class EmbeddedStore implements Store {
     this.#lock = null;
     this.#claims.clear();
     this.#byChannel.clear();
+  }
+
+  /** Local files: available while open (a failing disk shows in the writes themselves). */
+  async health(): Promise<StoreHealth> {
+    return this.#db ? 'available' : 'unavailable';
   }
 
   get #events(): EventDb {

@@ -3,10 +3,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import {
-  EmbeddedStore,
-  MAX_ATTEMPTS_KEPT,
-} from '../../server/store/embedded.ts';
+import { EmbeddedStore, MAX_ATTEMPTS_KEPT } from '../../server/store/embedded.ts';
 import { MAX_REJECTED_PER_CHANNEL } from '../../server/store/types.ts';
 import { EVENTS_FILE, LAYOUT, openEventDb } from '../../server/store/event-db.ts';
 import { Journal } from '../../server/store/journal.ts';

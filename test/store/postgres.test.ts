@@ -433,3 +433,21 @@ describe('several store instances on one database', () => {
     assert.ok(b.feedConnected);
   });
 });
+
+test('pool connections commit synchronously even where the database defaults to off', async (t) => {
+  const url = await freshDb(t);
+  await query(
+    url,
+    `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit = off', current_database()); END $$`,
+  );
+  assert.deepEqual(await query(url, 'SHOW synchronous_commit'), [{ synchronous_commit: 'off' }]);
+  const pool = createPool({ url, max: 2 });
+  t.after(() => pool.end());
+  const clients = await Promise.all([pool.connect(), pool.connect()]);
+  for (const client of clients) {
+    assert.deepEqual((await client.query('SHOW synchronous_commit')).rows, [
+      { synchronous_commit: 'on' },
+    ]);
+    client.release();
+  }
+});

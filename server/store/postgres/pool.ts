@@ -40,6 +40,11 @@ export function createPool(opts: PoolOptions): pg.Pool {
   const pool = new pg.Pool({ ...clientConfig(opts), max, idleTimeoutMillis: 30_000 });
   // An idle connection that dies (database restarted) must not crash the process.
   pool.on('error', (err) => opts.onError?.(scrubError(err, opts.url)));
+  // Durable before 202 whatever the server's default: each commit waits for its WAL flush.
+  // Queued ahead of the connection's first query, so no statement runs without it.
+  pool.on('connect', (client) => {
+    client.query('SET synchronous_commit = on').catch(() => undefined);
+  });
   return pool;
 }
 

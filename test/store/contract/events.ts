@@ -253,4 +253,9 @@ export function eventTests(backend: Backend): void {
     await check(store);
     await check(await reopen());
   });
+
+  test('health: available while open', async (t) => {
+    const { store } = await fresh(t, backend);
+    assert.equal(await store.health(), 'available');
+  });
 }
