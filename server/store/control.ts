@@ -5,41 +5,11 @@
  */
 import path from 'node:path';
 import { Low } from 'lowdb';
-import { PosternError } from '../../shared/errors.ts';
-import { isObject } from '../../shared/fields.ts';
 import type { SecretsBox } from '../secrets-box.ts';
 import { DurableJsonFile } from './durable-file.ts';
 import { countSealed, SealedSecrets, type OpenResult } from './sealed-secrets.ts';
+import { emptyControl, parseControl } from './control-state.ts';
 import type { ControlState } from './types.ts';
-
-function emptyControl(): ControlState {
-  return { adminTokenHash: null, channels: [], agents: [], pairings: [], usedTokenIds: [] };
-}
-
-function parseControl(value: unknown, file: string): ControlState {
-  const ok =
-    isObject(value) &&
-    Array.isArray(value['channels']) &&
-    Array.isArray(value['agents']) &&
-    Array.isArray(value['pairings']) &&
-    (value['adminTokenHash'] === null || typeof value['adminTokenHash'] === 'string');
-  if (!ok) {
-    throw new PosternError(
-      'ERR_STORE_CORRUPT',
-      `${file}: expected {adminTokenHash, channels: [], agents: [], pairings: []}`,
-    );
-  }
-  const state = value as unknown as ControlState;
-  // Documents written by earlier versions lack newer fields: fill in their defaults.
-  for (const c of state.channels) {
-    c.orderingKey ??= null;
-    c.rateLimit ??= null;
-    c.methods ??= null;
-    c.paths ??= null;
-  }
-  if (!Array.isArray(state.usedTokenIds)) state.usedTokenIds = [];
-  return state;
-}
 
 export class ControlDocument {
   readonly #db: Low<ControlState>;

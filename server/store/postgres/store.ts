@@ -9,6 +9,7 @@ import { ConfigError, PosternError } from '../../../shared/errors.ts';
 import { isObject } from '../../../shared/fields.ts';
 import type { StoreLog } from '../data-dir.ts';
 import type { SecretsKeySource } from '../secrets-key.ts';
+import { emptyControl, parseControl } from '../control-state.ts';
 import { initialSummary } from '../event-state.ts';
 import { decodeRecord, encodeEventRecord, STATUSES } from '../records.ts';
 import {
@@ -115,28 +116,6 @@ function isNetwork(err: unknown): boolean {
   return (
     syscall === 'connect' || syscall === 'read' || syscall === 'write' || syscall === 'getaddrinfo'
   );
-}
-
-function emptyControl(): ControlState {
-  return { adminTokenHash: null, channels: [], agents: [], pairings: [], usedTokenIds: [] };
-}
-
-function parseControl(value: unknown): ControlState {
-  const ok =
-    isObject(value) &&
-    Array.isArray(value['channels']) &&
-    Array.isArray(value['agents']) &&
-    Array.isArray(value['pairings']) &&
-    (value['adminTokenHash'] === null || typeof value['adminTokenHash'] === 'string');
-  if (!ok) {
-    throw new PosternError(
-      'ERR_STORE_CORRUPT',
-      'postern_control: expected {adminTokenHash, channels: [], agents: [], pairings: []}',
-    );
-  }
-  const state = value as unknown as ControlState;
-  if (!Array.isArray(state.usedTokenIds)) state.usedTokenIds = [];
-  return state;
 }
 
 /** `delivering` is a claim, never a stored status: an update to it keeps the event queued. */
@@ -262,7 +241,7 @@ export class PostgresStore implements Store {
   async #openSecrets(): Promise<void> {
     if (!this.#atRest) return;
     const rows = await this.#q<{ doc: unknown }>('SELECT doc FROM postern_control WHERE id = 1');
-    const stored = rows[0] ? parseControl(rows[0].doc) : emptyControl();
+    const stored = rows[0] ? parseControl(rows[0].doc, 'postern_control') : emptyControl();
     if (await this.#atRest.load(stored)) await this.updateControl(() => undefined);
   }
 
@@ -347,7 +326,7 @@ export class PostgresStore implements Store {
 
   /** The control row as read: parsed, its secrets opened. */
   #openControl(doc: unknown): ControlState {
-    const state = parseControl(doc);
+    const state = parseControl(doc, 'postern_control');
     return this.#atRest ? this.#atRest.open(state) : state;
   }
 
