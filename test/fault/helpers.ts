@@ -19,6 +19,7 @@ import {
   listEvents,
   pairAgent,
 } from '../helpers/processes.ts';
+import { relayStoreArgs } from '../helpers/store.ts';
 
 // ---------------------------------------------------------------------------------------------
 // TCP proxy
@@ -167,6 +168,7 @@ export async function startRelayInShell(opts: {
     opts.dataDir,
     '--log-level',
     'debug',
+    ...(await relayStoreArgs(opts.dataDir)),
   ];
   const script = `${opts.shellPrefix}; exec ${argv.map(shellQuote).join(' ')}`;
   const proc = new Proc([], { POSTERN_ADMIN_TOKEN: '' }, ROOT, ['bash', '-c', script]);
