@@ -118,6 +118,11 @@ export interface RelayOptions {
   extraArgs?: string[];
   /** Runs the relay under this umask (through `sh -c 'umask …; exec …'`, same pid). */
   umask?: number;
+  /**
+   * PostgreSQL pass: the URL the relay is given instead of its data dir's database (e.g. that
+   * database through a proxy); see store.ts.
+   */
+  databaseUrl?: string;
 }
 
 /**
@@ -137,7 +142,9 @@ export async function spawnRelay(dataDir: string, opts: RelayOptions = {}): Prom
     '--log-level',
     'debug',
     ...(opts.heartbeatMs ? ['--heartbeat-ms', String(opts.heartbeatMs)] : []),
-    ...(await relayStoreArgs(dataDir)),
+    ...(opts.databaseUrl === undefined
+      ? await relayStoreArgs(dataDir)
+      : ['--database-url', opts.databaseUrl]),
     ...(opts.extraArgs ?? []),
   ];
   const command =

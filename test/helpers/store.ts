@@ -30,6 +30,8 @@ export interface StoreTestOptions extends TestOptions {
   embeddedOnly?: string;
   /** The test starts no relay (so no store): it runs in the embedded pass only. */
   noStore?: string;
+  /** The test is about PostgreSQL (its server's faults): the embedded pass skips it. */
+  postgresOnly?: string;
 }
 
 type TestFn = (t: TestContext) => void | Promise<void>;
@@ -47,7 +49,7 @@ export function test(
   optionsOrFn: StoreTestOptions | TestFn,
   maybeFn?: TestFn,
 ): Promise<void> {
-  const { embeddedOnly, noStore, ...options } =
+  const { embeddedOnly, noStore, postgresOnly, ...options } =
     typeof optionsOrFn === 'function' ? {} : optionsOrFn;
   const fn = typeof optionsOrFn === 'function' ? optionsOrFn : maybeFn;
   if (fn === undefined) throw new Error(`test ${name} has no function`);
@@ -58,6 +60,9 @@ export function test(
         ? `no relay store involved (${noStore}): runs in the embedded pass`
         : undefined;
   if (TEST_STORE !== 'embedded' && once !== undefined) options.skip = once;
+  if (TEST_STORE !== 'postgres' && postgresOnly !== undefined) {
+    options.skip = `PostgreSQL only (${postgresOnly}): runs in the PostgreSQL pass`;
+  }
   return nodeTest(storeTestName(name), options, fn);
 }
 
