@@ -319,7 +319,15 @@ async function settle(
   const inDatabase = await committed(w.databaseUrl, ids);
   assert.equal(inDatabase, ids.length, `${ids.length} acknowledged, ${inDatabase} in the database`);
 
-  await waitAllDelivered(w.relay, w.channelId, ids, 90_000);
+  try {
+    await waitAllDelivered(w.relay, w.channelId, ids, 90_000);
+  } catch (err) {
+    const problems = w.relay.proc.lines.filter((l) => (l.level ?? 0) >= 40).slice(-15);
+    console.log(
+      `${label}: the relay's last warnings:\n${problems.map((l) => JSON.stringify(l)).join('\n')}`,
+    );
+    throw err;
+  }
   const acc = account(acked, w.app.received);
   // A webhook answered 503 may still have been committed (the answer, not the COMMIT, was
   // lost): at least once, so it may be delivered; it must be one of the webhooks sent.
@@ -430,6 +438,7 @@ test('(c) the database unreachable when the relay starts, reachable later', OPTS
     port,
     databaseUrl: viaProxy(w.databaseUrl, w.proxy),
     env: { POSTERN_ADMIN_TOKEN: TOKEN },
+    listeningMsg: 'listening; opening the store',
   });
   cleanups.push(() => relay.stop());
   const late: World = { ...w, relay };

@@ -321,7 +321,12 @@ export async function waitAllDelivered(
       async () => {
         const events = (await listChannel(relay, channelId)).filter((e) => wanted.has(e.id));
         const pending = events.filter((e) => e.status !== 'delivered');
-        last = `${events.length} of ${wanted.size} listed, ${pending.length} not delivered`;
+        const byStatus = new Map<string, number>();
+        for (const e of pending) byStatus.set(e.status, (byStatus.get(e.status) ?? 0) + 1);
+        const statuses = [...byStatus].map(([status, n]) => `${n} ${status}`).join(', ');
+        last =
+          `${events.length} of ${wanted.size} listed, ${pending.length} not delivered` +
+          (pending.length > 0 ? `: ${statuses}` : '');
         return events.length === wanted.size && pending.length === 0 ? true : undefined;
       },
       timeoutMs,

@@ -123,6 +123,11 @@ export interface RelayOptions {
    * database through a proxy); see store.ts.
    */
   databaseUrl?: string;
+  /**
+   * The log line to wait for (default 'relay listening'); 'listening; opening the store' for
+   * a relay whose store cannot be reached yet.
+   */
+  listeningMsg?: string;
 }
 
 /**
@@ -166,7 +171,7 @@ export async function spawnRelay(dataDir: string, opts: RelayOptions = {}): Prom
 export async function startRelay(opts: RelayOptions = {}): Promise<RelayHandle> {
   const dataDir = opts.dataDir ?? (await tempDir());
   const proc = await spawnRelay(dataDir, opts);
-  const ready = await proc.waitForMsg('relay listening');
+  const ready = await proc.waitForMsg(opts.listeningMsg ?? 'relay listening');
   const url = String(ready['url']);
   const token =
     opts.env?.['POSTERN_ADMIN_TOKEN'] ||
