@@ -235,12 +235,19 @@ test(
 );
 
 test('admin CLI: --token warns that the process list shows it; --token-file and the environment do not', async () => {
-  if (!dataDir) {
-    // The tests before it are the embedded store's only.
+  const fresh = !dataDir;
+  if (fresh) {
+    // The tests before it, which made the data dir and its channel, are the embedded store's.
     dataDir = path.join(await tempDir('postern-at-rest-'), 'data');
     dirs.push(path.dirname(dataDir));
   }
   const relay = await start(dataDir);
+  if (fresh) {
+    await relay.api('POST', '/api/channels', {
+      name: 'at-rest',
+      verify: { provider: 'github', secret: SECRET },
+    });
+  }
   const tokenFile = path.join(path.dirname(dataDir), 'token');
   await writeFile(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
   // The relay took its token from the environment: give the default file by hand.
