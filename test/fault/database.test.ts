@@ -319,6 +319,10 @@ async function settle(
   const inDatabase = await committed(w.databaseUrl, ids);
   assert.equal(inDatabase, ids.length, `${ids.length} acknowledged, ${inDatabase} in the database`);
 
+  console.log(
+    `${label}: ${sent.length + earlier.size} sent, ${ids.length} acknowledged (202), ` +
+      `${inDatabase} of them in the database, ${outcome.unavailable} answered 503 with Retry-After`,
+  );
   try {
     await waitAllDelivered(w.relay, w.channelId, ids, 90_000);
   } catch (err) {
