@@ -9,9 +9,11 @@ import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
 import { fullJitterBackoff } from '../shared/backoff.ts';
+import { CloseCode } from '../shared/protocol.ts';
 import { ConfigError, isPosternError, PosternError } from '../shared/errors.ts';
 import { setUpAdminToken } from './admin-token.ts';
 import { ControlCache } from './control-cache.ts';
+import { reactToControlChange } from './control-changes.ts';
 import type { RelayConfig } from './config.ts';
 import { dashboardRouter } from './dashboard/router.ts';
 import { Dispatcher } from './dispatch/dispatcher.ts';
@@ -173,8 +175,22 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
   const now = deps.now ?? Date.now;
   const store = deps.store ?? defaultStore(config, logger);
   const storeName = config.databaseUrl === null ? config.dataDir : redactUrl(config.databaseUrl);
-  const control = new ControlCache(store, (err) =>
-    logger.error({ err }, 'could not read the control state again; will on the next change'),
+  const control = new ControlCache(
+    store,
+    (err) =>
+      logger.error({ err }, 'could not read the control state again; will on the next change'),
+    // Made through this relay or another: the tunnels and dispatch here follow it.
+    (before, after) =>
+      reactToControlChange(before, after, {
+        closeAgent: (agentId, why, reason) =>
+          tunnel?.closeAgent(
+            agentId,
+            why === 'revoked' ? CloseCode.revoked : CloseCode.goingAway,
+            reason,
+          ),
+        channelChanged: (channelId) => dispatcher?.channelChanged(channelId),
+        channelRemoved: (channelId) => dispatcher?.forgetChannel(channelId),
+      }),
   );
   let unsubscribeControl: () => void = () => undefined;
   let server: Server | null = null;
@@ -336,8 +352,20 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
         agent,
         now,
         used: () => control.state.usedTokenIds,
-        recordUsed: (entry, nowS) =>
+        // Checked and recorded in one control update: updates are serialized across relays,
+        // so of two relays given the same token, exactly one accepts it.
+        recordUsed: (entry, nowS, keyX) =>
           control.update((s) => {
+            const refuse = (reason: string) => {
+              throw new PosternError('ERR_UNAUTHORIZED', reason, { status: 401 });
+            };
+            if (s.usedTokenIds.some((u) => u.key === entry.key)) {
+              refuse('token replayed (jti already used)');
+            }
+            const agentId = entry.key.slice(0, entry.key.indexOf(':'));
+            if (s.agents.find((a) => a.id === agentId)?.publicKey?.x !== keyX) {
+              refuse('unknown or unpaired agent');
+            }
             s.usedTokenIds = s.usedTokenIds.filter((u) => u.until >= nowS);
             s.usedTokenIds.push(entry);
           }),

@@ -2,7 +2,6 @@
 import type Router from '@koa/router';
 import { PosternError } from '../../../shared/errors.ts';
 import { readString } from '../../../shared/fields.ts';
-import { CloseCode } from '../../../shared/protocol.ts';
 import { findPairing, parsePublicKey } from '../../pairing.ts';
 import { RateLimiter } from '../../rate-limit.ts';
 import type { AgentRecord } from '../../store/types.ts';
@@ -50,8 +49,8 @@ export function pairRoutes(router: Router, relay: RelayContext): void {
       }
     });
     if (!agent) notFound('agent');
-    // A re-paired agent's old key is dead: close anything still using it.
-    relay.tunnel.closeAgent(agent.id, CloseCode.revoked, 'agent re-paired');
+    // A re-paired agent's old key is dead: every relay closes what still uses it, on the
+    // control change (server/control-changes.ts).
     relay.logger.info({ agentId: agent.id }, 'agent paired');
     ctx.body = {
       agentId: agent.id,
