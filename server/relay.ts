@@ -26,6 +26,7 @@ import { INGRESS_PREFIX, ingressHandler } from './http/ingress.ts';
 import { startingHandler, STORE_UNAVAILABLE_BODY } from './http/starting.ts';
 import { eventIdGenerator } from './ids.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
+import { PresenceBoard } from './presence.ts';
 import { EmbeddedStore } from './store/embedded.ts';
 import { PostgresStore } from './store/postgres/store.ts';
 import { redactUrl } from './store/postgres/url.ts';
@@ -196,6 +197,7 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
   let server: Server | null = null;
   let tunnel: TunnelEndpoint | null = null;
   let dispatcher: Dispatcher | null = null;
+  let presence: PresenceBoard | null = null;
   let accepting = false;
   /** Set by `stop()` while `start()` waits for the store: the wait ends, start fails. */
   const starting = new AbortController();
@@ -380,13 +382,22 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       onConnect: (agentId, version) => {
         metrics.tunnelConnections.inc();
         metrics.agentsConnected.set(tunnel!.connectedCount());
+        presence?.changed();
         recordAgent(agentId, { version });
       },
       onDisconnect: (agentId) => {
         metrics.agentsConnected.set(tunnel!.connectedCount());
+        presence?.changed();
         if (accepting) recordAgent(agentId, {});
       },
     });
+    const board = new PresenceBoard({
+      store,
+      logger,
+      now,
+      local: () => tunnel?.connectedAgents() ?? [],
+    });
+    presence = board;
     const ctx: RelayContext = {
       config: { ...config, publicUrl },
       store,
@@ -399,6 +410,9 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       now,
       nextEventId: eventIdGenerator(now),
       accepting: () => accepting,
+      servedElsewhere: (channelId) =>
+        control.state.agents.some((a) => a.channels.includes(channelId) && board.elsewhere(a.id)),
+      connectedElsewhere: (agentId) => board.elsewhere(agentId),
       channel,
     };
     const { app, routes } = buildApp(ctx, metrics);
@@ -414,6 +428,7 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
     logger.debug({ routes }, 'http routes');
     tunnel.listen(server);
     dispatcher.start();
+    board.start();
     sweep();
     retentionTimer = setInterval(
       sweep,
@@ -467,6 +482,7 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       await closed;
       clearTimeout(grace);
       dispatcher?.stop();
+      await presence?.stop();
       unsubscribeControl();
       if (retentionTimer) clearInterval(retentionTimer);
       await sweeping;

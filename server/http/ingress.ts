@@ -208,6 +208,12 @@ export function ingressHandler(relay: RelayContext, deps: IngressDeps = {}) {
       }
       payload.dedupKey = replay.key;
     }
+    // A sync channel with an agent on this relay or another: the provider's request waits for
+    // the app's answer until the channel's deadline, whichever relay delivers the event.
+    const sync =
+      channel.response.mode === 'sync' &&
+      (relay.dispatcher.hasSink(channel.id) || relay.servedElsewhere(channel.id));
+    if (sync) payload.respondBy = receivedAt + channel.response.timeoutMs;
     let summary;
     try {
       // Only now, for a verified request: a forged body is never parsed for its key.
@@ -229,15 +235,17 @@ export function ingressHandler(relay: RelayContext, deps: IngressDeps = {}) {
     }
     claim?.release(summary.id);
     outcome('accepted');
-    const sync = channel.response.mode === 'sync' && relay.dispatcher.hasSink(channel.id);
-    const response = sync
-      ? relay.dispatcher.awaitResponse(summary.id, channel.response.timeoutMs)
-      : null;
-    const ack = await response;
-    if (ack?.status !== undefined && ack.responseHeaders && ack.body) {
+    const answer =
+      payload.respondBy === undefined
+        ? null
+        : await relay.dispatcher.awaitResponse(
+            summary.id,
+            Math.max(0, payload.respondBy - relay.now()),
+          );
+    if (answer) {
       // The app's own answer, as the provider expects it (Slack commands, TwiML, …).
-      const headers = appAnswerHeaders(ack.responseHeaders, summary.id);
-      return send(res, ack.status, Buffer.from(ack.body), headers);
+      const headers = appAnswerHeaders(answer.headers, summary.id);
+      return send(res, answer.status, answer.body, headers);
     }
     send(res, 202, `{"id":"${summary.id}"}`);
   };

@@ -14,10 +14,14 @@ export function agentRoutes(router: Router, relay: RelayContext): void {
     name: a.name,
     channels: a.channels,
     paired: a.publicKey !== null,
-    connected: relay.tunnel.isConnected(a.id),
+    // Connected through this relay or another of the same store.
+    connected: relay.tunnel.isConnected(a.id) || relay.connectedElsewhere(a.id),
     inFlight: relay.tunnel.inFlight(a.id),
     createdAt: iso(a.createdAt),
-    lastSeenAt: relay.tunnel.isConnected(a.id) ? iso(relay.now()) : iso(a.lastSeenAt),
+    lastSeenAt:
+      relay.tunnel.isConnected(a.id) || relay.connectedElsewhere(a.id)
+        ? iso(relay.now())
+        : iso(a.lastSeenAt),
     version: a.version,
   });
 
