@@ -325,6 +325,7 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       logger,
       channel,
       now,
+      leaseMs: config.leaseMs,
       onAttempt: (outcome, deliveredAfterMs) => {
         metrics.attempts.inc({ outcome });
         if (deliveredAfterMs !== null) metrics.deliveryLatency.observe(deliveredAfterMs / 1000);
