@@ -256,7 +256,13 @@ test('kill -9 of a replica mid-burst: every acknowledged webhook delivered, the 
       }
       await new Promise((r) => setTimeout(r, 20));
     }
-    return { what: `kill -9 of replica ${victim}`, agents: hit, from, until: Date.now() };
+    return {
+      what: `kill -9 of replica ${victim}`,
+      agents: hit,
+      from,
+      until: Date.now(),
+      database: false,
+    };
   });
   await check('kill -9', run);
   const f = run.faults[0]!;
@@ -279,7 +285,13 @@ test('SIGSTOP of a replica past its lease, then SIGCONT: its claims go to the ot
     await new Promise((r) => setTimeout(r, LEASE_MS * 2));
     deliveredWhileStopped = a.received.length - n;
     c.resume(victim);
-    return { what: `SIGSTOP of replica ${victim}`, agents: hit, from, until: Date.now() };
+    return {
+      what: `SIGSTOP of replica ${victim}`,
+      agents: hit,
+      from,
+      until: Date.now(),
+      database: false,
+    };
   });
   await check('SIGSTOP', run);
   console.log(`SIGSTOP: ${deliveredWhileStopped} deliveries while the replica was stopped`);
@@ -296,7 +308,7 @@ test('the database away under load: 503 with Retry-After, every 202 delivered', 
     c.dbProxy.cutAll();
     await new Promise((r) => setTimeout(r, 3_000));
     c.dbProxy.heal();
-    return { what: 'database unreachable', agents: all, from, until: Date.now() };
+    return { what: 'database unreachable', agents: all, from, until: Date.now(), database: true };
   });
   await check('database away', run);
   const refused = run.sent.filter((s) => s.status === 503).length;
@@ -317,6 +329,7 @@ test("pg_terminate_backend of one replica's connections under load", async () =>
       agents: hit,
       from,
       until: Date.now(),
+      database: true,
     };
   });
   console.log(`pg_terminate_backend: ${ended} connections ended`);

@@ -16,6 +16,11 @@ export interface Fault {
   agents: ReadonlySet<number>;
   from: number;
   until: number;
+  /**
+   * The database connection died: an append whose COMMIT was sent but not answered is in
+   * doubt, answered 503 (nothing promised) and may still be committed and delivered.
+   */
+  database: boolean;
 }
 
 /**
@@ -36,6 +41,8 @@ export interface Tally extends Accounting {
   undocumented: string[];
   /** Receipts of events whose 202 never reached the provider (the connection died first). */
   unanswered: number;
+  /** Receipts of events answered 503 whose COMMIT was in doubt (the database went away). */
+  inDoubt: number;
   /** Receipts with an id no request in the set can explain. */
   unexplained: string[];
 }
@@ -54,10 +61,19 @@ export function tally(
   const unansweredBodies = new Set(
     sent.filter((s) => s.status === null).map((s) => s.body.toString('base64')),
   );
-  const unexplained = a.foreign.filter((id) => {
-    const r = ours.find((x) => eventIdOf(x) === id)!;
-    return !unansweredBodies.has(r.body.toString('base64'));
-  });
+  const refusedBodies = new Set(
+    sent.filter((s) => s.status === 503).map((s) => s.body.toString('base64')),
+  );
+  const inDoubtAllowed = faults.some((f) => f.database);
+  let unanswered = 0;
+  let inDoubt = 0;
+  const unexplained: string[] = [];
+  for (const id of a.foreign) {
+    const body = ours.find((x) => eventIdOf(x) === id)!.body.toString('base64');
+    if (unansweredBodies.has(body)) unanswered++;
+    else if (inDoubtAllowed && refusedBodies.has(body)) inDoubt++;
+    else unexplained.push(id);
+  }
   const byId = new Map<string, Received[]>();
   for (const r of ours) {
     const id = eventIdOf(r);
@@ -78,7 +94,7 @@ export function tally(
     if (explained) documented += rs.length - 1;
     else undocumented.push(`${id} (${rs.map((r) => `agent${agentOf(r)}@${r.at}`).join(', ')})`);
   }
-  return { ...a, documented, undocumented, unanswered: a.foreign.length, unexplained };
+  return { ...a, documented, undocumented, unanswered, inDoubt, unexplained };
 }
 
 export function describe(label: string, sent: number, t: Tally): string {
@@ -86,7 +102,8 @@ export function describe(label: string, sent: number, t: Tally): string {
     `${label}: ${sent} sent, ${t.acknowledged} acknowledged, ${t.delivered} delivered, ` +
     `${t.lost.length} lost, ${t.duplicates} duplicates (${t.documented} documented at-least-once: ` +
     `first delivery cut short by the fault; ${t.undocumented.length} not), ` +
-    `${t.unanswered} delivered without their 202 (connection cut by the fault)`
+    `${t.unanswered} delivered without their 202 (connection cut by the fault), ` +
+    `${t.inDoubt} delivered though answered 503 (COMMIT in doubt when the database went away)`
   );
 }
 
