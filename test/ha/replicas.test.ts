@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startApp, type Received, type TestApp } from '../helpers/app.ts';
-import { burst, burstDispatcher, waitAllDelivered, type Sent } from '../fault/helpers.ts';
+import { burst, burstDispatcher, lineTime, waitAllDelivered, type Sent } from '../fault/helpers.ts';
 import { Cluster } from './cluster.ts';
 import {
   agentOf,
@@ -245,11 +245,19 @@ test('kill -9 of a replica mid-burst: every acknowledged webhook delivered, the 
   const run = await underLoad('kill', async () => {
     const from = Date.now();
     await c.kill(victim);
-    // Deliveries resume for its agents once they are connected to another replica.
+    // Deliveries resume for its agents once they are connected to another replica: the first
+    // request one of them makes after its new session (not one it was finishing).
     const n = a.received.length;
     for (;;) {
       if (Date.now() - from > 60_000) throw new Error('no delivery by its agents after the kill');
-      const later = a.received.slice(n).find((r) => hit.has(agentOf(r)) && r.at > from);
+      const later = a.received.slice(n).find((r) => {
+        const agent = c.agents[agentOf(r)];
+        if (!agent || !hit.has(agentOf(r))) return false;
+        const back = agent.proc.lines.find(
+          (l) => l.msg === 'connected to the relay' && lineTime(l) > from,
+        );
+        return back !== undefined && r.at >= lineTime(back);
+      });
       if (later) {
         resumedAt = later.at;
         break;
