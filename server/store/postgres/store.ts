@@ -27,6 +27,9 @@ import {
   type Store,
   type StoreChange,
   type StoreHealth,
+  type AppResponse,
+  type Presence,
+  type RateLimit,
 } from '../types.ts';
 import { AtRest } from './at-rest.ts';
 import { GroupCommit } from './batch.ts';
@@ -758,6 +761,106 @@ export class PostgresStore implements Store {
     }
   }
 
+  // shared between relays (rule 8)
+
+  async takeToken(key: string, limit: RateLimit, now: number): Promise<number> {
+    const rows = await this.#q<{ w: string }>('SELECT postern_take_token($1, $2, $3, $4) AS w', [
+      key,
+      limit.perSecond,
+      limit.burst,
+      now,
+    ]);
+    return Number(rows[0]?.w ?? 0);
+  }
+
+  async publishResponse(response: AppResponse, until: number): Promise<void> {
+    await this.#q(
+      `WITH gone AS (DELETE FROM postern_responses WHERE until < $6),
+            put AS (
+              INSERT INTO postern_responses (event_id, until, status, headers, body)
+              VALUES ($1, $2, $3, $4::jsonb, $5)
+              ON CONFLICT (event_id) DO UPDATE SET until = excluded.until,
+                status = excluded.status, headers = excluded.headers, body = excluded.body
+              RETURNING 1)
+       SELECT pg_notify('postern_feed', $7) FROM put`,
+      [
+        response.eventId,
+        until,
+        response.status,
+        toJsonb(response.headers),
+        response.body,
+        this.#now(),
+        JSON.stringify({ s: this.#src, t: 'r', i: response.eventId }),
+      ],
+    );
+    this.#emit({ type: 'response', eventId: response.eventId });
+  }
+
+  async readResponse(eventId: string, now: number): Promise<AppResponse | undefined> {
+    const rows = await this.#q<{ status: number; headers: unknown; body: Buffer }>(
+      'SELECT status, headers, body FROM postern_responses WHERE event_id = $1 AND until >= $2',
+      [eventId, now],
+    );
+    const row = rows[0];
+    if (!row) return undefined;
+    const headers = Array.isArray(row.headers)
+      ? row.headers.filter(
+          (h): h is [string, string] =>
+            Array.isArray(h) && typeof h[0] === 'string' && typeof h[1] === 'string',
+        )
+      : [];
+    return { eventId, status: row.status, headers, body: row.body };
+  }
+
+  async putPresence(owner: string, agents: readonly string[], until: number): Promise<void> {
+    const sorted = [...new Set(agents)].sort();
+    const note = JSON.stringify({ s: this.#src, t: 'p' });
+    const rows =
+      sorted.length === 0
+        ? await this.#q(
+            `WITH gone AS (DELETE FROM postern_presence WHERE owner = $1 RETURNING 1)
+             SELECT pg_notify('postern_feed', $2) FROM gone`,
+            [owner, note],
+          )
+        : await this.#q(
+            `WITH old AS (SELECT agents FROM postern_presence WHERE owner = $1),
+                  put AS (
+                    INSERT INTO postern_presence (owner, agents, until) VALUES ($1, $2::jsonb, $3)
+                    ON CONFLICT (owner) DO UPDATE SET agents = excluded.agents,
+                      until = excluded.until
+                    RETURNING 1)
+             SELECT pg_notify('postern_feed', $4) FROM put
+              WHERE (SELECT agents FROM old) IS DISTINCT FROM $2::jsonb`,
+            [owner, toJsonb(sorted), until, note],
+          );
+    if (rows.length > 0) this.#emit({ type: 'presence' });
+  }
+
+  async readPresence(now: number): Promise<Presence[]> {
+    const rows = await this.#q<{ owner: string; agents: unknown; until: string }>(
+      'SELECT owner, agents, until FROM postern_presence WHERE until >= $1',
+      [now],
+    );
+    return rows.map((r) => ({
+      owner: r.owner,
+      agents: Array.isArray(r.agents)
+        ? r.agents.filter((a): a is string => typeof a === 'string')
+        : [],
+      until: Number(r.until),
+    }));
+  }
+
+  /** Forgets what rule 8 keeps past its time: full buckets, old answers, presence of the dead. */
+  async #pruneShared(): Promise<void> {
+    const now = this.#now();
+    await this.#q(
+      `WITH r AS (DELETE FROM postern_rate WHERE full_at < $1),
+            a AS (DELETE FROM postern_responses WHERE until < $1)
+       DELETE FROM postern_presence WHERE until < $1 - 60000`,
+      [now],
+    );
+  }
+
   subscribe(listener: (change: StoreChange) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
@@ -811,6 +914,7 @@ export class PostgresStore implements Store {
     try {
       await this.#ensureDaysAhead();
       await this.#compactCounts();
+      await this.#pruneShared();
     } catch (err) {
       this.#log.warn({ err: String(err) }, 'store maintenance failed; will try again');
     }
