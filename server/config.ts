@@ -4,7 +4,6 @@
  */
 import path from 'node:path';
 import { ConfigError } from '../shared/errors.ts';
-import { LEASE_MS } from './dispatch/dispatcher.ts';
 import { parseSecretsKey } from './secrets-box.ts';
 import { DEFAULT_POOL_SIZE } from './store/postgres/pool.ts';
 import type { SecretsKeySource } from './store/secrets-key.ts';
@@ -40,11 +39,6 @@ export interface RelayConfig {
   readonly window: number;
   /** A delivery unacknowledged this long marks the session as stalled and replaces it. */
   readonly ackTimeoutMs: number;
-  /**
-   * How long a claim holds without renewal (default 30 s). Not a documented setting: only the
-   * environment's POSTERN_LEASE_MS sets it, so that the replica tests need not wait 30 s.
-   */
-  readonly leaseMs: number;
   /** How long a pairing code stays valid. */
   readonly pairingTtlMs: number;
   /** Longest wait for in-flight work on SIGTERM. */
@@ -193,12 +187,6 @@ export function parseRelayConfig(
     1,
     1_000_000,
   );
-  const leaseMs = intIn(
-    'POSTERN_LEASE_MS',
-    env['POSTERN_LEASE_MS'] || String(LEASE_MS),
-    1_000,
-    600_000,
-  );
   const adminToken = env['POSTERN_ADMIN_TOKEN'] || null;
   if (adminToken !== null && adminToken.length < 16) {
     throw new ConfigError('POSTERN_ADMIN_TOKEN: expected at least 16 characters');
@@ -231,7 +219,6 @@ export function parseRelayConfig(
     leaseMs,
     window: 256,
     ackTimeoutMs: 330_000,
-    leaseMs,
     pairingTtlMs: 15 * 60_000,
     shutdownGraceMs: 10_000,
     retentionMs: Math.round(retentionHours * 3_600_000),

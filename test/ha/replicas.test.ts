@@ -23,7 +23,7 @@ import {
 
 const REPLICAS = 3;
 const AGENTS = 10;
-/** Short, so that the stall test need not wait 30 s (POSTERN_LEASE_MS, not a documented flag). */
+/** Short (POSTERN_LEASE_MS, --lease-ms), so that the stall test need not wait 30 s. */
 const LEASE_MS = 3_000;
 const HEARTBEAT_MS = 1_000;
 const BURST = 600;
