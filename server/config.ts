@@ -5,12 +5,20 @@
 import path from 'node:path';
 import { ConfigError } from '../shared/errors.ts';
 import { parseSecretsKey } from './secrets-box.ts';
+import { DEFAULT_POOL_SIZE } from './store/postgres/pool.ts';
 import type { SecretsKeySource } from './store/secrets-key.ts';
 
 export interface RelayConfig {
   readonly host: string;
   readonly port: number;
   readonly dataDir: string;
+  /**
+   * The PostgreSQL store's `postgres://…` URL (a secret: show it only through `redactUrl`);
+   * null: the embedded store under `dataDir`.
+   */
+  readonly databaseUrl: string | null;
+  /** PostgreSQL connections the relay's pool holds at most (the change feed holds one more). */
+  readonly databasePoolSize: number;
   /** The URL providers and agents use; null means http://localhost:<the port listened on>. */
   readonly publicUrl: string | null;
   /** From POSTERN_ADMIN_TOKEN; when absent one is generated on first start. */
@@ -44,6 +52,8 @@ export interface RelayConfigInput {
   host?: string | undefined;
   port?: string | undefined;
   dataDir?: string | undefined;
+  databaseUrl?: string | undefined;
+  databasePoolSize?: string | undefined;
   publicUrl?: string | undefined;
   logLevel?: string | undefined;
   heartbeatMs?: string | undefined;
@@ -69,6 +79,30 @@ function intIn(name: string, raw: string, min: number, max: number): number {
   return n;
 }
 
+/**
+ * A `postgres://` or `postgresql://` URL. An error never repeats it (a mistyped URL may still
+ * hold a password in a place no redaction recognizes): it names only the scheme found.
+ */
+export function parseDatabaseUrl(name: string, raw: string): string {
+  let url: URL | null = null;
+  try {
+    url = new URL(raw);
+  } catch {
+    // described below without the value
+  }
+  if (!url || (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') || !url.host) {
+    const found = !url
+      ? 'something that is not a URL'
+      : /^[a-z][a-z0-9+.-]*:$/i.test(url.protocol) && url.host
+        ? `a ${url.protocol}// URL`
+        : 'a URL without a host';
+    throw new ConfigError(
+      `${name}: expected postgres://user:password@host:port/database, got ${found}`,
+    );
+  }
+  return raw;
+}
+
 /** Builds the config from flags (first) and environment (second). */
 export function parseRelayConfig(
   flags: RelayConfigInput,
@@ -82,6 +116,17 @@ export function parseRelayConfig(
     65_535,
   );
   const dataDir = path.resolve(flags.dataDir ?? env['POSTERN_DATA_DIR'] ?? './data');
+  const rawDatabase = flags.databaseUrl ?? (env['POSTERN_DATABASE_URL'] || undefined);
+  const databaseUrl =
+    rawDatabase === undefined
+      ? null
+      : parseDatabaseUrl('--database-url / POSTERN_DATABASE_URL', rawDatabase);
+  const databasePoolSize = intIn(
+    '--database-pool-size / POSTERN_DATABASE_POOL_SIZE',
+    flags.databasePoolSize ?? env['POSTERN_DATABASE_POOL_SIZE'] ?? String(DEFAULT_POOL_SIZE),
+    1,
+    1_000,
+  );
   const rawPublic = flags.publicUrl ?? env['POSTERN_PUBLIC_URL'];
   let publicUrl: string | null = null;
   if (rawPublic !== undefined) {
@@ -151,6 +196,8 @@ export function parseRelayConfig(
     host,
     port,
     dataDir,
+    databaseUrl,
+    databasePoolSize,
     publicUrl,
     adminToken,
     secretsKey,

@@ -7,8 +7,10 @@ import { ConfigError, isPosternError } from '../shared/errors.ts';
 import { createLogger } from '../shared/logging.ts';
 import { VERSION } from '../shared/version.ts';
 import { runAdminCommand, ADMIN_USAGE } from './cli/admin.ts';
+import { MIGRATE_USAGE, runMigrate } from './cli/migrate.ts';
 import { parseRelayConfig } from './config.ts';
 import { createRelay } from './relay.ts';
+import { redactUrl } from './store/postgres/url.ts';
 
 const USAGE = `Usage: postern-relay <command> [options]
 
@@ -16,6 +18,14 @@ const USAGE = `Usage: postern-relay <command> [options]
     --host HOST           address to listen on       (POSTERN_HOST, default 0.0.0.0)
     --port PORT           port to listen on          (POSTERN_PORT, default 8080)
     --data-dir DIR        where state is kept        (POSTERN_DATA_DIR, default ./data)
+    --database-url URL    keep events and channels in PostgreSQL instead of the data dir
+                          (POSTERN_DATABASE_URL), e.g. postgres://postern@db.internal:5432/postern
+                          ?sslmode=verify-full; put a password in the environment variable, not
+                          in a flag others can see. Migrations are applied at start; while the
+                          database cannot be reached the relay waits and tries again
+    --database-pool-size N
+                          PostgreSQL connections at most (POSTERN_DATABASE_POOL_SIZE, default 10;
+                          the change feed holds one more)
     --public-url URL      URL providers and agents use (POSTERN_PUBLIC_URL,
                           default http://localhost:<port>)
     --heartbeat-ms MS     tunnel heartbeat interval  (POSTERN_HEARTBEAT_MS, default 10000)
@@ -39,6 +49,8 @@ const USAGE = `Usage: postern-relay <command> [options]
     The admin token comes from POSTERN_ADMIN_TOKEN, or is generated on first start and
     written to <data-dir>/admin-token. One relay per data dir: <data-dir>/relay.lock.
 
+${MIGRATE_USAGE}
+
 ${ADMIN_USAGE}
   --version             print the version
 `;
@@ -50,6 +62,8 @@ async function serve(args: string[]): Promise<void> {
       host: { type: 'string' },
       port: { type: 'string' },
       'data-dir': { type: 'string' },
+      'database-url': { type: 'string' },
+      'database-pool-size': { type: 'string' },
       'public-url': { type: 'string' },
       'heartbeat-ms': { type: 'string' },
       'retention-hours': { type: 'string' },
@@ -67,6 +81,8 @@ async function serve(args: string[]): Promise<void> {
       host: values.host,
       port: values.port,
       dataDir: values['data-dir'],
+      databaseUrl: values['database-url'],
+      databasePoolSize: values['database-pool-size'],
       publicUrl: values['public-url'],
       heartbeatMs: values['heartbeat-ms'],
       retentionHours: values['retention-hours'],
@@ -81,21 +97,7 @@ async function serve(args: string[]): Promise<void> {
   );
   const logger = createLogger('postern-relay', config.logLevel);
   const relay = createRelay(config, { logger });
-  await relay.start();
-  if (relay.adminTokenFile) {
-    process.stderr.write(
-      `\nPostern relay ${VERSION} on ${relay.url} (public URL ${relay.publicUrl})\n` +
-        `Admin token generated and written to ${relay.adminTokenFile} (mode 0600).\n` +
-        `Admin commands take it with: --token-file ${relay.adminTokenFile}\n\n`,
-    );
-  } else {
-    process.stderr.write(
-      `\nPostern relay ${VERSION} on ${relay.url} (public URL ${relay.publicUrl})\n` +
-        (config.adminToken
-          ? 'Admin token: the value of POSTERN_ADMIN_TOKEN.\n\n'
-          : `Admin token: in ${config.dataDir}/admin-token, written on first start.\n\n`),
-    );
-  }
+  // Set before start: a relay waiting for its database stops on a signal too.
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
@@ -111,6 +113,32 @@ async function serve(args: string[]): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  try {
+    await relay.start();
+  } catch (err) {
+    if (stopping) return; // stopped while waiting for the store: shutdown exits
+    throw err;
+  }
+  const where =
+    config.databaseUrl === null
+      ? `Data dir: ${config.dataDir}\n`
+      : `Store: PostgreSQL at ${redactUrl(config.databaseUrl)} (data dir ${config.dataDir})\n`;
+  if (relay.adminTokenFile) {
+    process.stderr.write(
+      `\nPostern relay ${VERSION} on ${relay.url} (public URL ${relay.publicUrl})\n` +
+        where +
+        `Admin token generated and written to ${relay.adminTokenFile} (mode 0600).\n` +
+        `Admin commands take it with: --token-file ${relay.adminTokenFile}\n\n`,
+    );
+  } else {
+    process.stderr.write(
+      `\nPostern relay ${VERSION} on ${relay.url} (public URL ${relay.publicUrl})\n` +
+        where +
+        (config.adminToken
+          ? 'Admin token: the value of POSTERN_ADMIN_TOKEN.\n\n'
+          : `Admin token: in ${config.dataDir}/admin-token, written on first start.\n\n`),
+    );
+  }
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -124,6 +152,9 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (command === 'serve') return serve(rest);
+  if (command === 'migrate') {
+    return runMigrate(rest, process.env, (text) => process.stdout.write(text));
+  }
   return runAdminCommand(command, rest, process.env);
 }
 

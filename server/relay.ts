@@ -2,12 +2,14 @@
  * The relay, assembled: store, dispatch, tunnel endpoint and HTTP surface. `createRelay` has
  * no side effects; `start()` opens the store and listens, `stop()` shuts down gracefully.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { AddressInfo } from 'node:net';
 import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
-import { ConfigError } from '../shared/errors.ts';
+import { fullJitterBackoff } from '../shared/backoff.ts';
+import { ConfigError, isPosternError, PosternError } from '../shared/errors.ts';
 import { setUpAdminToken } from './admin-token.ts';
 import { ControlCache } from './control-cache.ts';
 import type { RelayConfig } from './config.ts';
@@ -19,9 +21,12 @@ import { ConnectionLimits } from './http/connection-limits.ts';
 import type { RelayContext } from './http/context.ts';
 import { errorMiddleware } from './http/errors.ts';
 import { INGRESS_PREFIX, ingressHandler } from './http/ingress.ts';
+import { startingHandler, STORE_UNAVAILABLE_BODY } from './http/starting.ts';
 import { eventIdGenerator } from './ids.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { EmbeddedStore } from './store/embedded.ts';
+import { PostgresStore } from './store/postgres/store.ts';
+import { redactUrl } from './store/postgres/url.ts';
 import type { ChannelRecord, Store } from './store/types.ts';
 import { AgentTokenVerifier } from './tunnel/auth.ts';
 import { TunnelEndpoint } from './tunnel/endpoint.ts';
@@ -29,9 +34,15 @@ import { TunnelEndpoint } from './tunnel/endpoint.ts';
 /** How long a kept-alive connection may sit idle between requests. */
 const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 
+/** Waits between attempts to open a store that is unavailable at start (full jitter). */
+const OPEN_RETRY = { baseMs: 250, capMs: 5_000 };
+
 export interface RelayDeps {
   logger: Logger;
-  /** Defaults to the embedded store under `config.dataDir`. */
+  /**
+   * Defaults to the PostgreSQL store when `config.databaseUrl` is set, else the embedded store
+   * under `config.dataDir`.
+   */
   store?: Store;
   now?: () => number;
 }
@@ -72,10 +83,21 @@ function buildApp(ctx: RelayContext, metrics: Metrics): { app: Koa; routes: Rout
   router.get('/healthz', (c) => {
     c.body = { status: 'ok' };
   });
-  router.get('/readyz', (c) => {
-    const ready = ctx.accepting();
-    c.status = ready ? 200 : 503;
-    c.body = { status: ready ? 'ready' : 'not ready' };
+  router.get('/readyz', async (c) => {
+    c.set('cache-control', 'no-store');
+    if (!ctx.accepting()) {
+      c.status = 503;
+      c.body = { status: 'not ready' };
+      return;
+    }
+    if ((await ctx.store.health?.()) === 'unavailable') {
+      c.status = 503;
+      c.type = 'application/json; charset=utf-8';
+      c.body = STORE_UNAVAILABLE_BODY;
+      return;
+    }
+    c.status = 200;
+    c.body = { status: 'ready' };
   });
   router.get('/metrics', async (c) => {
     // adminAuth already refused a request without the token; checked here too, in case.
@@ -128,17 +150,29 @@ function listenError(err: unknown, host: string, port: number): Error {
   return err as Error;
 }
 
+/** The store the config names: PostgreSQL with a database URL, else the embedded one. */
+function defaultStore(config: RelayConfig, logger: Logger): Store {
+  const atRest = {
+    dataDir: config.dataDir,
+    secretsKey: config.secretsKey,
+    forgetLostSecrets: config.forgetLostSecrets,
+    logger,
+  };
+  return config.databaseUrl === null
+    ? new EmbeddedStore(atRest)
+    : new PostgresStore({ url: config.databaseUrl, poolSize: config.databasePoolSize, ...atRest });
+}
+
+/** An open that may succeed later by itself (the database is away), not a wrong setting. */
+function isUnavailable(err: unknown): boolean {
+  return isPosternError(err) && err.code === 'ERR_UNAVAILABLE';
+}
+
 export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
   const logger = deps.logger;
   const now = deps.now ?? Date.now;
-  const store =
-    deps.store ??
-    new EmbeddedStore({
-      dataDir: config.dataDir,
-      secretsKey: config.secretsKey,
-      forgetLostSecrets: config.forgetLostSecrets,
-      logger,
-    });
+  const store = deps.store ?? defaultStore(config, logger);
+  const storeName = config.databaseUrl === null ? config.dataDir : redactUrl(config.databaseUrl);
   const control = new ControlCache(store, (err) =>
     logger.error({ err }, 'could not read the control state again; will on the next change'),
   );
@@ -147,6 +181,11 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
   let tunnel: TunnelEndpoint | null = null;
   let dispatcher: Dispatcher | null = null;
   let accepting = false;
+  /** Set by `stop()` while `start()` waits for the store: the wait ends, start fails. */
+  const starting = new AbortController();
+  let started: Promise<void> | null = null;
+  /** The store is open and every handler attached. */
+  let serving = false;
   let retentionTimer: NodeJS.Timeout | null = null;
   let sweeping: Promise<void> | null = null;
 
@@ -176,146 +215,221 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       .catch((err: unknown) => logger.error({ err, agentId }, 'could not record agent state'));
   };
 
+  /** Waits `ms`, or fails at once when `stop()` is called meanwhile. */
+  const pause = async (ms: number) => {
+    try {
+      await delay(ms, undefined, { signal: starting.signal });
+    } catch {
+      throw stoppedWhileStarting();
+    }
+  };
+  const stoppedWhileStarting = () =>
+    new PosternError('ERR_SHUTTING_DOWN', 'stopped before the store could be opened');
+
+  /**
+   * Opens the store and reads the control state. A store that is unavailable (the database
+   * cannot be reached) is tried again, with a log line each time, until it opens or `stop()`
+   * is called: the relay recovers by itself. Any other error (a wrong setting) is thrown.
+   */
+  const openStore = async () => {
+    for (let attempt = 1; ; attempt++) {
+      let opened = false;
+      try {
+        await store.open();
+        opened = true;
+        await control.load();
+        return await setUpAdminToken(control, config.dataDir, config.adminToken);
+      } catch (err) {
+        if (opened) await store.close().catch(() => undefined);
+        if (starting.signal.aborted) throw stoppedWhileStarting();
+        if (!isUnavailable(err)) throw err;
+        const retryInMs = fullJitterBackoff(attempt, OPEN_RETRY);
+        logger.warn(
+          { store: storeName, attempt, retryInMs, err: (err as Error).message },
+          'store unavailable; trying again',
+        );
+        await pause(retryInMs);
+      }
+    }
+  };
+
+  const closeServer = async () => {
+    const s = server;
+    server = null;
+    if (!s) return;
+    const closed = new Promise<void>((resolve) => s.close(() => resolve()));
+    s.closeAllConnections();
+    await closed;
+  };
+
+  /** Listens first (so /healthz answers while the store is awaited), then opens the store. */
+  const run = async () => {
+    server = createServer({
+      // Explicit limits: a slow or stuck client cannot hold a connection for ever. A head
+      // that never starts is ConnectionLimits' job; Node checks started ones every second.
+      headersTimeout: config.headerTimeoutMs,
+      requestTimeout: 120_000,
+      connectionsCheckingInterval: 1_000,
+      // Above the idle timeout of the proxies and load balancers in front (nginx and AWS ALB:
+      // 60 s), so that the relay never closes a kept-alive connection as they reuse it.
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+      maxHeaderSize: 16 * 1024,
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server!.once('error', reject);
+        server!.listen(config.port, config.host, () => {
+          server!.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      server = null;
+      throw listenError(err, config.host, config.port);
+    }
+    const address = server.address() as AddressInfo;
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    const publicUrl = config.publicUrl ?? `http://localhost:${address.port}`;
+    const metrics = createMetrics();
+    const limits = new ConnectionLimits({
+      headTimeoutMs: config.headerTimeoutMs,
+      maxPerAddress: config.maxConnectionsPerAddress,
+      trustProxy: config.trustProxy,
+      logger,
+      metrics,
+      now,
+    });
+    limits.attach(server);
+    const whileStarting = (req: IncomingMessage, res: ServerResponse) => {
+      if (limits.admit(req, res)) startingHandler(req, res);
+    };
+    server.on('request', whileStarting);
+    logger.info(
+      { url: `http://${host}:${address.port}`, store: storeName },
+      'listening; opening the store',
+    );
+    let admin: Awaited<ReturnType<typeof setUpAdminToken>>;
+    try {
+      admin = await openStore();
+    } catch (err) {
+      await closeServer();
+      throw err;
+    }
+    unsubscribeControl = store.subscribe((change) => {
+      if (change.type === 'control') control.changed();
+    });
+    // Nothing else is served until the handlers below are attached, in this same tick.
+    server.off('request', whileStarting);
+    dispatcher = new Dispatcher({
+      store,
+      logger,
+      channel,
+      now,
+      onAttempt: (outcome, deliveredAfterMs) => {
+        metrics.attempts.inc({ outcome });
+        if (deliveredAfterMs !== null) metrics.deliveryLatency.observe(deliveredAfterMs / 1000);
+      },
+    });
+    tunnel = new TunnelEndpoint({
+      verifier: new AgentTokenVerifier({
+        audience: publicUrl,
+        agent,
+        now,
+        used: () => control.state.usedTokenIds,
+        recordUsed: (entry, nowS) =>
+          control.update((s) => {
+            s.usedTokenIds = s.usedTokenIds.filter((u) => u.until >= nowS);
+            s.usedTokenIds.push(entry);
+          }),
+      }),
+      dispatcher,
+      logger,
+      heartbeatMs: config.heartbeatMs,
+      window: config.window,
+      ackTimeoutMs: config.ackTimeoutMs,
+      agent,
+      channel,
+      onConnect: (agentId, version) => {
+        metrics.tunnelConnections.inc();
+        metrics.agentsConnected.set(tunnel!.connectedCount());
+        recordAgent(agentId, { version });
+      },
+      onDisconnect: (agentId) => {
+        metrics.agentsConnected.set(tunnel!.connectedCount());
+        if (accepting) recordAgent(agentId, {});
+      },
+    });
+    const ctx: RelayContext = {
+      config: { ...config, publicUrl },
+      store,
+      control,
+      dispatcher,
+      tunnel,
+      admin,
+      metrics,
+      logger,
+      now,
+      nextEventId: eventIdGenerator(now),
+      accepting: () => accepting,
+      channel,
+    };
+    const { app, routes } = buildApp(ctx, metrics);
+    const handle = app.callback();
+    const ingress = ingressHandler(ctx);
+    server.on('request', (req, res) => {
+      if (!limits.admit(req, res)) return;
+      const target = req.url ?? '';
+      if (target.startsWith(INGRESS_PREFIX)) ingress(req, res);
+      else if (!isCanonicalTarget(target)) refuseTarget(res);
+      else void handle(req, res);
+    });
+    logger.debug({ routes }, 'http routes');
+    tunnel.listen(server);
+    dispatcher.start();
+    sweep();
+    retentionTimer = setInterval(
+      sweep,
+      Math.max(1_000, Math.min(60_000, Math.floor(config.retentionMs / 4))),
+    );
+    retentionTimer.unref();
+    accepting = true;
+    serving = true;
+    Object.assign(relay, {
+      url: `http://${host}:${address.port}`,
+      publicUrl,
+      adminTokenFile: admin.writtenTo,
+    });
+    logger.info(
+      {
+        url: relay.url,
+        publicUrl,
+        dataDir: config.dataDir,
+        store: storeName,
+        pending: await store.countByStatus().then(
+          (counts) => counts.queued,
+          () => null,
+        ),
+      },
+      'relay listening',
+    );
+  };
+
   const relay: Relay = {
     url: '',
     publicUrl: '',
     adminTokenFile: null,
-    async start() {
-      await store.open();
-      await control.load();
-      unsubscribeControl = store.subscribe((change) => {
-        if (change.type === 'control') control.changed();
-      });
-      const admin = await setUpAdminToken(control, config.dataDir, config.adminToken);
-      server = createServer({
-        // Explicit limits: a slow or stuck client cannot hold a connection for ever. A head
-        // that never starts is ConnectionLimits' job; Node checks started ones every second.
-        headersTimeout: config.headerTimeoutMs,
-        requestTimeout: 120_000,
-        connectionsCheckingInterval: 1_000,
-        // Above the idle timeout of the proxies and load balancers in front (nginx and AWS ALB:
-        // 60 s), so that the relay never closes a kept-alive connection as they reuse it.
-        keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
-        maxHeaderSize: 16 * 1024,
-      });
-      try {
-        await new Promise<void>((resolve, reject) => {
-          server!.once('error', reject);
-          server!.listen(config.port, config.host, () => {
-            server!.off('error', reject);
-            resolve();
-          });
-        });
-      } catch (err) {
-        server = null;
-        // The data dir stays usable: its lock is released with the store.
-        await store.close();
-        throw listenError(err, config.host, config.port);
-      }
-      // Nothing is served until the handlers below are attached, in this same tick.
-      const address = server.address() as AddressInfo;
-      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-      const publicUrl = config.publicUrl ?? `http://localhost:${address.port}`;
-      const metrics = createMetrics();
-      const limits = new ConnectionLimits({
-        headTimeoutMs: config.headerTimeoutMs,
-        maxPerAddress: config.maxConnectionsPerAddress,
-        trustProxy: config.trustProxy,
-        logger,
-        metrics,
-        now,
-      });
-      limits.attach(server);
-      dispatcher = new Dispatcher({
-        store,
-        logger,
-        channel,
-        now,
-        onAttempt: (outcome, deliveredAfterMs) => {
-          metrics.attempts.inc({ outcome });
-          if (deliveredAfterMs !== null) metrics.deliveryLatency.observe(deliveredAfterMs / 1000);
-        },
-      });
-      tunnel = new TunnelEndpoint({
-        verifier: new AgentTokenVerifier({
-          audience: publicUrl,
-          agent,
-          now,
-          used: () => control.state.usedTokenIds,
-          recordUsed: (entry, nowS) =>
-            control.update((s) => {
-              s.usedTokenIds = s.usedTokenIds.filter((u) => u.until >= nowS);
-              s.usedTokenIds.push(entry);
-            }),
-        }),
-        dispatcher,
-        logger,
-        heartbeatMs: config.heartbeatMs,
-        window: config.window,
-        ackTimeoutMs: config.ackTimeoutMs,
-        agent,
-        channel,
-        onConnect: (agentId, version) => {
-          metrics.tunnelConnections.inc();
-          metrics.agentsConnected.set(tunnel!.connectedCount());
-          recordAgent(agentId, { version });
-        },
-        onDisconnect: (agentId) => {
-          metrics.agentsConnected.set(tunnel!.connectedCount());
-          if (accepting) recordAgent(agentId, {});
-        },
-      });
-      const ctx: RelayContext = {
-        config: { ...config, publicUrl },
-        store,
-        control,
-        dispatcher,
-        tunnel,
-        admin,
-        metrics,
-        logger,
-        now,
-        nextEventId: eventIdGenerator(now),
-        accepting: () => accepting,
-        channel,
-      };
-      const { app, routes } = buildApp(ctx, metrics);
-      const handle = app.callback();
-      const ingress = ingressHandler(ctx);
-      server.on('request', (req, res) => {
-        if (!limits.admit(req, res)) return;
-        const target = req.url ?? '';
-        if (target.startsWith(INGRESS_PREFIX)) ingress(req, res);
-        else if (!isCanonicalTarget(target)) refuseTarget(res);
-        else void handle(req, res);
-      });
-      logger.debug({ routes }, 'http routes');
-      tunnel.listen(server);
-      dispatcher.start();
-      sweep();
-      retentionTimer = setInterval(
-        sweep,
-        Math.max(1_000, Math.min(60_000, Math.floor(config.retentionMs / 4))),
-      );
-      retentionTimer.unref();
-      accepting = true;
-      Object.assign(relay, {
-        url: `http://${host}:${address.port}`,
-        publicUrl,
-        adminTokenFile: admin.writtenTo,
-      });
-      logger.info(
-        {
-          url: relay.url,
-          publicUrl,
-          dataDir: config.dataDir,
-          pending: (await store.countByStatus()).queued,
-        },
-        'relay listening',
-      );
+    start() {
+      started ??= run();
+      return started;
     },
     async stop() {
       if (!server) return;
+      if (!serving) {
+        // Still waiting for the store: end the wait; start() closes the server and fails.
+        starting.abort();
+        await started?.catch(() => undefined);
+        return;
+      }
       accepting = false;
       logger.info('shutting down: refusing new webhooks, telling agents to reconnect later');
       tunnel?.goAway(1_000);
@@ -330,6 +444,7 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       await sweeping;
       await store.close();
       server = null;
+      serving = false;
       logger.info('relay stopped');
     },
   };

@@ -250,7 +250,18 @@ export function ingressHandler(relay: RelayContext, deps: IngressDeps = {}) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((err: unknown) => {
       relay.logger.error({ err }, 'ingress failed');
-      if (!res.headersSent) {
+      if (!res.headersSent && isPosternError(err) && err.code === 'ERR_UNAVAILABLE') {
+        // The store could not be read (the replay check): nothing was accepted; retry later.
+        const refused = new PosternError(
+          'ERR_UNAVAILABLE',
+          'the store is unavailable; retry later',
+          {
+            status: 503,
+            expose: true,
+          },
+        );
+        sendError(res, refused, { 'retry-after': '5' });
+      } else if (!res.headersSent) {
         sendError(res, new PosternError('ERR_STORE_WRITE', 'internal error', { status: 500 }));
       } else {
         res.destroy();

@@ -21,6 +21,23 @@ export interface DataDirOptions {
   log: StoreLog;
 }
 
+/**
+ * Creates the data dir owner-only, takes the one-relay lock, then tightens what others could
+ * reach. For a store whose state is elsewhere (PostgreSQL): the dir still holds the admin token
+ * and the secrets key.
+ */
+export async function lockDataDir(dataDir: string, log: StoreLog): Promise<DataDirLock> {
+  await ensurePrivateDir(dataDir, log);
+  const lock = await DataDirLock.acquire(dataDir, log);
+  try {
+    await tightenTree(dataDir, log);
+    return lock;
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
+
 /** Returns the lock, held until the store closes; on any failure it is released. */
 export async function openDataDir(
   opts: DataDirOptions,

@@ -76,7 +76,12 @@ async function generate(file: string, log: KeyLog): Promise<Buffer> {
 export async function loadSecretsKey(
   source: SecretsKeySource,
   dataDir: string,
-  opts: { needed: boolean; log: KeyLog },
+  opts: {
+    needed: boolean;
+    log: KeyLog;
+    /** What holds the encrypted secrets, for messages (default `<data-dir>/state.json`). */
+    holder?: string;
+  },
 ): Promise<SecretsBox> {
   const where = describeKeySource(source, dataDir);
   if (source.kind === 'env') return new SecretsBox(source.key, where);
@@ -95,7 +100,7 @@ export async function loadSecretsKey(
   if (opts.needed) {
     throw new PosternError(
       'ERR_SECRETS_KEY',
-      `${path.join(dataDir, 'state.json')} holds encrypted channel secrets but ${file} is missing: ` +
+      `${opts.holder ?? path.join(dataDir, 'state.json')} holds encrypted channel secrets but ${file} is missing: ` +
         `restore it from its backup, or give the key they were encrypted with ` +
         `(POSTERN_SECRETS_KEY or --secrets-key-file); if it is lost, start once with --forget-lost-secrets`,
     );

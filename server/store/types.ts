@@ -237,6 +237,9 @@ export type StoreChange =
   | { type: 'work'; channelId: string }
   | { type: 'control' };
 
+/** Whether the store can be read and written now (readiness). */
+export type StoreHealth = 'available' | 'unavailable';
+
 export interface ListPage {
   events: EventSummary[];
   /** The cursor of the next page (`before`), or null at the end. */
@@ -251,6 +254,13 @@ export interface Store {
   open(): Promise<void>;
   /** Waits for writes under way, then releases files and connections. */
   close(): Promise<void>;
+  /**
+   * Whether reads and writes can succeed now, for readiness (`/readyz`): `unavailable` while a
+   * database cannot be reached, answered within a few seconds; never throws. A store of local
+   * files (the embedded one) is available while open and need not implement it: absent means
+   * available.
+   */
+  health?(): Promise<StoreHealth>;
 
   // control plane
   /** The control state as stored now (a copy). */

@@ -141,3 +141,45 @@ for (const [what, flags, env, message] of [
     );
   });
 }
+
+test('the store: embedded by default; PostgreSQL with --database-url (first) or POSTERN_DATABASE_URL', () => {
+  const c = parseRelayConfig({}, {});
+  assert.equal(c.databaseUrl, null);
+  assert.equal(c.databasePoolSize, 10);
+  const env = {
+    POSTERN_DATABASE_URL: 'postgres://env@127.0.0.1/e',
+    POSTERN_DATABASE_POOL_SIZE: '4',
+  };
+  assert.equal(parseRelayConfig({}, env).databaseUrl, 'postgres://env@127.0.0.1/e');
+  assert.equal(parseRelayConfig({}, env).databasePoolSize, 4);
+  const flags = {
+    databaseUrl: 'postgresql://flag@db:5433/f?sslmode=require',
+    databasePoolSize: '2',
+  };
+  assert.equal(parseRelayConfig(flags, env).databaseUrl, flags.databaseUrl);
+  assert.equal(parseRelayConfig(flags, env).databasePoolSize, 2);
+  // An empty variable is no URL (as with the other POSTERN_ variables that take secrets).
+  assert.equal(parseRelayConfig({}, { POSTERN_DATABASE_URL: '' }).databaseUrl, null);
+});
+
+test('a bad database URL or pool size is refused, and the message never repeats the password', () => {
+  for (const raw of [
+    'mysql://u:pa55word-xyz@db/x',
+    'postgres://u:pa55word-xyz@/x',
+    'u:pa55word-xyz@db/x',
+    'http://u:pa55word-xyz@db/x',
+  ]) {
+    assert.throws(
+      () => parseRelayConfig({ databaseUrl: raw }, {}),
+      (err: Error) => {
+        assert.ok(err instanceof ConfigError);
+        assert.match(err.message, /--database-url/);
+        assert.doesNotMatch(err.message, /pa55word-xyz/);
+        return true;
+      },
+    );
+  }
+  for (const n of ['0', '-1', '1.5', 'ten', '1001']) {
+    assert.throws(() => parseRelayConfig({ databasePoolSize: n }, {}), /--database-pool-size/);
+  }
+});

@@ -5,9 +5,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { PosternError } from '../../../shared/errors.ts';
+import { ConfigError, PosternError } from '../../../shared/errors.ts';
 import { isObject } from '../../../shared/fields.ts';
 import type { StoreLog } from '../data-dir.ts';
+import type { SecretsKeySource } from '../secrets-key.ts';
 import { initialSummary } from '../event-state.ts';
 import { decodeRecord, encodeEventRecord, STATUSES } from '../records.ts';
 import {
@@ -24,19 +25,36 @@ import {
   type ListPage,
   type Store,
   type StoreChange,
+  type StoreHealth,
 } from '../types.ts';
+import { AtRest } from './at-rest.ts';
 import { GroupCommit } from './batch.ts';
 import { Feed, type RemoteChange } from './feed.ts';
 import { applyMigrations } from './migrate.ts';
 import { DAY_MS, Days, pruneDedup, removeFinished } from './partitions.ts';
 import { clientConfig, createPool, scrubError } from './pool.ts';
 import { parseSummary, toJsonb } from './rows.ts';
+import { redactUrl } from './url.ts';
 
 export interface PostgresStoreOptions {
   /** `postgres://user:password@host:port/db?sslmode=…` */
   url: string;
   /** Pool connections at most (default 10); the feed holds one more. */
   poolSize?: number;
+  /**
+   * The relay's data dir: locked while the store is open (one relay per dir, as with the
+   * embedded store); `<data-dir>/secrets.key` lives there by default. Required with
+   * `secretsKey`.
+   */
+  dataDir?: string;
+  /**
+   * The key that seals channel secrets in `postern_control` (as the embedded store seals them
+   * in state.json). Absent: secrets are stored as given, and no data dir is locked (the
+   * store's own tests); the relay always passes one.
+   */
+  secretsKey?: SecretsKeySource;
+  /** Start even if the key cannot open the secrets: those channels then refuse every request. */
+  forgetLostSecrets?: boolean;
   logger?: StoreLog;
   /** Wall clock, for the partitions created ahead. */
   now?: () => number;
@@ -64,6 +82,8 @@ const DAYS_AHEAD = 2;
 const MAINTENANCE_MS = 60_000;
 /** Compaction of the status deltas once this many rows piled up. */
 const COMPACT_ROWS = 1_000;
+/** Longest a readiness probe waits for the database to answer. */
+const HEALTH_TIMEOUT_MS = 2_000;
 /** A notification's payload limit is 8000 bytes: larger summaries travel as an id. */
 const MAX_NOTIFY_BYTES = 7_000;
 
@@ -87,6 +107,14 @@ interface SettleItem {
   id: string;
   epoch: number;
   update: EventUpdate;
+}
+
+/** A socket's error (the database away), as opposed to one of a local file. */
+function isNetwork(err: unknown): boolean {
+  const syscall = (err as { syscall?: unknown }).syscall;
+  return (
+    syscall === 'connect' || syscall === 'read' || syscall === 'write' || syscall === 'getaddrinfo'
+  );
 }
 
 function emptyControl(): ControlState {
@@ -132,6 +160,7 @@ export class PostgresStore implements Store {
   #pool: pg.Pool | null = null;
   #feed: Feed | null = null;
   #maintenance: NodeJS.Timeout | null = null;
+  readonly #atRest: AtRest | null;
   readonly #days = new Days();
   readonly #listeners = new Set<(change: StoreChange) => void>();
   readonly #stats: StoreStats = {
@@ -154,10 +183,27 @@ export class PostgresStore implements Store {
     this.#opts = opts;
     this.#log = opts.logger ?? SILENT;
     this.#now = opts.now ?? Date.now;
+    if (opts.secretsKey !== undefined && opts.dataDir === undefined) {
+      throw new ConfigError('PostgresStore: a secrets key needs the data dir it is kept with');
+    }
+    this.#atRest =
+      opts.secretsKey !== undefined && opts.dataDir !== undefined
+        ? new AtRest(
+            {
+              dataDir: opts.dataDir,
+              secretsKey: opts.secretsKey,
+              forgetLostSecrets: opts.forgetLostSecrets ?? false,
+            },
+            this.#log,
+            `the database's postern_control (${redactUrl(opts.url)})`,
+          )
+        : null;
   }
 
   async open(): Promise<void> {
     const { url } = this.#opts;
+    // Locked before anything is read: a second relay on this dir must not even look at it.
+    await this.#atRest?.lock();
     const pool = createPool({
       url,
       ...(this.#opts.poolSize !== undefined ? { max: this.#opts.poolSize } : {}),
@@ -169,6 +215,7 @@ export class PostgresStore implements Store {
         this.#log.info({ applied: migrated.applied }, 'database schema migrated');
       }
       this.#pool = pool;
+      await this.#openSecrets();
       await this.#ensureDaysAhead();
       const feed = new Feed({
         config: clientConfig({ url, applicationName: 'postern-feed' }),
@@ -184,6 +231,7 @@ export class PostgresStore implements Store {
     } catch (err) {
       this.#pool = null;
       await pool.end().catch(() => undefined);
+      await this.#atRest?.unlock();
       throw this.#wrap(err);
     }
     this.#maintenance = setInterval(() => void this.#maintain(), MAINTENANCE_MS);
@@ -199,7 +247,44 @@ export class PostgresStore implements Store {
     this.#feed = null;
     const pool = this.#pool;
     this.#pool = null;
-    await pool.end();
+    try {
+      await pool.end();
+    } finally {
+      await this.#atRest?.unlock();
+    }
+  }
+
+  /**
+   * Loads the secrets key for the control row as stored and opens its secrets: a key that
+   * cannot open them is refused here, at start. Secrets found in clear (written before they
+   * were sealed) or lost are written back sealed at once.
+   */
+  async #openSecrets(): Promise<void> {
+    if (!this.#atRest) return;
+    const rows = await this.#q<{ doc: unknown }>('SELECT doc FROM postern_control WHERE id = 1');
+    const stored = rows[0] ? parseControl(rows[0].doc) : emptyControl();
+    if (await this.#atRest.load(stored)) await this.updateControl(() => undefined);
+  }
+
+  /**
+   * Whether the database answers now: the change feed is connected and a query returns within
+   * a bound. Never throws.
+   */
+  async health(): Promise<StoreHealth> {
+    const pool = this.#pool;
+    if (!pool || !this.feedConnected) return 'unavailable';
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), HEALTH_TIMEOUT_MS);
+    });
+    try {
+      const answered = await Promise.race([pool.query('SELECT 1').then(() => true), timeout]);
+      return answered ? 'available' : 'unavailable';
+    } catch {
+      return 'unavailable';
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Statements sent for appends and settles, and the calls they carried (group commit). */
@@ -220,6 +305,10 @@ export class PostgresStore implements Store {
   /** A database error as the relay's typed error, without the URL's secrets. */
   #wrap(err: unknown): unknown {
     if (err instanceof PosternError) return err;
+    // The data dir or the key file (errors of this machine's files, not of the database).
+    if (typeof (err as { syscall?: unknown } | null)?.syscall === 'string' && !isNetwork(err)) {
+      return err;
+    }
     const e = scrubError(err, this.#opts.url);
     const message = e instanceof Error ? e.message : String(e);
     const code = (e as { code?: unknown } | null)?.code;
@@ -253,7 +342,13 @@ export class PostgresStore implements Store {
 
   async readControl(): Promise<ControlState> {
     const rows = await this.#q<{ doc: unknown }>('SELECT doc FROM postern_control WHERE id = 1');
-    return rows[0] ? parseControl(rows[0].doc) : emptyControl();
+    return rows[0] ? this.#openControl(rows[0].doc) : emptyControl();
+  }
+
+  /** The control row as read: parsed, its secrets opened. */
+  #openControl(doc: unknown): ControlState {
+    const state = parseControl(doc);
+    return this.#atRest ? this.#atRest.open(state) : state;
   }
 
   async updateControl(change: (state: ControlState) => void): Promise<ControlState> {
@@ -272,7 +367,7 @@ export class PostgresStore implements Store {
         const { rows } = await client.query<{ doc: unknown }>(
           'SELECT doc FROM postern_control WHERE id = 1 FOR UPDATE',
         );
-        const state = rows[0] ? parseControl(rows[0].doc) : emptyControl();
+        const state = rows[0] ? this.#openControl(rows[0].doc) : emptyControl();
         try {
           change(state);
         } catch (err) {
@@ -281,7 +376,7 @@ export class PostgresStore implements Store {
         }
         await client.query(
           `UPDATE postern_control SET doc = $1::jsonb, version = version + 1 WHERE id = 1`,
-          [toJsonb(state)],
+          [toJsonb(this.#atRest ? this.#atRest.seal(state) : state)],
         );
         await client.query('SELECT pg_notify($1, $2)', [
           'postern_feed',
