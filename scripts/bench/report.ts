@@ -82,6 +82,15 @@ function databaseRow(d: AsyncResult['database']): string {
   );
 }
 
+function callsRow(d: AsyncResult['database']): string {
+  const c = d?.callsPerEvent;
+  if (!d || !c) return 'n/a';
+  const claims = c.postern_claim;
+  const settles = c.postern_settle;
+  const other = d.statementsPerEvent - claims - settles;
+  return `${claims.toFixed(3)} / ${settles.toFixed(3)} / ${other.toFixed(3)}`;
+}
+
 function asyncRows(a: AsyncResult): Row[] {
   return [
     [`2 async, ${a.connections} conn`, 'accepted/s (2xx at the relay)', int(a.acceptedPerS)],
@@ -101,6 +110,7 @@ function asyncRows(a: AsyncResult): Row[] {
       `${msOrNa(a.meanCommitMs)} / ${retries(a.attempts)}`,
     ],
     ['', 'database statements / commits per accepted event', databaseRow(a.database ?? null)],
+    ['', 'of which claims / settles / other (per event)', callsRow(a.database ?? null)],
   ];
 }
 

@@ -3,7 +3,7 @@
  * to the app; and scenario 5, the relay's and the agent's CPU time over the same run.
  */
 import type { Bench } from './context.ts';
-import type { DatabaseCounters } from './databases.ts';
+import { STORE_FUNCTIONS, type DatabaseCounters, type StoreFunction } from './databases.ts';
 import { awaitDelivery, warmUp } from './delivery.ts';
 import { elapsedS, type Latency } from './load-job.ts';
 import type { Relay } from './postern.ts';
@@ -54,6 +54,11 @@ export type DatabaseUse = {
   /** Per accepted event. */
   statementsPerEvent: number;
   commitsPerEvent: number;
+  /**
+   * Calls of the store's functions per accepted event, each a statement of its own (null when
+   * the server did not count them); the rest of the statements are appends and reads.
+   */
+  callsPerEvent: Record<StoreFunction, number> | null;
 };
 
 export type CpuUse = { cpuS: number; perThousandS: number } | null;
@@ -68,12 +73,20 @@ function databaseUse(
   if (!before || !after || accepted === 0) return null;
   const commits = after.commits - before.commits;
   const rollbacks = after.rollbacks - before.rollbacks;
+  const calls0 = before.calls;
+  const calls1 = after.calls;
   return {
     transactions: commits + rollbacks,
     commits,
     rollbacks,
     statementsPerEvent: (commits + rollbacks) / accepted,
     commitsPerEvent: commits / accepted,
+    callsPerEvent:
+      calls0 && calls1
+        ? (Object.fromEntries(
+            STORE_FUNCTIONS.map((f) => [f, (calls1[f] - calls0[f]) / accepted]),
+          ) as Record<StoreFunction, number>)
+        : null,
   };
 }
 
