@@ -230,15 +230,15 @@ function zipStores(perStore: (Row[] | null)[]): string[][] {
 }
 
 function render(head: string[], rows: string[][]): string[] {
-  const widths = head.map((h, c) =>
-    c === head.length - 1 ? 0 : Math.max(h.length, ...rows.map((x) => (x[c] ?? '').length)),
-  );
+  const widths = head.map((h, c) => Math.max(h.length, ...rows.map((x) => (x[c] ?? '').length)));
   const line = (x: string[]) =>
     x
-      .map((cell, c) => cell.padEnd(widths[c] ?? 0))
+      .map((cell, c) => (c === x.length - 1 ? cell : cell.padEnd(widths[c] ?? 0)))
       .join('  ')
       .trimEnd();
-  return [line(head), line(widths.map((w) => '-'.repeat(w || 24))), ...rows.map(line)];
+  // The last column is not padded, and its rule stops at 24 (a failed check names itself).
+  const rule = widths.map((w, c) => '-'.repeat(c === widths.length - 1 ? Math.min(w, 24) : w));
+  return [line(head), line(rule), ...rows.map(line)];
 }
 
 export function table(r: Results): string {
