@@ -54,30 +54,21 @@ export async function startRelay(
   const dataDir = at?.dataDir ?? (await kids.tempDir('postern-bench-relay-'));
   const port = String(at?.port ?? 0);
   let database = at ? at.database : null;
-  let storeArgs: string[] = [];
   if (!at && databases) {
     const made = await databases.create();
     database = { name: made.name, on: databases };
   }
-  if (database) storeArgs = ['--database-url', database.on.urlOf(database.name)];
   const spawnedAt = Date.now();
   const child = kids.spawnTs(
     'server/main.ts',
-    [
-      'serve',
-      '--host',
-      '127.0.0.1',
-      '--port',
-      port,
-      '--data-dir',
-      dataDir,
-      ...storeArgs,
-      '--log-level',
-      'info',
-    ],
+    ['serve', '--host', '127.0.0.1', '--port', port, '--data-dir', dataDir, '--log-level', 'info'],
     ['ignore', 'pipe', 'pipe'],
-    // The token is generated into the data dir, whatever the caller's environment says.
-    { POSTERN_ADMIN_TOKEN: '' },
+    {
+      // The token is generated into the data dir, whatever the caller's environment says.
+      POSTERN_ADMIN_TOKEN: '',
+      // The store is the bench's choice too; the URL (and its password) stays out of `ps`.
+      POSTERN_DATABASE_URL: database ? database.on.urlOf(database.name) : '',
+    },
   );
   const proc = new LogProcess(child, 'relay');
   const ready = await proc.waitForMsg('relay listening', STARTUP_MS);
