@@ -33,14 +33,15 @@ interface Pair {
 /**
  * A TCP proxy on 127.0.0.1:0 in front of `target`. `cutAll()` resets every open connection;
  * `blackhole()` keeps every connection (open and new) but drops all bytes both ways and never
- * propagates a close; `heal()` forwards new connections again (blackholed ones stay dead, as
- * half-open connections do).
+ * propagates a close; `refuse()` resets new connections at once; `heal()` forwards new
+ * connections again (blackholed ones stay dead, as half-open connections do).
  */
 export class TcpProxy {
   readonly #server: net.Server;
   readonly #target: { host: string; port: number };
   readonly #pairs = new Set<Pair>();
   #blackholing = false;
+  #refusing = false;
   /** Connections accepted so far. */
   accepted = 0;
   url = '';
@@ -67,6 +68,11 @@ export class TcpProxy {
 
   #accept(client: net.Socket): void {
     this.accepted++;
+    if (this.#refusing) {
+      client.on('error', () => undefined);
+      client.resetAndDestroy();
+      return;
+    }
     const upstream = net.connect(this.#target.port, this.#target.host);
     const pair: Pair = { client, upstream, blackholed: this.#blackholing };
     this.#pairs.add(pair);
@@ -112,8 +118,14 @@ export class TcpProxy {
     for (const pair of this.#pairs) pair.blackholed = true;
   }
 
+  /** Resets new connections at once (a server that is down), until `heal()`. */
+  refuse(): void {
+    this.#refusing = true;
+  }
+
   heal(): void {
     this.#blackholing = false;
+    this.#refusing = false;
   }
 
   async close(): Promise<void> {

@@ -744,10 +744,15 @@ export class PostgresStore implements Store {
 
   async renewClaims(owner: string, now: number, leaseMs: number): Promise<number> {
     try {
+      // SKIP LOCKED: a row locked by a settle or release of this relay in flight is about to
+      // leave the claim anyway; waiting for it would deadlock with a settle batch that locks
+      // the same rows in another order. A row skipped is renewed a third of a lease later.
       const r = await this.#db.query(
         `UPDATE postern_pending SET lease_until = $2::bigint + $3::bigint,
                 ready_at = $2::bigint + $3::bigint, waiting = true
-          WHERE claim_owner = $1 AND lease_until > $2`,
+          WHERE event_id IN (SELECT event_id FROM postern_pending
+                              WHERE claim_owner = $1 AND lease_until > $2
+                              FOR UPDATE SKIP LOCKED)`,
         [owner, now, leaseMs],
       );
       return r.rowCount ?? 0;
