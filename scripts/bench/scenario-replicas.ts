@@ -80,8 +80,12 @@ interface Cluster {
 }
 
 async function agentsConnected(relay: Relay): Promise<number> {
-  const res = await fetch(`${relay.url}/metrics`, { signal: AbortSignal.timeout(10_000) });
+  const res = await fetch(`${relay.url}/metrics`, {
+    headers: { authorization: `Bearer ${relay.token}` },
+    signal: AbortSignal.timeout(10_000),
+  });
   const text = await res.text();
+  if (!res.ok) throw new Error(`GET /metrics → ${res.status}`);
   const m = /^postern_agents_connected(?:\{[^}]*\})? (\d+)/m.exec(text);
   return m ? Number(m[1]) : 0;
 }
