@@ -6,7 +6,8 @@
  */
 import type { AppResponse, Presence, RateLimit, StoreChange } from './types.ts';
 
-const MAX_BUCKETS = 10_000;
+/** Buckets kept at most by default. */
+export const MAX_BUCKETS = 10_000;
 
 interface Bucket {
   tokens: number;
@@ -18,9 +19,11 @@ export class SharedMemory {
   readonly #responses = new Map<string, { response: AppResponse; until: number }>();
   readonly #presence = new Map<string, Presence>();
   readonly #emit: (change: StoreChange) => void;
+  readonly #maxBuckets: number;
 
-  constructor(emit: (change: StoreChange) => void) {
+  constructor(emit: (change: StoreChange) => void, maxBuckets = MAX_BUCKETS) {
     this.#emit = emit;
+    this.#maxBuckets = maxBuckets;
   }
 
   takeToken(key: string, limit: RateLimit, now: number): number {
@@ -33,7 +36,7 @@ export class SharedMemory {
       this.#buckets.delete(key);
     } else {
       bucket = { tokens: limit.burst, at: now };
-      if (this.#buckets.size >= MAX_BUCKETS) {
+      if (this.#buckets.size >= this.#maxBuckets) {
         this.#buckets.delete(this.#buckets.keys().next().value!);
       }
     }
