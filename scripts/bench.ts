@@ -10,7 +10,10 @@
  *   5. CPU seconds of the relay and the agent per 1,000 webhooks of scenario 2;
  *   6. scale (only when asked for, `--scenarios scale`): N webhooks queued (1,000,000 by
  *      default), the relay's memory, restart after kill -9, ingest, a page of the event list
- *      and the drain at that size, beside their targets.
+ *      and the drain at that size, beside their targets;
+ *   7. replicas (`--replicas N`, on PostgreSQL): 1 relay, then N on one database behind a
+ *      round-robin load balancer, agents connected through it: delivered rate, statements per
+ *      delivered event, and the time from kill -9 of a relay to its agents delivering again.
  *
  * `--scenarios` picks which run (default 1 to 5); `--store` the relay's store: embedded,
  * postgres (a fresh database per relay, dropped after), or both (scenarios 2 to 6 once on each,
@@ -44,6 +47,7 @@ import { machine, storeTargets, table, type Results, type StoreScenarios } from 
 import { runAsync } from './bench/scenario-async.ts';
 import { runBacklog, type BacklogResult } from './bench/scenario-backlog.ts';
 import { runDirect } from './bench/scenario-direct.ts';
+import { checkReplicas, runReplicas } from './bench/scenario-replicas.ts';
 import { checkScale, runScale } from './bench/scenario-scale.ts';
 import { runSync } from './bench/scenario-sync.ts';
 import { redactUrl } from '../server/store/postgres/url.ts';
@@ -194,6 +198,12 @@ async function main(
       `; app on ${app.url}`,
   );
   const scenarios = await runAll(b);
+  let replicas;
+  if (opts.replicas !== null) {
+    b.store = 'postgres';
+    replicas = await runReplicas(b, opts.replicas);
+    checkReplicas(b, replicas);
+  }
   const { out, ...options } = opts;
   const results: Results = {
     startedAt,
@@ -204,6 +214,7 @@ async function main(
     targets: [],
     checks: b.checks,
     ok: b.checks.every((c) => c.ok),
+    ...(replicas ? { replicas } : {}),
   };
   results.targets = storeTargets(results);
   await writeFile(out, `${JSON.stringify(results, null, 2)}\n`);
@@ -226,7 +237,10 @@ function start(): void {
     return;
   }
   const kids = new Children();
-  const pg = opts.store === 'embedded' ? null : new BenchDatabases(opts.databaseUrl);
+  const pg =
+    opts.store === 'embedded' && opts.replicas === null
+      ? null
+      : new BenchDatabases(opts.databaseUrl);
   const deadline = Date.now() + opts.timeoutS * 1000;
   let aborting = false;
   const abort = (why: string, code: number) => {

@@ -178,3 +178,41 @@ test(
     assert.ok(output.includes('PostgreSQL target'), 'the table has the targets');
   },
 );
+
+test(
+  'the quick replica scenario: 1 relay then 3 on one database, a relay killed, nothing lost',
+  { timeout: 240_000 },
+  async () => {
+    dir ??= await tempDir('postern-bench-test-');
+    const out = path.join(dir, 'replicas.json');
+    const args = ['--quick', '--replicas', '3', '--duration', '1'];
+    const { code, output } = await run([...args, '--out', out]);
+    assert.equal(code, 0, `bench exited ${code}:\n${output}`);
+
+    const results: unknown = JSON.parse(await readFile(out, 'utf8'));
+    assert.equal(at(results, 'ok'), true, JSON.stringify(at(results, 'checks')));
+    assert.deepEqual(at(results, 'scenarios'), {}, 'no other scenario ran');
+    const r = (...keys: string[]) => at(results, 'replicas', ...keys);
+    for (const run of ['one', 'many']) {
+      const accepted = Number(r(run, 'accepted'));
+      assert.ok(accepted > 0, `${run}: webhooks accepted`);
+      assert.equal(r(run, 'delivered'), accepted);
+      assert.equal(r(run, 'lost'), 0);
+      assert.ok(Number(r(run, 'statementsPerDelivered')) > 0, `${run}: statements counted`);
+    }
+    assert.equal(r('one', 'replicas'), 1);
+    assert.equal(r('many', 'replicas'), 3);
+    const placement = r('many', 'placement');
+    assert.ok(Array.isArray(placement) && placement.length === 3, 'agents counted per relay');
+    assert.equal(
+      placement.reduce((a: number, b) => a + Number(b), 0),
+      6,
+      'six agents, each on one relay',
+    );
+    const resume = r('failover', 'resumeMs');
+    assert.ok(Array.isArray(resume) && resume.length > 0, "the killed relay's agents moved");
+    assert.equal(r('failover', 'lost'), 0);
+    assert.equal(r('failover', 'delivered'), r('failover', 'accepted'));
+    assert.ok(output.includes('kill -9 → its agents deliver again'), 'the table has the failover');
+  },
+);

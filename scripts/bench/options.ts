@@ -29,6 +29,10 @@ export const USAGE = `Usage: npm run bench -- [options]
   --body-bytes N    size of the JSON webhook body                 (default 1024)
   --backlog N       webhooks queued while the agent is away       (default 50000; --quick 2000)
   --scale N         webhooks queued in the scale scenario         (default 1000000; --quick 2000)
+  --replicas N      relays on one PostgreSQL database behind a load balancer: the
+                    delivered rate and statements per delivered event with 1 and N
+                    relays, and kill -9 of one under load (the failover time); alone,
+                    unless --scenarios is given too
   --timeout S       stop everything and fail after S seconds      (default 600;   --quick 120;
                     with scale, plus 1 s per 500 of --scale; twice that with both stores)
   --out FILE        where to write the results                    (default bench-results.json)
@@ -48,6 +52,8 @@ export interface BenchOptions {
   readonly scale: number;
   readonly timeoutS: number;
   readonly out: string;
+  /** `--replicas N`: the replica scenario with 1 and N relays; null: not run. */
+  readonly replicas: number | null;
 }
 
 function count(name: string, raw: string | undefined, fallback: number, min: number): number {
@@ -108,6 +114,7 @@ export function parseOptions(
       store: { type: 'string' },
       'database-url': { type: 'string' },
       timeout: { type: 'string' },
+      replicas: { type: 'string' },
       out: { type: 'string' },
       quick: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -116,7 +123,9 @@ export function parseOptions(
   });
   if (values.help) return null;
   const quick = values.quick;
-  const scenarios = scenarioList(values.scenarios);
+  const replicas = values.replicas === undefined ? null : count('replicas', values.replicas, 3, 2);
+  const scenarios =
+    replicas !== null && values.scenarios === undefined ? [] : scenarioList(values.scenarios);
   const connections = count('connections', values.connections, quick ? 16 : 64, 1);
   const backlog = count('backlog', values.backlog, quick ? 2_000 : 50_000, 1);
   if (scenarios.includes('backlog') && backlog < connections) {
@@ -136,7 +145,7 @@ export function parseOptions(
   }
   const baseTimeoutS = quick ? 120 : 600;
   const perStoreS = baseTimeoutS + (scenarios.includes('scale') ? Math.ceil(scale / 500) : 0);
-  const timeoutS = perStoreS * storesOf(store).length;
+  const timeoutS = perStoreS * storesOf(store).length + (replicas === null ? 0 : 600);
   return Object.freeze({
     quick,
     scenarios,
@@ -149,5 +158,6 @@ export function parseOptions(
     scale,
     timeoutS: count('timeout', values.timeout, timeoutS, 10),
     out: path.resolve(values.out ?? path.join(ROOT, 'bench-results.json')),
+    replicas,
   });
 }

@@ -25,6 +25,15 @@ export interface Relay {
   database: { name: string; on: BenchDatabases } | null;
 }
 
+/** One of several relays on one database: what they share (the load balancer's URL too). */
+export interface Replica {
+  database: { name: string; on: BenchDatabases };
+  adminToken: string;
+  secretsKey: string;
+  publicUrl: string;
+  leaseMs: number;
+}
+
 /** Polls `/readyz` until it answers 200; resolves with that moment (ms since the epoch). */
 async function readyAt(proc: LogProcess, url: string, deadline: number): Promise<number> {
   for (;;) {
@@ -50,11 +59,12 @@ export async function startRelay(
   kids: Children,
   databases: BenchDatabases | null,
   at?: Pick<Relay, 'dataDir' | 'port' | 'database'>,
+  replica?: Replica,
 ): Promise<Relay> {
   const dataDir = at?.dataDir ?? (await kids.tempDir('postern-bench-relay-'));
   const port = String(at?.port ?? 0);
-  let database = at ? at.database : null;
-  if (!at && databases) {
+  let database = at ? at.database : (replica?.database ?? null);
+  if (!at && !replica && databases) {
     const made = await databases.create();
     database = { name: made.name, on: databases };
   }
@@ -68,6 +78,14 @@ export async function startRelay(
       POSTERN_ADMIN_TOKEN: '',
       // The store is the bench's choice too; the URL (and its password) stays out of `ps`.
       POSTERN_DATABASE_URL: database ? database.on.urlOf(database.name) : '',
+      ...(replica
+        ? {
+            POSTERN_ADMIN_TOKEN: replica.adminToken,
+            POSTERN_SECRETS_KEY: replica.secretsKey,
+            POSTERN_PUBLIC_URL: replica.publicUrl,
+            POSTERN_LEASE_MS: String(replica.leaseMs),
+          }
+        : {}),
     },
   );
   const proc = new LogProcess(child, 'relay');
@@ -75,7 +93,8 @@ export async function startRelay(
   const url = ready['url'];
   if (typeof url !== 'string') throw new Error('relay: "relay listening" carries no url');
   const readyMs = (await readyAt(proc, url, spawnedAt + STARTUP_MS)) - spawnedAt;
-  const token = (await readFile(path.join(dataDir, 'admin-token'), 'utf8')).trim();
+  const token =
+    replica?.adminToken ?? (await readFile(path.join(dataDir, 'admin-token'), 'utf8')).trim();
   return { proc, url, port: Number(new URL(url).port), token, dataDir, readyMs, database };
 }
 

@@ -10,6 +10,7 @@ import { scaleRows, type Row } from './report-scale.ts';
 import type { AsyncResult, CpuResult, CpuUse } from './scenario-async.ts';
 import type { BacklogResult } from './scenario-backlog.ts';
 import type { DirectResult } from './scenario-direct.ts';
+import { replicasRows, type ReplicasResult } from './scenario-replicas.ts';
 import type { ScaleResult } from './scenario-scale.ts';
 import type { SyncResult } from './scenario-sync.ts';
 
@@ -37,6 +38,8 @@ export type Results = {
   targets: StoreTarget[];
   checks: Check[];
   ok: boolean;
+  /** `--replicas N`: 1 relay against N on one database, and the failover. */
+  replicas?: ReplicasResult;
 };
 
 export function machine(): Results['machine'] {
@@ -268,6 +271,10 @@ export function table(r: Results): string {
     failed.length ? failed.map((f) => f.name).join('; ') : 'ok',
   ]);
   const out = render(['scenario', 'measure', ...stores], rows);
+  if (r.replicas) {
+    const [head, ...more] = replicasRows(r.replicas);
+    out.push('', ...render(head!, more));
+  }
   if (r.targets.length > 0) {
     out.push('');
     out.push(

@@ -180,7 +180,7 @@ async function check(label: string, run: Run): Promise<void> {
     console.log(`${label}: fault ${f.what}, ${f.until - f.from} ms, agents hit: ${[...f.agents]}`);
     const warned = c.warnings(f.from - 5_000);
     console.log(`${label}: ${warned.length} relay warnings since the fault, the first:`);
-    for (const w of warned.slice(0, 8)) console.log(`  ${w.slice(0, 400)}`);
+    for (const w of warned.slice(0, 3)) console.log(`  ${w.slice(0, 400)}`);
   }
   for (const [what, x] of [
     ['unordered', t],
