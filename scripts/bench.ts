@@ -10,40 +10,55 @@
  *   5. CPU seconds of the relay and the agent per 1,000 webhooks of scenario 2;
  *   6. scale (only when asked for, `--scenarios scale`): N webhooks queued (1,000,000 by
  *      default), the relay's memory, restart after kill -9, ingest, a page of the event list
- *      and the drain at that size, beside their targets.
+ *      and the drain at that size, beside their targets;
+ *   7. replicas (`--replicas N`, on PostgreSQL): 1 relay, then N on one database behind a
+ *      round-robin load balancer, agents connected through it: delivered rate, statements per
+ *      delivered event, and the time from kill -9 of a relay to its agents delivering again.
  *
- * `--scenarios` picks which run (default 1 to 5). Prints one table on stdout (progress goes to
- * stderr), writes bench-results.json, and exits non-zero if any accepted webhook was not
- * delivered, or on error or the overall timeout.
+ * `--scenarios` picks which run (default 1 to 5); `--store` the relay's store: embedded,
+ * postgres (a fresh database per relay, dropped after), or both (scenarios 2 to 6 once on each,
+ * side by side, with PostgreSQL's targets against the embedded store's figures). Prints one
+ * table on stdout (progress goes to stderr), writes bench-results.json, and exits non-zero if
+ * any accepted webhook was not delivered, or on error or the overall timeout.
  * See scripts/bench/options.ts for the flags.
  */
 import { writeFile } from 'node:fs/promises';
 import { AppClient } from './bench/app-client.ts';
 import { Children } from './bench/children.ts';
 import { Bench } from './bench/context.ts';
+import { BenchDatabases } from './bench/databases.ts';
 import { LoadClient } from './bench/load-client.ts';
-import { parseOptions, USAGE, type BenchOptions, type ScenarioName } from './bench/options.ts';
+import {
+  parseOptions,
+  storesOf,
+  USAGE,
+  type BenchOptions,
+  type ScenarioName,
+} from './bench/options.ts';
 import {
   createChannel,
   pairAgent,
   startAgent,
   startRelay,
+  stopRelay,
   writeAgentConfig,
 } from './bench/postern.ts';
-import { machine, table, type Results } from './bench/report.ts';
+import { machine, storeTargets, table, type Results, type StoreScenarios } from './bench/report.ts';
 import { runAsync } from './bench/scenario-async.ts';
 import { runBacklog, type BacklogResult } from './bench/scenario-backlog.ts';
 import { runDirect } from './bench/scenario-direct.ts';
+import { checkReplicas, runReplicas } from './bench/scenario-replicas.ts';
 import { checkScale, runScale } from './bench/scenario-scale.ts';
 import { runSync } from './bench/scenario-sync.ts';
+import { redactUrl } from '../server/store/postgres/url.ts';
 
 const SYNC_TIMEOUT_MS = 5_000;
 
 /** Scenarios 2, 3 and 5 share one relay and agent. */
-async function runThroughRelay(b: Bench, want: Set<ScenarioName>): Promise<Results['scenarios']> {
+async function runThroughRelay(b: Bench, want: Set<ScenarioName>): Promise<StoreScenarios> {
   const { opts, kids } = b;
-  const out: Results['scenarios'] = {};
-  const relay = await startRelay(kids);
+  const out: StoreScenarios = {};
+  const relay = await startRelay(kids, b.databases);
   const channel = await createChannel(relay, { name: 'bench' });
   const syncChannel = await createChannel(relay, {
     name: 'bench-sync',
@@ -56,7 +71,8 @@ async function runThroughRelay(b: Bench, want: Set<ScenarioName>): Promise<Resul
   ]);
   const agent = await startAgent(kids, stateDir, config);
   b.progress(
-    `relay on ${relay.url} (pid ${relay.proc.pid}), agent connected (pid ${agent.proc.pid})`,
+    `relay on ${relay.url} (pid ${relay.proc.pid}, ${b.store} store), ` +
+      `agent connected (pid ${agent.proc.pid})`,
   );
 
   if (want.has('async')) {
@@ -95,7 +111,7 @@ async function runThroughRelay(b: Bench, want: Set<ScenarioName>): Promise<Resul
     out.sync = sync;
   }
   await kids.stop(agent.proc.child);
-  await kids.stop(relay.proc.child);
+  await stopRelay(kids, relay);
   return out;
 }
 
@@ -123,15 +139,10 @@ function checkBacklog(b: Bench, backlog: BacklogResult): void {
   );
 }
 
-async function runAll(b: Bench): Promise<Results['scenarios']> {
+/** Scenarios 2 to 6 on the store `b.store`. */
+async function runOnStore(b: Bench, want: Set<ScenarioName>): Promise<StoreScenarios> {
   const { opts } = b;
-  const want = new Set(opts.scenarios);
-  let out: Results['scenarios'] = {};
-  if (want.has('direct')) {
-    b.progress(`1 direct: ${opts.connections} connections for ${opts.durationS} s`);
-    out.direct = await runDirect(b, opts.connections);
-    b.progress(`1 direct: done, ${Math.round(out.direct.requestsPerS)} requests/s`);
-  }
+  let out: StoreScenarios = {};
   if (want.has('async') || want.has('sync')) out = { ...out, ...(await runThroughRelay(b, want)) };
   if (want.has('backlog')) {
     b.progress(`4 backlog: ${opts.backlog} webhooks into a fresh relay with the agent away`);
@@ -150,28 +161,62 @@ async function runAll(b: Bench): Promise<Results['scenarios']> {
   return out;
 }
 
-async function main(opts: BenchOptions, kids: Children, deadline: number): Promise<boolean> {
+async function runAll(b: Bench): Promise<Results['scenarios']> {
+  const { opts } = b;
+  const want = new Set(opts.scenarios);
+  const out: Results['scenarios'] = {};
+  if (want.has('direct')) {
+    b.progress(`1 direct: ${opts.connections} connections for ${opts.durationS} s`);
+    out.direct = await runDirect(b, opts.connections);
+    b.progress(`1 direct: done, ${Math.round(out.direct.requestsPerS)} requests/s`);
+  }
+  if (!opts.scenarios.some((s) => s !== 'direct')) return out;
+  for (const store of storesOf(opts.store)) {
+    b.store = store;
+    b.progress(`the relay's scenarios on the ${store} store`);
+    out[store] = await runOnStore(b, want);
+  }
+  return out;
+}
+
+async function main(
+  opts: BenchOptions,
+  kids: Children,
+  pg: BenchDatabases | null,
+  deadline: number,
+): Promise<boolean> {
   const startedAt = new Date().toISOString();
   const [app, load] = await Promise.all([AppClient.start(kids), LoadClient.start(kids)]);
-  const b = new Bench(opts, kids, app, load, deadline);
+  const b = new Bench(opts, kids, app, load, deadline, pg);
   b.progress(
-    `starting${opts.quick ? ' (quick)' : ''}: ${opts.connections} connections, ${opts.durationS} s, ` +
+    `starting${opts.quick ? ' (quick)' : ''}: ${opts.store} store` +
+      (pg ? ` (PostgreSQL at ${redactUrl(pg.serverUrl)})` : '') +
+      `, ${opts.connections} connections, ${opts.durationS} s, ` +
       `${opts.bodyBytes} B bodies; scenarios ${opts.scenarios.join(',')}` +
       (opts.scenarios.includes('backlog') ? `, backlog ${opts.backlog}` : '') +
       (opts.scenarios.includes('scale') ? `, scale ${opts.scale}` : '') +
       `; app on ${app.url}`,
   );
   const scenarios = await runAll(b);
+  let replicas;
+  if (opts.replicas !== null) {
+    b.store = 'postgres';
+    replicas = await runReplicas(b, opts.replicas);
+    checkReplicas(b, replicas);
+  }
   const { out, ...options } = opts;
   const results: Results = {
     startedAt,
     finishedAt: new Date().toISOString(),
-    options,
+    options: { ...options, databaseUrl: redactUrl(options.databaseUrl) },
     machine: machine(),
     scenarios,
+    targets: [],
     checks: b.checks,
     ok: b.checks.every((c) => c.ok),
+    ...(replicas ? { replicas } : {}),
   };
+  results.targets = storeTargets(results);
   await writeFile(out, `${JSON.stringify(results, null, 2)}\n`);
   process.stdout.write(`${table(results)}\n`);
   b.progress(`results written to ${out}`);
@@ -181,7 +226,7 @@ async function main(opts: BenchOptions, kids: Children, deadline: number): Promi
 function start(): void {
   let opts: BenchOptions | null;
   try {
-    opts = parseOptions(process.argv.slice(2));
+    opts = parseOptions(process.argv.slice(2), process.env['POSTERN_TEST_DATABASE_URL']);
   } catch (err) {
     process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n${USAGE}`);
     process.exitCode = 2;
@@ -192,11 +237,21 @@ function start(): void {
     return;
   }
   const kids = new Children();
+  const pg =
+    opts.store === 'embedded' && opts.replicas === null
+      ? null
+      : new BenchDatabases(opts.databaseUrl);
   const deadline = Date.now() + opts.timeoutS * 1000;
+  let aborting = false;
   const abort = (why: string, code: number) => {
+    if (aborting) return;
+    aborting = true;
     process.stderr.write(`bench: ${why}; stopping every process it started\n`);
     kids.killAllNow();
-    process.exit(code);
+    // The relays are gone: drop their databases, but never wait long for the server.
+    const dropped = pg ? pg.dropAll().catch(() => undefined) : Promise.resolve();
+    const giveUp = new Promise((r) => setTimeout(r, 5_000).unref());
+    void Promise.race([dropped, giveUp]).then(() => process.exit(code));
   };
   const hardTimeout = setTimeout(
     () => abort(`over the ${opts.timeoutS} s limit`, 1),
@@ -205,7 +260,7 @@ function start(): void {
   process.on('SIGINT', () => abort('interrupted', 130));
   process.on('SIGTERM', () => abort('terminated', 143));
   process.on('exit', () => kids.killAllNow());
-  main(opts, kids, deadline)
+  main(opts, kids, pg, deadline)
     .then(
       (ok) => {
         if (!ok) process.stderr.write('bench: some checks failed (see "checks" in the results)\n');
@@ -219,6 +274,7 @@ function start(): void {
       },
     )
     .then(() => kids.cleanup())
+    .then(() => pg?.dropAll())
     .catch((err: unknown) => {
       process.stderr.write(`bench: cleaning up failed: ${String(err)}\n`);
       kids.killAllNow();

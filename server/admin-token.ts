@@ -1,6 +1,6 @@
 /**
  * The admin token: taken from POSTERN_ADMIN_TOKEN, or generated on first start and written
- * once to `<data-dir>/admin-token` (mode 0600). Only its SHA-256 is stored; requests are
+ * once to `<data-dir>/admin-token` (mode 0600); relays sharing a database share the first one. Only its SHA-256 is stored; requests are
  * checked by hashing what they present and comparing in constant time. The token is a
  * 256-bit random value, so a fast hash is enough (no password stretching needed).
  */
@@ -41,10 +41,19 @@ export async function setUpAdminToken(
     // A new file (mode 0600 whatever the umask): one left over keeps its mode and readers.
     await rm(writtenTo, { force: true });
     await writeFile(writtenTo, `${token}\n`, { mode: PRIVATE_FILE_MODE, flag: 'wx' });
-    hash = sha256Hex(token);
+    const generated = sha256Hex(token);
+    // Set only if still unset: of relays on one database starting together, the first to
+    // store its token wins, and the others use that one (and drop the file they wrote).
+    let stored: string | null = null;
     await control.update((s) => {
-      s.adminTokenHash = hash;
+      s.adminTokenHash ??= generated;
+      stored = s.adminTokenHash;
     });
+    hash = stored ?? generated;
+    if (hash !== generated) {
+      await rm(writtenTo, { force: true });
+      writtenTo = null;
+    }
   }
   const expected = Buffer.from(hash, 'hex');
   return {

@@ -30,6 +30,11 @@ export interface RelayConfig {
   readonly logLevel: string;
   /** Interval of tunnel heartbeats; a peer silent for 3 intervals is dropped. */
   readonly heartbeatMs: number;
+  /**
+   * How long a claim on an event holds without renewal (renewed every third of it): with
+   * several relays, how soon another delivers what a relay that died or stalled had claimed.
+   */
+  readonly leaseMs: number;
   /** Unacknowledged deliveries allowed per tunnel session. */
   readonly window: number;
   /** A delivery unacknowledged this long marks the session as stalled and replaces it. */
@@ -57,6 +62,7 @@ export interface RelayConfigInput {
   publicUrl?: string | undefined;
   logLevel?: string | undefined;
   heartbeatMs?: string | undefined;
+  leaseMs?: string | undefined;
   retentionHours?: string | undefined;
   trustProxy?: boolean | undefined;
   secretsKeyFile?: string | undefined;
@@ -153,6 +159,12 @@ export function parseRelayConfig(
     50,
     600_000,
   );
+  const leaseMs = intIn(
+    '--lease-ms / POSTERN_LEASE_MS',
+    flags.leaseMs ?? env['POSTERN_LEASE_MS'] ?? '30000',
+    1_000,
+    600_000,
+  );
   const rawRetention = flags.retentionHours ?? env['POSTERN_RETENTION_HOURS'] ?? '168';
   const retentionHours = Number(rawRetention);
   if (!/^\d+(\.\d+)?$/.test(rawRetention) || retentionHours <= 0 || retentionHours > 87_600) {
@@ -204,6 +216,7 @@ export function parseRelayConfig(
     forgetLostSecrets: flags.forgetLostSecrets ?? false,
     logLevel,
     heartbeatMs,
+    leaseMs,
     window: 256,
     ackTimeoutMs: 330_000,
     pairingTtlMs: 15 * 60_000,

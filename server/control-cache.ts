@@ -2,6 +2,8 @@
  * The relay's copy of the control state (channels, agents, pairings), read on every request:
  * loaded from the store at start, replaced by each change made through this relay, and read
  * again when the store reports a change made elsewhere (another relay on a shared store).
+ * Each new state is compared with the one it replaces (`onChange`), so that a relay reacts to
+ * a change whichever relay made it (a revoked agent's tunnels close on every relay).
  */
 import type { ControlState, Store } from './store/types.ts';
 
@@ -14,10 +16,16 @@ export class ControlCache {
   #refreshing = false;
   #refreshAgain = false;
   #onError: (err: unknown) => void;
+  #onChange: (before: ControlState, after: ControlState) => void;
 
-  constructor(store: Store, onError: (err: unknown) => void) {
+  constructor(
+    store: Store,
+    onError: (err: unknown) => void,
+    onChange: (before: ControlState, after: ControlState) => void = () => undefined,
+  ) {
     this.#store = store;
     this.#onError = onError;
+    this.#onChange = onChange;
   }
 
   async load(): Promise<void> {
@@ -59,6 +67,13 @@ export class ControlCache {
   #apply(seq: number, state: ControlState): void {
     if (seq <= this.#appliedSeq) return;
     this.#appliedSeq = seq;
+    const before = this.#state;
     this.#state = state;
+    if (!before) return;
+    try {
+      this.#onChange(before, state);
+    } catch (err) {
+      this.#onError(err);
+    }
   }
 }

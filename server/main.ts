@@ -30,6 +30,9 @@ const USAGE = `Usage: postern-relay <command> [options]
     --public-url URL      URL providers and agents use (POSTERN_PUBLIC_URL,
                           default http://localhost:<port>)
     --heartbeat-ms MS     tunnel heartbeat interval  (POSTERN_HEARTBEAT_MS, default 10000)
+    --lease-ms MS         how long a claim on an event holds unrenewed: with several relays, how
+                          soon another delivers what a dead relay had claimed (POSTERN_LEASE_MS,
+                          default 30000)
     --retention-hours H   keep delivered/failed events this long (POSTERN_RETENTION_HOURS,
                           default 168 = 7 days; decimals allowed)
     --trust-proxy         behind a reverse proxy: rate limits use the client address from
@@ -67,6 +70,7 @@ async function serve(args: string[]): Promise<void> {
       'database-pool-size': { type: 'string' },
       'public-url': { type: 'string' },
       'heartbeat-ms': { type: 'string' },
+      'lease-ms': { type: 'string' },
       'retention-hours': { type: 'string' },
       'trust-proxy': { type: 'boolean' },
       'header-timeout-ms': { type: 'string' },
@@ -86,6 +90,7 @@ async function serve(args: string[]): Promise<void> {
       databasePoolSize: values['database-pool-size'],
       publicUrl: values['public-url'],
       heartbeatMs: values['heartbeat-ms'],
+      leaseMs: values['lease-ms'],
       retentionHours: values['retention-hours'],
       trustProxy: values['trust-proxy'],
       headerTimeoutMs: values['header-timeout-ms'],

@@ -9,9 +9,11 @@ import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
 import { fullJitterBackoff } from '../shared/backoff.ts';
+import { CloseCode } from '../shared/protocol.ts';
 import { ConfigError, isPosternError, PosternError } from '../shared/errors.ts';
 import { setUpAdminToken } from './admin-token.ts';
 import { ControlCache } from './control-cache.ts';
+import { reactToControlChange } from './control-changes.ts';
 import type { RelayConfig } from './config.ts';
 import { dashboardRouter } from './dashboard/router.ts';
 import { Dispatcher } from './dispatch/dispatcher.ts';
@@ -24,6 +26,7 @@ import { INGRESS_PREFIX, ingressHandler } from './http/ingress.ts';
 import { startingHandler, STORE_UNAVAILABLE_BODY } from './http/starting.ts';
 import { eventIdGenerator } from './ids.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
+import { PresenceBoard } from './presence.ts';
 import { EmbeddedStore } from './store/embedded.ts';
 import { PostgresStore } from './store/postgres/store.ts';
 import { redactUrl } from './store/postgres/url.ts';
@@ -173,13 +176,28 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
   const now = deps.now ?? Date.now;
   const store = deps.store ?? defaultStore(config, logger);
   const storeName = config.databaseUrl === null ? config.dataDir : redactUrl(config.databaseUrl);
-  const control = new ControlCache(store, (err) =>
-    logger.error({ err }, 'could not read the control state again; will on the next change'),
+  const control = new ControlCache(
+    store,
+    (err) =>
+      logger.error({ err }, 'could not read the control state again; will on the next change'),
+    // Made through this relay or another: the tunnels and dispatch here follow it.
+    (before, after) =>
+      reactToControlChange(before, after, {
+        closeAgent: (agentId, why, reason) =>
+          tunnel?.closeAgent(
+            agentId,
+            why === 'revoked' ? CloseCode.revoked : CloseCode.goingAway,
+            reason,
+          ),
+        channelChanged: (channelId) => dispatcher?.channelChanged(channelId),
+        channelRemoved: (channelId) => dispatcher?.forgetChannel(channelId),
+      }),
   );
   let unsubscribeControl: () => void = () => undefined;
   let server: Server | null = null;
   let tunnel: TunnelEndpoint | null = null;
   let dispatcher: Dispatcher | null = null;
+  let presence: PresenceBoard | null = null;
   let accepting = false;
   /** Set by `stop()` while `start()` waits for the store: the wait ends, start fails. */
   const starting = new AbortController();
@@ -325,6 +343,7 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       logger,
       channel,
       now,
+      leaseMs: config.leaseMs,
       onAttempt: (outcome, deliveredAfterMs) => {
         metrics.attempts.inc({ outcome });
         if (deliveredAfterMs !== null) metrics.deliveryLatency.observe(deliveredAfterMs / 1000);
@@ -336,8 +355,20 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
         agent,
         now,
         used: () => control.state.usedTokenIds,
-        recordUsed: (entry, nowS) =>
+        // Checked and recorded in one control update: updates are serialized across relays,
+        // so of two relays given the same token, exactly one accepts it.
+        recordUsed: (entry, nowS, keyX) =>
           control.update((s) => {
+            const refuse = (reason: string) => {
+              throw new PosternError('ERR_UNAUTHORIZED', reason, { status: 401 });
+            };
+            if (s.usedTokenIds.some((u) => u.key === entry.key)) {
+              refuse('token replayed (jti already used)');
+            }
+            const agentId = entry.key.slice(0, entry.key.indexOf(':'));
+            if (s.agents.find((a) => a.id === agentId)?.publicKey?.x !== keyX) {
+              refuse('unknown or unpaired agent');
+            }
             s.usedTokenIds = s.usedTokenIds.filter((u) => u.until >= nowS);
             s.usedTokenIds.push(entry);
           }),
@@ -352,13 +383,22 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       onConnect: (agentId, version) => {
         metrics.tunnelConnections.inc();
         metrics.agentsConnected.set(tunnel!.connectedCount());
+        presence?.changed();
         recordAgent(agentId, { version });
       },
       onDisconnect: (agentId) => {
         metrics.agentsConnected.set(tunnel!.connectedCount());
+        presence?.changed();
         if (accepting) recordAgent(agentId, {});
       },
     });
+    const board = new PresenceBoard({
+      store,
+      logger,
+      now,
+      local: () => tunnel?.connectedAgents() ?? [],
+    });
+    presence = board;
     const ctx: RelayContext = {
       config: { ...config, publicUrl },
       store,
@@ -371,6 +411,9 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       now,
       nextEventId: eventIdGenerator(now),
       accepting: () => accepting,
+      servedElsewhere: (channelId) =>
+        control.state.agents.some((a) => a.channels.includes(channelId) && board.elsewhere(a.id)),
+      connectedElsewhere: (agentId) => board.elsewhere(agentId),
       channel,
     };
     const { app, routes } = buildApp(ctx, metrics);
@@ -386,6 +429,7 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
     logger.debug({ routes }, 'http routes');
     tunnel.listen(server);
     dispatcher.start();
+    board.start();
     sweep();
     retentionTimer = setInterval(
       sweep,
@@ -439,6 +483,7 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       await closed;
       clearTimeout(grace);
       dispatcher?.stop();
+      await presence?.stop();
       unsubscribeControl();
       if (retentionTimer) clearInterval(retentionTimer);
       await sweeping;

@@ -88,6 +88,29 @@ export class AppClient {
     );
   }
 
+  /** From now on the app records when each path is requested (see firstAfter). */
+  async trackPaths(): Promise<void> {
+    await this.#ipc.request({ type: 'trackPaths' }, decodeStats, ASK_MS);
+  }
+
+  /** Per path requested since trackPaths: the first request at or after `after`, or null. */
+  firstAfter(after: number): Promise<Record<string, number | null>> {
+    return this.#ipc.request(
+      { type: 'firstAfter', after },
+      (msg) => {
+        const out: Record<string, number | null> = {};
+        const got = isRecord(msg) ? msg['firstAfter'] : undefined;
+        if (!isRecord(got)) throw new Error('target app: firstAfter without a record');
+        for (const [p, v] of Object.entries(got)) {
+          if (v !== null && typeof v !== 'number') throw new Error(`target app: bad time for ${p}`);
+          out[p] = v;
+        }
+        return out;
+      },
+      ASK_MS,
+    );
+  }
+
   /**
    * Polls until every expected event has arrived. Bounded twice: it gives up when nothing new
    * arrived for `stallMs`, and at `deadline` whatever happens. Returns the last stats either way.

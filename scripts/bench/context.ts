@@ -7,7 +7,8 @@ import type { Children } from './children.ts';
 import type { LoadClient } from './load-client.ts';
 import type { LoadJob } from './load-job.ts';
 import { jsonBody } from './load-job.ts';
-import type { BenchOptions } from './options.ts';
+import type { BenchDatabases } from './databases.ts';
+import type { BenchOptions, StoreName } from './options.ts';
 
 export type Check = { name: string; ok: boolean; detail: string };
 
@@ -20,6 +21,10 @@ export class Bench {
   readonly deadline: number;
   readonly body: string;
   readonly checks: Check[] = [];
+  /** The store the relays started now run on (`--store both` runs the scenarios once each). */
+  store: StoreName = 'embedded';
+  /** Where relays on PostgreSQL get their databases (set whenever PostgreSQL may be used). */
+  readonly pg: BenchDatabases | null;
   readonly #started = Date.now();
 
   constructor(
@@ -28,7 +33,9 @@ export class Bench {
     app: AppClient,
     load: LoadClient,
     deadline: number,
+    pg: BenchDatabases | null,
   ) {
+    this.pg = pg;
     this.opts = opts;
     this.kids = kids;
     this.app = app;
@@ -45,12 +52,19 @@ export class Bench {
     return Math.min(10_000, Math.max(1_000, this.opts.connections * 100));
   }
 
+  /** The databases of the current store: null on the embedded store. */
+  get databases(): BenchDatabases | null {
+    return this.store === 'postgres' ? this.pg : null;
+  }
+
   progress(message: string): void {
     const t = ((Date.now() - this.#started) / 1000).toFixed(1).padStart(6);
     process.stderr.write(`[bench ${t}s] ${message}\n`);
   }
 
+  /** A check of the current store's run, named after the store when PostgreSQL is in the run. */
   check(name: string, ok: boolean, detail: string): void {
+    if (this.opts.store !== 'embedded') name = `${this.store}: ${name}`;
     this.checks.push({ name, ok, detail });
     if (!ok) this.progress(`CHECK FAILED: ${name}: ${detail}`);
   }

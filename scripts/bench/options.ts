@@ -3,7 +3,12 @@
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { LOCAL_SERVER_URL } from '../scratch-database.ts';
 import { ROOT } from './children.ts';
+
+export const STORES = ['embedded', 'postgres'] as const;
+export type StoreName = (typeof STORES)[number];
+export type StoreChoice = StoreName | 'both';
 
 export const SCENARIOS = ['direct', 'async', 'sync', 'backlog', 'scale'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
@@ -14,13 +19,22 @@ export const USAGE = `Usage: npm run bench -- [options]
 
   --scenarios LIST  comma-separated, from direct, async, sync, backlog, scale
                     (default direct,async,sync,backlog; async includes the CPU figures)
+  --store S         the relay's store: embedded, postgres, or both (each scenario but
+                    direct runs on each store, printed side by side)  (default embedded)
+  --database-url U  the PostgreSQL server: each relay gets a fresh database on it, dropped
+                    after       (default POSTERN_TEST_DATABASE_URL, else
+                    postgres://postgres@127.0.0.1:5432/postgres)
   --duration S      seconds of load in each timed scenario        (default 10;    --quick 2)
   --connections N   concurrent connections                        (default 64;    --quick 16)
   --body-bytes N    size of the JSON webhook body                 (default 1024)
   --backlog N       webhooks queued while the agent is away       (default 50000; --quick 2000)
   --scale N         webhooks queued in the scale scenario         (default 1000000; --quick 2000)
+  --replicas N      relays on one PostgreSQL database behind a load balancer: the
+                    delivered rate and statements per delivered event with 1 and N
+                    relays, and kill -9 of one under load (the failover time); alone,
+                    unless --scenarios is given too
   --timeout S       stop everything and fail after S seconds      (default 600;   --quick 120;
-                    with scale, plus 1 s per 500 of --scale)
+                    with scale, plus 1 s per 500 of --scale; twice that with both stores)
   --out FILE        where to write the results                    (default bench-results.json)
   --quick           a smoke run with the small values above
 `;
@@ -28,6 +42,9 @@ export const USAGE = `Usage: npm run bench -- [options]
 export interface BenchOptions {
   readonly quick: boolean;
   readonly scenarios: readonly ScenarioName[];
+  readonly store: StoreChoice;
+  /** The PostgreSQL server (its password is never printed: see databaseServer in the results). */
+  readonly databaseUrl: string;
   readonly durationS: number;
   readonly connections: number;
   readonly bodyBytes: number;
@@ -35,6 +52,8 @@ export interface BenchOptions {
   readonly scale: number;
   readonly timeoutS: number;
   readonly out: string;
+  /** `--replicas N`: the replica scenario with 1 and N relays; null: not run. */
+  readonly replicas: number | null;
 }
 
 function count(name: string, raw: string | undefined, fallback: number, min: number): number {
@@ -64,8 +83,25 @@ function scenarioList(raw: string | undefined): readonly ScenarioName[] {
   return SCENARIOS.filter((s) => picked.has(s));
 }
 
-/** Returns null when --help was asked for. */
-export function parseOptions(argv: string[]): BenchOptions | null {
+function storeChoice(raw: string | undefined): StoreChoice {
+  if (raw === undefined) return 'embedded';
+  if (raw === 'both' || (STORES as readonly string[]).includes(raw)) return raw as StoreChoice;
+  throw new Error(`--store: expected embedded, postgres or both, got "${raw}"`);
+}
+
+/** The stores a choice runs on, in the order they run and are printed. */
+export function storesOf(choice: StoreChoice): StoreName[] {
+  return choice === 'both' ? [...STORES] : [choice];
+}
+
+/**
+ * Returns null when --help was asked for. `defaultDatabaseUrl` is the caller's
+ * POSTERN_TEST_DATABASE_URL, if set.
+ */
+export function parseOptions(
+  argv: string[],
+  defaultDatabaseUrl: string | undefined,
+): BenchOptions | null {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -75,7 +111,10 @@ export function parseOptions(argv: string[]): BenchOptions | null {
       'body-bytes': { type: 'string' },
       backlog: { type: 'string' },
       scale: { type: 'string' },
+      store: { type: 'string' },
+      'database-url': { type: 'string' },
       timeout: { type: 'string' },
+      replicas: { type: 'string' },
       out: { type: 'string' },
       quick: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -84,7 +123,9 @@ export function parseOptions(argv: string[]): BenchOptions | null {
   });
   if (values.help) return null;
   const quick = values.quick;
-  const scenarios = scenarioList(values.scenarios);
+  const replicas = values.replicas === undefined ? null : count('replicas', values.replicas, 3, 2);
+  const scenarios =
+    replicas !== null && values.scenarios === undefined ? [] : scenarioList(values.scenarios);
   const connections = count('connections', values.connections, quick ? 16 : 64, 1);
   const backlog = count('backlog', values.backlog, quick ? 2_000 : 50_000, 1);
   if (scenarios.includes('backlog') && backlog < connections) {
@@ -95,11 +136,21 @@ export function parseOptions(argv: string[]): BenchOptions | null {
   if (scenarios.includes('scale') && scale < 20 * connections) {
     throw new Error(`--scale (${scale}) must be at least 20 × --connections (${20 * connections})`);
   }
+  const store = storeChoice(values.store);
+  const databaseUrl = values['database-url'] ?? defaultDatabaseUrl ?? LOCAL_SERVER_URL;
+  try {
+    new URL(databaseUrl);
+  } catch {
+    throw new Error('--database-url: expected a postgres:// URL');
+  }
   const baseTimeoutS = quick ? 120 : 600;
-  const timeoutS = baseTimeoutS + (scenarios.includes('scale') ? Math.ceil(scale / 500) : 0);
+  const perStoreS = baseTimeoutS + (scenarios.includes('scale') ? Math.ceil(scale / 500) : 0);
+  const timeoutS = perStoreS * storesOf(store).length + (replicas === null ? 0 : 600);
   return Object.freeze({
     quick,
     scenarios,
+    store,
+    databaseUrl,
     durationS: count('duration', values.duration, quick ? 2 : 10, 1),
     connections,
     bodyBytes: count('body-bytes', values['body-bytes'], 1024, 2),
@@ -107,5 +158,6 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     scale,
     timeoutS: count('timeout', values.timeout, timeoutS, 10),
     out: path.resolve(values.out ?? path.join(ROOT, 'bench-results.json')),
+    replicas,
   });
 }

@@ -6,6 +6,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { exited, type Children } from './children.ts';
+import type { BenchDatabases } from './databases.ts';
 import { isRecord, str } from './ipc.ts';
 import { LogProcess } from './log-process.ts';
 
@@ -20,6 +21,17 @@ export interface Relay {
   dataDir: string;
   /** From the spawn of the process to the first `200` from `/readyz`. */
   readyMs: number;
+  /** On PostgreSQL: its own database (name), and where it was made; null on the embedded store. */
+  database: { name: string; on: BenchDatabases } | null;
+}
+
+/** One of several relays on one database: what they share (the load balancer's URL too). */
+export interface Replica {
+  database: { name: string; on: BenchDatabases };
+  adminToken: string;
+  secretsKey: string;
+  publicUrl: string;
+  leaseMs: number;
 }
 
 /** Polls `/readyz` until it answers 200; resolves with that moment (ms since the epoch). */
@@ -40,36 +52,63 @@ async function readyAt(proc: LogProcess, url: string, deadline: number): Promise
 
 /**
  * Starts a relay on a fresh data dir and port, or on `at` (an existing data dir, and the port
- * it had, so that a paired agent finds it again after a restart).
+ * it had, so that a paired agent finds it again after a restart; and its database). With
+ * `databases` (PostgreSQL), a fresh relay gets a fresh database on that server.
  */
 export async function startRelay(
   kids: Children,
-  at?: { dataDir: string; port: number },
+  databases: BenchDatabases | null,
+  at?: Pick<Relay, 'dataDir' | 'port' | 'database'>,
+  replica?: Replica,
 ): Promise<Relay> {
   const dataDir = at?.dataDir ?? (await kids.tempDir('postern-bench-relay-'));
   const port = String(at?.port ?? 0);
+  let database = at ? at.database : (replica?.database ?? null);
+  if (!at && !replica && databases) {
+    const made = await databases.create();
+    database = { name: made.name, on: databases };
+  }
   const spawnedAt = Date.now();
   const child = kids.spawnTs(
     'server/main.ts',
     ['serve', '--host', '127.0.0.1', '--port', port, '--data-dir', dataDir, '--log-level', 'info'],
     ['ignore', 'pipe', 'pipe'],
-    // The token is generated into the data dir, whatever the caller's environment says.
-    { POSTERN_ADMIN_TOKEN: '' },
+    {
+      // The token is generated into the data dir, whatever the caller's environment says.
+      POSTERN_ADMIN_TOKEN: '',
+      // The store is the bench's choice too; the URL (and its password) stays out of `ps`.
+      POSTERN_DATABASE_URL: database ? database.on.urlOf(database.name) : '',
+      ...(replica
+        ? {
+            POSTERN_ADMIN_TOKEN: replica.adminToken,
+            POSTERN_SECRETS_KEY: replica.secretsKey,
+            POSTERN_PUBLIC_URL: replica.publicUrl,
+            POSTERN_LEASE_MS: String(replica.leaseMs),
+          }
+        : {}),
+    },
   );
   const proc = new LogProcess(child, 'relay');
   const ready = await proc.waitForMsg('relay listening', STARTUP_MS);
   const url = ready['url'];
   if (typeof url !== 'string') throw new Error('relay: "relay listening" carries no url');
   const readyMs = (await readyAt(proc, url, spawnedAt + STARTUP_MS)) - spawnedAt;
-  const token = (await readFile(path.join(dataDir, 'admin-token'), 'utf8')).trim();
-  return { proc, url, port: Number(new URL(url).port), token, dataDir, readyMs };
+  const token =
+    replica?.adminToken ?? (await readFile(path.join(dataDir, 'admin-token'), 'utf8')).trim();
+  return { proc, url, port: Number(new URL(url).port), token, dataDir, readyMs, database };
 }
 
-/** kill -9 the relay, then start it again on the same data dir and port. */
+/** kill -9 the relay, then start it again on the same data dir, port and database. */
 export async function crashAndRestart(kids: Children, relay: Relay): Promise<Relay> {
   relay.proc.child.kill('SIGKILL');
   await exited(relay.proc.child);
-  return startRelay(kids, { dataDir: relay.dataDir, port: relay.port });
+  return startRelay(kids, relay.database?.on ?? null, relay);
+}
+
+/** Stops the relay (SIGTERM, as an operator would) and drops its database, if it has one. */
+export async function stopRelay(kids: Children, relay: Relay): Promise<void> {
+  await kids.stop(relay.proc.child);
+  if (relay.database) await relay.database.on.drop(relay.database.name);
 }
 
 /** Calls the admin API and returns the parsed JSON answer; throws on a non-2xx status. */

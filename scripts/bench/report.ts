@@ -1,33 +1,45 @@
 /**
- * The results of a run: one JSON document (bench-results.json) and one table for people.
+ * The results of a run: one JSON document (bench-results.json) and one table for people, with
+ * a column per store when both ran, and PostgreSQL's targets beside the embedded store's.
  */
 import os from 'node:os';
 import type { Check } from './context.ts';
 import type { Latency } from './load-job.ts';
-import type { BenchOptions } from './options.ts';
+import type { BenchOptions, StoreName } from './options.ts';
 import { scaleRows, type Row } from './report-scale.ts';
 import type { AsyncResult, CpuResult, CpuUse } from './scenario-async.ts';
 import type { BacklogResult } from './scenario-backlog.ts';
 import type { DirectResult } from './scenario-direct.ts';
+import { replicasRows, type ReplicasResult } from './scenario-replicas.ts';
 import type { ScaleResult } from './scenario-scale.ts';
 import type { SyncResult } from './scenario-sync.ts';
+
+/** The scenarios that ran through a relay on one store (`--scenarios`); `cpu` comes with `async`. */
+export type StoreScenarios = {
+  async?: AsyncResult & { relayRssBytes: number | null };
+  sync?: SyncResult;
+  backlog?: BacklogResult;
+  cpu?: CpuResult;
+  scale?: ScaleResult;
+};
+
+/** A target of PostgreSQL's (issue: the PostgreSQL backend), judged on this run's figures. */
+export type StoreTarget = { name: string; value: string; target: string; ok: boolean | null };
 
 export type Results = {
   startedAt: string;
   finishedAt: string;
+  /** The options, the database URL without its password. */
   options: Omit<BenchOptions, 'out'>;
   machine: { node: string; platform: string; cpus: number; loadavg: number[] };
-  /** Only the scenarios that ran (`--scenarios`); `cpu` comes with `async`. */
-  scenarios: {
-    direct?: DirectResult;
-    async?: AsyncResult & { relayRssBytes: number | null };
-    sync?: SyncResult;
-    backlog?: BacklogResult;
-    cpu?: CpuResult;
-    scale?: ScaleResult;
-  };
+  /** `direct` (no relay), then the relay's scenarios per store that ran (`--store`). */
+  scenarios: { direct?: DirectResult } & { [S in StoreName]?: StoreScenarios };
+  /** When PostgreSQL ran: its targets (ratios to the embedded store's need both to run). */
+  targets: StoreTarget[];
   checks: Check[];
   ok: boolean;
+  /** `--replicas N`: 1 relay against N on one database, and the failover. */
+  replicas?: ReplicasResult;
 };
 
 export function machine(): Results['machine'] {
@@ -65,6 +77,23 @@ function directRows(direct: DirectResult): Row[] {
   ];
 }
 
+function databaseRow(d: AsyncResult['database']): string {
+  if (!d) return 'n/a (no database)';
+  return (
+    `${d.statementsPerEvent.toFixed(3)} / ${d.commitsPerEvent.toFixed(3)} ` +
+    `(${int(d.transactions)} transactions)`
+  );
+}
+
+function callsRow(d: AsyncResult['database']): string {
+  const c = d?.callsPerEvent;
+  if (!d || !c) return 'n/a';
+  const claims = c.postern_claim;
+  const settles = c.postern_settle;
+  const other = d.statementsPerEvent - claims - settles;
+  return `${claims.toFixed(3)} / ${settles.toFixed(3)} / ${other.toFixed(3)}`;
+}
+
 function asyncRows(a: AsyncResult): Row[] {
   return [
     [`2 async, ${a.connections} conn`, 'accepted/s (2xx at the relay)', int(a.acceptedPerS)],
@@ -83,6 +112,8 @@ function asyncRows(a: AsyncResult): Row[] {
       'relay commit mean / failed attempts',
       `${msOrNa(a.meanCommitMs)} / ${retries(a.attempts)}`,
     ],
+    ['', 'database statements / commits per accepted event', databaseRow(a.database ?? null)],
+    ['', 'of which claims / settles / other (per event)', callsRow(a.database ?? null)],
   ];
 }
 
@@ -145,15 +176,93 @@ function cpuRows(c: CpuResult): Row[] {
   ];
 }
 
+/** PostgreSQL's targets: ratios to the embedded store (when both ran) and round trips. */
+export function storeTargets(r: Pick<Results, 'scenarios' | 'options'>): StoreTarget[] {
+  const pg = r.scenarios.postgres;
+  if (!pg) return [];
+  const emb = r.scenarios.embedded;
+  const out: StoreTarget[] = [];
+  const ratio = (name: string, p: number | undefined, e: number | undefined, min: number) => {
+    if (p === undefined || e === undefined) return;
+    const x = e > 0 ? p / e : 0;
+    out.push({
+      name,
+      value: `${pct(x)} (${int(p)} / ${int(e)})`,
+      target: `≥ ${pct(min)}`,
+      ok: x >= min,
+    });
+  };
+  ratio('ingest, accepted/s (2 async)', pg.async?.acceptedPerS, emb?.async?.acceptedPerS, 0.6);
+  ratio(
+    'delivered end to end, delivered/s (2 async)',
+    pg.async?.deliveredPerS,
+    emb?.async?.deliveredPerS,
+    0.5,
+  );
+  const pgSync = pg.sync?.relay.latencyMs.p50;
+  const embSync = emb?.sync?.relay.latencyMs.p50;
+  if (pgSync !== undefined && embSync !== undefined) {
+    out.push({
+      name: 'sync p50, PostgreSQL − embedded (3 sync)',
+      value: `${(pgSync - embSync).toFixed(2)} ms (${ms(pgSync)} − ${ms(embSync)})`,
+      target: '≤ 1 ms',
+      ok: pgSync - embSync <= 1,
+    });
+  }
+  const d = pg.async?.database;
+  if (pg.async) {
+    const conn = pg.async.connections;
+    out.push({
+      name: `database statements per accepted event, ${conn} conn (2 async)`,
+      value: d ? d.statementsPerEvent.toFixed(3) : 'n/a',
+      // The target is set at 64 connections: at fewer, fewer events share each statement.
+      target: conn === 64 ? '≤ 0.5' : '≤ 0.5 at 64 conn (not judged)',
+      ok: d && conn === 64 ? d.statementsPerEvent <= 0.5 : null,
+    });
+  }
+  return out;
+}
+
+/** Rows of one kind for each store, side by side (the rows of a kind have one shape). */
+function zipStores(perStore: (Row[] | null)[]): string[][] {
+  const n = Math.max(0, ...perStore.map((rows) => rows?.length ?? 0));
+  return Array.from({ length: n }, (_, i) => {
+    const first = perStore.find((rows) => rows?.[i])?.[i] ?? ['', '', ''];
+    return [first[0], first[1], ...perStore.map((rows) => rows?.[i]?.[2] ?? 'n/a')];
+  });
+}
+
+function render(head: string[], rows: string[][]): string[] {
+  const widths = head.map((h, c) => Math.max(h.length, ...rows.map((x) => (x[c] ?? '').length)));
+  const line = (x: string[]) =>
+    x
+      .map((cell, c) => (c === x.length - 1 ? cell : cell.padEnd(widths[c] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  // The last column is not padded, and its rule stops at 24 (a failed check names itself).
+  const rule = widths.map((w, c) => '-'.repeat(c === widths.length - 1 ? Math.min(w, 24) : w));
+  return [line(head), line(rule), ...rows.map(line)];
+}
+
 export function table(r: Results): string {
-  const { direct, async: a, sync, backlog, cpu: c, scale } = r.scenarios;
-  const rows: Row[] = [
-    ...(direct ? directRows(direct) : []),
-    ...(a ? asyncRows(a) : []),
-    ...(sync ? syncRows(sync) : []),
-    ...(backlog ? backlogRows(backlog) : []),
-    ...(c ? cpuRows(c) : []),
-    ...(scale ? scaleRows(scale) : []),
+  const stores = (['embedded', 'postgres'] as const).filter((s) => r.scenarios[s]);
+  const of = <T>(pick: (s: StoreScenarios) => T | undefined, rows: (x: T) => Row[]) =>
+    zipStores(
+      stores.map((s) => {
+        const x = pick(r.scenarios[s]!);
+        return x === undefined ? null : rows(x);
+      }),
+    );
+  const direct = r.scenarios.direct;
+  const rows: string[][] = [
+    ...(direct
+      ? directRows(direct).map((x) => [x[0], x[1], x[2], ...stores.slice(1).map(() => '')])
+      : []),
+    ...of((s) => s.async, asyncRows),
+    ...of((s) => s.sync, syncRows),
+    ...of((s) => s.backlog, backlogRows),
+    ...of((s) => s.cpu, cpuRows),
+    ...of((s) => s.scale, scaleRows),
   ];
   const failed = r.checks.filter((x) => !x.ok);
   rows.push([
@@ -161,13 +270,24 @@ export function table(r: Results): string {
     `${r.checks.length - failed.length} of ${r.checks.length} passed`,
     failed.length ? failed.map((f) => f.name).join('; ') : 'ok',
   ]);
-  const w0 = Math.max(...rows.map((x) => x[0].length), 'scenario'.length);
-  const w1 = Math.max(...rows.map((x) => x[1].length), 'measure'.length);
-  const line = (x: Row) => `${x[0].padEnd(w0)}  ${x[1].padEnd(w1)}  ${x[2]}`;
-  const out = [
-    line(['scenario', 'measure', 'value']),
-    `${'-'.repeat(w0)}  ${'-'.repeat(w1)}  ${'-'.repeat(24)}`,
-  ];
-  for (const row of rows) out.push(line(row));
+  const out = render(['scenario', 'measure', ...stores], rows);
+  if (r.replicas) {
+    const [head, ...more] = replicasRows(r.replicas);
+    out.push('', ...render(head!, more));
+  }
+  if (r.targets.length > 0) {
+    out.push('');
+    out.push(
+      ...render(
+        ['PostgreSQL target', 'value', 'target', 'met'],
+        r.targets.map((t) => [
+          t.name,
+          t.value,
+          t.target,
+          t.ok === null ? 'n/a' : t.ok ? 'yes' : 'NO',
+        ]),
+      ),
+    );
+  }
   return out.join('\n');
 }

@@ -3,6 +3,7 @@
  * to the app; and scenario 5, the relay's and the agent's CPU time over the same run.
  */
 import type { Bench } from './context.ts';
+import { STORE_FUNCTIONS, type DatabaseCounters, type StoreFunction } from './databases.ts';
 import { awaitDelivery, warmUp } from './delivery.ts';
 import { elapsedS, type Latency } from './load-job.ts';
 import type { Relay } from './postern.ts';
@@ -36,11 +37,58 @@ export type AsyncResult = {
   meanCommitMs: number | null;
   /** Delivery attempts the agent reported, by outcome: anything but `delivered` is a retry. */
   attempts: Record<string, number>;
+  /** On PostgreSQL only. */
+  database: DatabaseUse | null;
+};
+
+/**
+ * On PostgreSQL: what the relay sent its database for the events of the run, from their
+ * ingest to their delivery (pg_stat_database of the relay's own database). The store sends
+ * every statement on its own, outside BEGIN … COMMIT (group commit puts many events in one
+ * statement), so each is one transaction: transactions count the statements, round trips.
+ */
+export type DatabaseUse = {
+  transactions: number;
+  commits: number;
+  rollbacks: number;
+  /** Per accepted event. */
+  statementsPerEvent: number;
+  commitsPerEvent: number;
+  /**
+   * Calls of the store's functions per accepted event, each a statement of its own (null when
+   * the server did not count them); the rest of the statements are appends and reads.
+   */
+  callsPerEvent: Record<StoreFunction, number> | null;
 };
 
 export type CpuUse = { cpuS: number; perThousandS: number } | null;
 
 export type CpuResult = { webhooks: number; relay: CpuUse; agent: CpuUse };
+
+function databaseUse(
+  before: DatabaseCounters | null,
+  after: DatabaseCounters | null,
+  accepted: number,
+): DatabaseUse | null {
+  if (!before || !after || accepted === 0) return null;
+  const commits = after.commits - before.commits;
+  const rollbacks = after.rollbacks - before.rollbacks;
+  const calls0 = before.calls;
+  const calls1 = after.calls;
+  return {
+    transactions: commits + rollbacks,
+    commits,
+    rollbacks,
+    statementsPerEvent: (commits + rollbacks) / accepted,
+    commitsPerEvent: commits / accepted,
+    callsPerEvent:
+      calls0 && calls1
+        ? (Object.fromEntries(
+            STORE_FUNCTIONS.map((f) => [f, (calls1[f] - calls0[f]) / accepted]),
+          ) as Record<StoreFunction, number>)
+        : null,
+  };
+}
 
 function cpuUse(before: number | null, after: number | null, webhooks: number): CpuUse {
   if (before === null || after === null || webhooks === 0) return null;
@@ -55,6 +103,8 @@ export async function runAsync(
 ): Promise<{ async: AsyncResult; cpu: CpuResult; relayRssBytes: number | null }> {
   const pids = { relay: relay.proc.pid, agent: agentPid };
   await warmUp(b, ingress, b.relayWarmup, b.opts.connections);
+  const db = relay.database;
+  const db0 = db ? await db.on.counters(db.name) : null;
   const metrics0 = await scrapeMetrics(relay);
   const relayCpu0 = cpuSeconds(pids.relay);
   const agentCpu0 = cpuSeconds(pids.agent);
@@ -66,6 +116,7 @@ export async function runAsync(
   const relayCpu1 = cpuSeconds(pids.relay);
   const agentCpu1 = cpuSeconds(pids.agent);
   const metrics = metricsDelta(metrics0, await scrapeMetrics(relay));
+  const db1 = db ? await db.on.counters(db.name) : null;
   const delivered = done.expected - done.missing;
   const accepted = r.ids.length;
   b.check(
@@ -95,6 +146,7 @@ export async function runAsync(
       unacknowledgedDelivered: done.unique - delivered,
       duplicates: done.duplicates,
       ...metrics,
+      database: databaseUse(db0, db1, accepted),
     },
     cpu: {
       webhooks: accepted,

@@ -13,6 +13,7 @@ import {
   startAgent,
   type Relay,
   startRelay,
+  stopRelay,
   waitAgentGone,
   writeAgentConfig,
 } from './postern.ts';
@@ -126,7 +127,7 @@ export async function fill(
 export async function runBacklog(b: Bench): Promise<BacklogResult> {
   const n = b.opts.backlog;
   const sliceSize = Math.max(b.opts.connections, Math.min(5_000, Math.round(n / 10)));
-  const relay = await startRelay(b.kids);
+  const relay = await startRelay(b.kids, b.databases);
   const channel = await createChannel(relay, { name: 'bench' });
   const { agentId, stateDir } = await pairAgent(b.kids, relay, 'bench-backlog', [channel.id]);
   const config = await writeAgentConfig(stateDir, [{ channel: 'bench', target: `${b.app.url}/` }]);
@@ -171,7 +172,7 @@ export async function runBacklog(b: Bench): Promise<BacklogResult> {
   agent = await startAgent(b.kids, stateDir, config);
   const againDone = await awaitDelivery(b, again.ids, 'empty-queue recheck');
   await b.kids.stop(agent.proc.child);
-  await b.kids.stop(relay.proc.child);
+  await stopRelay(b.kids, relay);
 
   const emptyBefore = slices[0]?.perS ?? 0;
   const emptyAfter = again.ids.length / elapsedS(again);

@@ -16,6 +16,7 @@ import {
   pairAgent,
   startAgent,
   startRelay,
+  stopRelay,
   writeAgentConfig,
   type Relay,
 } from './postern.ts';
@@ -101,7 +102,7 @@ async function ingest(b: Bench, url: string): Promise<Ingest & { ids: string[] }
 
 export async function runScale(b: Bench, backlogDrainPerS: number | null): Promise<ScaleResult> {
   const n = b.opts.scale;
-  let relay = await startRelay(b.kids);
+  let relay = await startRelay(b.kids, b.databases);
   const firstStartMs = relay.readyMs;
   const watch = new MemoryWatch(relay.proc.pid, 'first start');
   const channel = await createChannel(relay, { name: 'bench' });
@@ -166,7 +167,7 @@ export async function runScale(b: Bench, backlogDrainPerS: number | null): Promi
   const retained = { queued: retainedCount, ...watch.sample() };
   const max = watch.stop();
   await b.kids.stop(agent.proc.child);
-  await b.kids.stop(relay.proc.child);
+  await stopRelay(b.kids, relay);
 
   const result: Omit<ScaleResult, 'targets'> = {
     size: n,

@@ -18,6 +18,11 @@ let missing = new Set<string>();
 let expected = 0;
 let firstExpectedAt: number | null = null;
 let lastExpectedAt: number | null = null;
+/**
+ * Per path: the times requests arrived, in order (the replica bench routes each agent to its
+ * own path, to see when an agent delivers again). Kept only after `trackPaths`.
+ */
+let pathTimes: Map<string, number[]> | null = null;
 
 function noteExpected(at: number): void {
   if (firstExpectedAt === null || at < firstExpectedAt) firstExpectedAt = at;
@@ -29,6 +34,12 @@ const server = createServer((req, res) => {
   req.on('end', () => {
     const at = Date.now();
     requests++;
+    if (pathTimes) {
+      const p = (req.url ?? '').split('?')[0]!;
+      const list = pathTimes.get(p) ?? [];
+      list.push(at);
+      pathTimes.set(p, list);
+    }
     const id = req.headers['x-postern-event-id'];
     if (typeof id !== 'string') withoutId++;
     else if (firstSeen.has(id)) duplicates++;
@@ -86,6 +97,16 @@ const notify = serveIpc((msg) => {
     }
     case 'stats':
       return stats(msg);
+    case 'trackPaths':
+      pathTimes = new Map();
+      return stats({});
+    case 'firstAfter': {
+      // Per path: the first request at or after `after` (null: none yet).
+      const after = num(msg, 'after');
+      const out: Record<string, number | null> = {};
+      for (const [p, times] of pathTimes ?? []) out[p] = times.find((t) => t >= after) ?? null;
+      return { firstAfter: out };
+    }
     default:
       throw new Error(`unknown request ${String(msg['type'])}`);
   }

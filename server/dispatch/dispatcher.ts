@@ -21,7 +21,14 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AgentFrame } from '../../shared/protocol.ts';
 import { PosternError } from '../../shared/errors.ts';
-import type { ChannelRecord, Claim, EventSummary, Store, StoreChange } from '../store/types.ts';
+import type {
+  AppResponse,
+  ChannelRecord,
+  Claim,
+  EventSummary,
+  Store,
+  StoreChange,
+} from '../store/types.ts';
 import { Sessions, type Sink } from './sessions.ts';
 import { afterAttempt } from './retry.ts';
 
@@ -41,6 +48,19 @@ interface InFlight {
   sink: Sink;
   epoch: number;
   event: EventSummary;
+  /** A sync event's deadline (from its payload, once read): its answer is wanted until then. */
+  respondBy?: number;
+}
+
+/** The app's answer an ack carries, if it carries one. */
+function answerOf(frame: AckFrame): AppResponse | null {
+  if (frame.status === undefined || !frame.responseHeaders || !frame.body) return null;
+  return {
+    eventId: frame.eventId,
+    status: frame.status,
+    headers: frame.responseHeaders,
+    body: Buffer.from(frame.body.buffer, frame.body.byteOffset, frame.body.byteLength),
+  };
 }
 
 interface ChannelState {
@@ -86,7 +106,7 @@ export class Dispatcher {
   readonly #unrecorded = new Map<string, () => Promise<unknown>>();
   #retryTimer: NodeJS.Timeout | null = null;
   /** Ingress requests of sync channels waiting for the app's response, by event id. */
-  readonly #responseWaiters = new Map<string, (ack: AckFrame) => void>();
+  readonly #responseWaiters = new Map<string, (answer: AppResponse | null) => void>();
   #unsubscribe: () => void = () => undefined;
   #renewal: NodeJS.Timeout | null = null;
   #scheduled = false;
@@ -124,6 +144,19 @@ export class Dispatcher {
 
   #changed(change: StoreChange): void {
     if (change.type === 'work') this.#mayHaveWork(change.channelId);
+    else if (change.type === 'response' && this.#responseWaiters.has(change.eventId)) {
+      this.#readAnswer(change.eventId);
+    }
+  }
+
+  /** An answer published through the store (another relay delivered the event): hand it on. */
+  #readAnswer(eventId: string): void {
+    this.#store.readResponse(eventId, this.#now()).then(
+      (answer) => {
+        if (answer) this.#responseWaiters.get(eventId)?.(answer.status === 0 ? null : answer);
+      },
+      (err: unknown) => this.#log.warn({ err, eventId }, 'could not read an app answer'),
+    );
   }
 
   #renew(): void {
@@ -142,21 +175,25 @@ export class Dispatcher {
   }
 
   /**
-   * For sync channels: resolves with the agent's ack (carrying the app's response) for the
-   * event's next attempt, or null after `timeoutMs`. The event stays queued either way.
+   * For sync channels: resolves with the app's answer to the event's next attempt, whichever
+   * relay delivers it (an answer delivered through another relay comes through the store), or
+   * null when the attempt brought none or after `timeoutMs`. The event stays queued either way.
    */
-  awaitResponse(eventId: string, timeoutMs: number): Promise<AckFrame | null> {
-    return new Promise((resolve) => {
+  awaitResponse(eventId: string, timeoutMs: number): Promise<AppResponse | null> {
+    const answered = new Promise<AppResponse | null>((resolve) => {
       const timer = setTimeout(() => {
         this.#responseWaiters.delete(eventId);
         resolve(null);
       }, timeoutMs);
-      this.#responseWaiters.set(eventId, (ack) => {
+      this.#responseWaiters.set(eventId, (answer) => {
         clearTimeout(timer);
         this.#responseWaiters.delete(eventId);
-        resolve(ack);
+        resolve(answer);
       });
     });
+    // Published before this wait began (another relay was quick): read it now.
+    this.#readAnswer(eventId);
+    return answered;
   }
 
   attach(sink: Sink): void {
@@ -200,7 +237,14 @@ export class Dispatcher {
     }
     this.#inflight.delete(frame.eventId);
     const summary = held.event;
-    this.#responseWaiters.get(frame.eventId)?.(frame);
+    const waiter = this.#responseWaiters.get(frame.eventId);
+    if (waiter) waiter(answerOf(frame));
+    else if (held.respondBy !== undefined && held.respondBy > this.#now()) {
+      // The provider's request may wait on another relay: the answer goes there through the
+      // store, or word that there is none (so that it answers 202 now, not at the deadline).
+      const none = { eventId: frame.eventId, status: 0, headers: [], body: Buffer.alloc(0) };
+      this.#publish(answerOf(frame) ?? none, held.respondBy);
+    }
     this.#sessions.settled(sink, frame.eventId, summary.size);
     const now = this.#now();
     this.#sessions.judge(sink, frame.outcome, now);
@@ -240,6 +284,15 @@ export class Dispatcher {
     if (update.status === 'queued') this.#wakeAt(summary.channelId, update.nextAttemptAt);
     // The room freed goes to the session's channels (see #run).
     this.#schedule();
+  }
+
+  #publish(answer: AppResponse, until: number): void {
+    this.#store.publishResponse(answer, until).catch((err: unknown) => {
+      this.#log.warn(
+        { err, eventId: answer.eventId },
+        "could not publish the app's answer; the provider gets 202",
+      );
+    });
   }
 
   /** A channel's settings changed: the next claims follow the new ones. */
@@ -491,6 +544,7 @@ export class Dispatcher {
       read.then(
         (p) => {
           if (!sink.open || this.#inflight.get(summary.id) !== held) return;
+          if (p.respondBy !== undefined) held.respondBy = p.respondBy;
           sink.send({
             type: 'deliver',
             eventId: p.id,
@@ -504,7 +558,7 @@ export class Dispatcher {
             originalUrl: p.originalUrl,
             remoteAddress: p.remoteAddress,
             receivedAt: p.receivedAt,
-            wantResponse: this.#responseWaiters.has(p.id),
+            wantResponse: this.#responseWaiters.has(p.id) || (p.respondBy ?? 0) > this.#now(),
             skipRoutes: summary.deliveredRoutes,
             replay: summary.replays,
             body: p.body,

@@ -23,6 +23,13 @@ export interface RelayContext {
   nextEventId: () => string;
   /** Whether the relay still takes traffic (false while shutting down). */
   accepting: () => boolean;
+  /**
+   * Whether an agent granted the channel has a live tunnel on another relay of the store (a
+   * sync channel's answer may come from there).
+   */
+  servedElsewhere: (channelId: string) => boolean;
+  /** Whether the agent has a live tunnel on another relay of the store. */
+  connectedElsewhere: (agentId: string) => boolean;
   /** A channel by id, or by name when `byName` (admin API only; ingress takes ids). */
   channel: (idOrName: string, byName?: boolean) => ChannelRecord | undefined;
 }

@@ -10,7 +10,6 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import { isPosternError, PosternError } from '../../shared/errors.ts';
 import { pairsFromRaw } from '../../shared/http.ts';
 import type { EventPayload } from '../store/types.ts';
-import { RateLimiter } from '../rate-limit.ts';
 import { handshakeAnswer, replayKeyOf, verifyRequest, type ReplayKey } from '../verify/index.ts';
 import { drain, readBody } from './body.ts';
 import { refusalOf } from './channel-rules.ts';
@@ -61,20 +60,12 @@ function sendError(res: ServerResponse, err: PosternError, extra: OutgoingHttpHe
   });
 }
 
-/** One token bucket per channel, rebuilt when the channel's limit changes. */
-class ChannelLimiters {
-  readonly #buckets = new Map<string, { limit: string; limiter: RateLimiter }>();
-  constructor(private readonly now: () => number) {}
-
-  take(channelId: string, limit: { perSecond: number; burst: number }): number {
-    const id = `${limit.perSecond}/${limit.burst}`;
-    let entry = this.#buckets.get(channelId);
-    if (entry?.limit !== id) {
-      entry = { limit: id, limiter: new RateLimiter({ ...limit, maxKeys: 1, now: this.now }) };
-      this.#buckets.set(channelId, entry);
-    }
-    return entry.limiter.take(channelId);
-  }
+/**
+ * The channel's bucket in the store, shared by every relay (rule 8 of the store contract), so
+ * that several relays do not multiply the limit; a new limit starts a new bucket.
+ */
+function channelBucket(channelId: string, limit: { perSecond: number; burst: number }): string {
+  return `ingress:${channelId}:${limit.perSecond}/${limit.burst}`;
 }
 
 /** After a refusal: the rest of the body is read and dropped, or else the connection closes. */
@@ -88,7 +79,6 @@ export interface IngressDeps {
 }
 
 export function ingressHandler(relay: RelayContext, deps: IngressDeps = {}) {
-  const limiters = new ChannelLimiters(relay.now);
   const replays = new ReplayGuard(relay.store, relay.now);
   const keyOf = deps.orderKeyOf ?? orderKeyOf;
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -128,7 +118,11 @@ export function ingressHandler(relay: RelayContext, deps: IngressDeps = {}) {
       return sendError(res, refused.error, { ...refused.headers, ...closeUnlessDrained(req) });
     }
     if (channel.rateLimit) {
-      const waitMs = limiters.take(channel.id, channel.rateLimit);
+      const waitMs = await relay.store.takeToken(
+        channelBucket(channel.id, channel.rateLimit),
+        channel.rateLimit,
+        relay.now(),
+      );
       if (waitMs > 0) {
         outcome('rate_limited');
         const err = new PosternError(
@@ -214,6 +208,12 @@ export function ingressHandler(relay: RelayContext, deps: IngressDeps = {}) {
       }
       payload.dedupKey = replay.key;
     }
+    // A sync channel with an agent on this relay or another: the provider's request waits for
+    // the app's answer until the channel's deadline, whichever relay delivers the event.
+    const sync =
+      channel.response.mode === 'sync' &&
+      (relay.dispatcher.hasSink(channel.id) || relay.servedElsewhere(channel.id));
+    if (sync) payload.respondBy = receivedAt + channel.response.timeoutMs;
     let summary;
     try {
       // Only now, for a verified request: a forged body is never parsed for its key.
@@ -235,15 +235,17 @@ export function ingressHandler(relay: RelayContext, deps: IngressDeps = {}) {
     }
     claim?.release(summary.id);
     outcome('accepted');
-    const sync = channel.response.mode === 'sync' && relay.dispatcher.hasSink(channel.id);
-    const response = sync
-      ? relay.dispatcher.awaitResponse(summary.id, channel.response.timeoutMs)
-      : null;
-    const ack = await response;
-    if (ack?.status !== undefined && ack.responseHeaders && ack.body) {
+    const answer =
+      payload.respondBy === undefined
+        ? null
+        : await relay.dispatcher.awaitResponse(
+            summary.id,
+            Math.max(0, payload.respondBy - relay.now()),
+          );
+    if (answer) {
       // The app's own answer, as the provider expects it (Slack commands, TwiML, …).
-      const headers = appAnswerHeaders(ack.responseHeaders, summary.id);
-      return send(res, ack.status, Buffer.from(ack.body), headers);
+      const headers = appAnswerHeaders(answer.headers, summary.id);
+      return send(res, answer.status, answer.body, headers);
     }
     send(res, 202, `{"id":"${summary.id}"}`);
   };

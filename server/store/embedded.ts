@@ -31,6 +31,7 @@ import { importJournal } from './journal-import.ts';
 import type { DataDirLock } from './lock.ts';
 import { decodeRecord, encodeEventRecord, STATUSES } from './records.ts';
 import type { SecretsKeySource } from './secrets-key.ts';
+import { SharedMemory } from './shared-memory.ts';
 import {
   MAX_REJECTED_PER_CHANNEL,
   type Claim,
@@ -47,6 +48,9 @@ import {
   type Store,
   type StoreChange,
   type StoreHealth,
+  type AppResponse,
+  type Presence,
+  type RateLimit,
 } from './types.ts';
 
 export { MAX_ATTEMPTS_KEPT } from './event-state.ts';
@@ -634,6 +638,29 @@ export class EmbeddedStore implements Store {
   subscribe(listener: (change: StoreChange) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  // Rule 8: one relay per data dir, so what relays share is kept in memory.
+  readonly #shared = new SharedMemory((change) => this.#emit(change));
+
+  async takeToken(key: string, limit: RateLimit, now: number): Promise<number> {
+    return this.#shared.takeToken(key, limit, now);
+  }
+
+  async publishResponse(response: AppResponse, until: number): Promise<void> {
+    this.#shared.publishResponse(response, until, Date.now());
+  }
+
+  async readResponse(eventId: string, now: number): Promise<AppResponse | undefined> {
+    return this.#shared.readResponse(eventId, now);
+  }
+
+  async putPresence(owner: string, agents: readonly string[], until: number): Promise<void> {
+    this.#shared.putPresence(owner, agents, until);
+  }
+
+  async readPresence(now: number): Promise<Presence[]> {
+    return this.#shared.readPresence(now);
   }
 
   #emit(change: StoreChange): void {

@@ -46,6 +46,7 @@ export function encodeEventRecord(p: EventPayload): Buffer {
       ...(p.rejected ? { rejected: p.rejected } : {}),
       ...(p.orderKey !== undefined ? { orderKey: p.orderKey } : {}),
       ...(p.dedupKey !== undefined ? { dedupKey: p.dedupKey } : {}),
+      ...(p.respondBy !== undefined ? { respondBy: p.respondBy } : {}),
     }),
   );
   const out = Buffer.allocUnsafe(5 + meta.length + p.body.length);
@@ -123,6 +124,9 @@ export function decodeRecord(buf: Buffer): JournalRecord {
     // Absent from records written before replay protection: such events simply have no key.
     if (m['dedupKey'] !== undefined) {
       payload.dedupKey = readString(m, 'dedupKey', fail, { min: 1, max: 128 });
+    }
+    if (m['respondBy'] !== undefined) {
+      payload.respondBy = readInt(m, 'respondBy', fail, 0, Number.MAX_SAFE_INTEGER);
     }
     if (rejected !== undefined) {
       if (!isObject(rejected)) return fail('rejected', 'an object');

@@ -27,6 +27,12 @@
  *    an event settled back to the queue or replayed, a key freed), and control changes.
  *    Several relays: each gets the changes made by all of them.
  * 7. Reads return copies: changing a returned object changes nothing in the store.
+ * 8. Shared between relays: rate-limit buckets (`takeToken`), the app's answers to sync events
+ *    (`publishResponse`, reported as `response` to every relay, readable until their deadline)
+ *    and which agents each relay holds tunnels for (`putPresence`, reported as `presence` when a
+ *    relay's set changes) are one for every relay of the store, so that several relays act as
+ *    one: a limit is not multiplied by the number of relays, a provider's request held by one
+ *    relay gets the answer of an app reached through another.
  */
 import type { HeaderPair } from '../../shared/protocol.ts';
 
@@ -121,6 +127,33 @@ export interface EventPayload {
    * only; never on a rejected event). See `Store.findByDedupKey`.
    */
   dedupKey?: string;
+  /**
+   * Sync channels: the provider's request waits for the app's answer until then (ms since
+   * epoch); whichever relay delivers the event asks the agent for the answer and publishes it.
+   */
+  respondBy?: number;
+}
+
+/** A token bucket: `burst` tokens, refilled at `perSecond`. */
+export interface RateLimit {
+  perSecond: number;
+  burst: number;
+}
+
+/** The app's answer to a sync event, carried to the relay that holds the provider's request. */
+export interface AppResponse {
+  eventId: string;
+  /** 0: the attempt brought no answer to pass on (the provider gets 202 at once). */
+  status: number;
+  headers: HeaderPair[];
+  body: Buffer;
+}
+
+/** The agents one relay holds live tunnels for, as it last said, valid until `until`. */
+export interface Presence {
+  owner: string;
+  agents: string[];
+  until: number;
 }
 
 /** An event's metadata and delivery state (what `getEvent` and lists return). */
@@ -235,7 +268,11 @@ export interface ClaimResult {
 export type StoreChange =
   | { type: 'event'; event: EventSummary }
   | { type: 'work'; channelId: string }
-  | { type: 'control' };
+  | { type: 'control' }
+  /** An app's answer to a sync event was published (rule 8): `readResponse` has it. */
+  | { type: 'response'; eventId: string }
+  /** A relay's set of agents with live tunnels changed (rule 8). */
+  | { type: 'presence' };
 
 /** Whether the store can be read and written now (readiness). */
 export type StoreHealth = 'available' | 'unavailable';
@@ -335,4 +372,27 @@ export interface Store {
   renewClaims(owner: string, now: number, leaseMs: number): Promise<number>;
   /** Calls `listener` with each change (rule 6); returns an unsubscribe. */
   subscribe(listener: (change: StoreChange) => void): () => void;
+
+  // shared between relays (rule 8)
+  /**
+   * Takes one token from bucket `key` (full when first used, refilled at `limit.perSecond` up
+   * to `limit.burst`): 0 when taken, else the ms until one is available (nothing taken). One
+   * bucket for every relay. Idle buckets are forgotten once they would be full again.
+   */
+  takeToken(key: string, limit: RateLimit, now: number): Promise<number>;
+  /**
+   * Publishes the app's answer to a sync event for the relay holding the provider's request;
+   * kept until `until` (the provider's deadline), then forgotten. The feed reports `response`.
+   */
+  publishResponse(response: AppResponse, until: number): Promise<void>;
+  /** The answer published for an event and not yet past its deadline, or undefined. */
+  readResponse(eventId: string, now: number): Promise<AppResponse | undefined>;
+  /**
+   * Says which agents `owner` (one relay) holds live tunnels for, until `until` unless said
+   * again; an empty list, or the time passing, withdraws it. The feed reports `presence` when
+   * the set changed.
+   */
+  putPresence(owner: string, agents: readonly string[], until: number): Promise<void>;
+  /** Every relay's presence still valid at `now`. */
+  readPresence(now: number): Promise<Presence[]>;
 }

@@ -10,7 +10,7 @@ import {
   AGENT_JWT_MAX_LIFETIME_S,
   AGENT_JWT_TYP,
 } from '../../shared/agent-token.ts';
-import { PosternError } from '../../shared/errors.ts';
+import { isPosternError, PosternError } from '../../shared/errors.ts';
 import type { AgentRecord, UsedTokenId } from '../store/types.ts';
 
 function refuse(reason: string): never {
@@ -20,9 +20,15 @@ function refuse(reason: string): never {
 export interface AgentTokenVerifierDeps {
   audience: string;
   agent: (id: string) => AgentRecord | undefined;
-  /** Token ids already used (from the store), and how to record a new one durably. */
+  /** Token ids already used (a copy of the store's, for a quick refusal). */
   used: () => readonly UsedTokenId[];
-  recordUsed: (entry: UsedTokenId, nowS: number) => Promise<void>;
+  /**
+   * Checks that the token id is not among those stored and records it, in one durable step
+   * serialized with every other relay's (so a replay to another relay is refused too); throws
+   * ERR_UNAUTHORIZED when it is already used, or when the agent is no longer paired with the
+   * key `keyX` (revoked or paired again through another relay meanwhile).
+   */
+  recordUsed: (entry: UsedTokenId, nowS: number, keyX: string) => Promise<void>;
   now?: () => number;
 }
 
@@ -82,8 +88,13 @@ export class AgentTokenVerifier {
     }
     this.#pending.add(used);
     try {
-      await this.#deps.recordUsed({ key: used, until: exp + AGENT_JWT_CLOCK_TOLERANCE_S }, nowS);
-    } catch {
+      await this.#deps.recordUsed(
+        { key: used, until: exp + AGENT_JWT_CLOCK_TOLERANCE_S },
+        nowS,
+        agent.publicKey.x,
+      );
+    } catch (err) {
+      if (isPosternError(err) && err.code === 'ERR_UNAUTHORIZED') return refuse(err.message);
       return refuse('cannot record the token id; try again');
     } finally {
       this.#pending.delete(used);

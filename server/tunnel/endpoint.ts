@@ -76,6 +76,11 @@ export class TunnelEndpoint {
     return n;
   }
 
+  /** The agents with a session that completed its handshake and is still open. */
+  connectedAgents(): string[] {
+    return [...this.#sessions.keys()].filter((agentId) => this.isConnected(agentId));
+  }
+
   connectedCount(): number {
     let n = 0;
     for (const agentId of this.#sessions.keys()) if (this.isConnected(agentId)) n++;

@@ -1,42 +1,29 @@
 /**
  * PostgreSQL for tests: the server named by POSTERN_TEST_DATABASE_URL (default: the local one,
  * trust auth); each test file makes its own databases (random names) and drops them after.
+ * The databases themselves are scripts/scratch-database.ts's, shared with the bench.
  */
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
+import * as scratch from '../../scripts/scratch-database.ts';
 
 export const TEST_DATABASE_URL =
-  process.env['POSTERN_TEST_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+  process.env['POSTERN_TEST_DATABASE_URL'] ?? scratch.LOCAL_SERVER_URL;
 
 /** The URL of database `name` on the test server. */
 export function databaseUrl(name: string): string {
-  const url = new URL(TEST_DATABASE_URL);
-  url.pathname = `/${name}`;
-  return url.toString();
+  return scratch.databaseUrl(TEST_DATABASE_URL, name);
 }
 
 /** A random database name for this file: `<prefix>_<hex>`; add suffixes for several. */
 export function randomDatabaseName(prefix = 'postern_test'): string {
-  return `${prefix}_${randomBytes(6).toString('hex')}`;
-}
-
-async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
+  return scratch.randomDatabaseName(prefix);
 }
 
 /** Creates an empty database; returns its URL. */
-export async function createDatabase(name: string): Promise<string> {
-  await admin((c) => c.query(`CREATE DATABASE "${name}"`));
-  return databaseUrl(name);
+export function createDatabase(name: string): Promise<string> {
+  return scratch.createDatabase(TEST_DATABASE_URL, name);
 }
 
 /** Drops a database, ending the connections still open to it. */
-export async function dropDatabase(name: string): Promise<void> {
-  await admin((c) => c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`));
+export function dropDatabase(name: string): Promise<void> {
+  return scratch.dropDatabase(TEST_DATABASE_URL, name);
 }

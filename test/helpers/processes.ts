@@ -219,11 +219,14 @@ export async function pairAgent(
   channels: string[],
   name = 'test-agent',
   dialUrl = relay.url,
+  /** Runs between adding the agent and pairing it (e.g. waiting for other relays to see it). */
+  beforePair?: (agentId: string) => Promise<void>,
 ): Promise<{ stateDir: string; agentId: string }> {
   const added = await relay.api<{ id: string; pairingCode: string }>('POST', '/api/agents', {
     name,
     channels,
   });
+  await beforePair?.(added.id);
   const stateDir = await tempDir('postern-agent-');
   const proc = new Proc(
     [

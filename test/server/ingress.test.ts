@@ -98,6 +98,8 @@ async function harness(t: TestContext, channel: Record<string, unknown>): Promis
     now: Date.now,
     nextEventId: eventIdGenerator(),
     accepting: () => true,
+    servedElsewhere: () => false,
+    connectedElsewhere: () => false,
     channel: byId,
   };
   server.on(

@@ -1,5 +1,5 @@
 /**
- * The store contract suite (server/store/types.ts, rules 1–7): the tests every backend must
+ * The store contract suite (server/store/types.ts, rules 1–8): the tests every backend must
  * pass. A backend's test file calls `storeContract` with a factory of fresh stores.
  */
 import { describe } from 'node:test';
@@ -10,6 +10,7 @@ import { eventTests } from './contract/events.ts';
 import { feedTests } from './contract/feed.ts';
 import { listTests } from './contract/lists.ts';
 import { orderedTests } from './contract/ordered.ts';
+import { sharedTests } from './contract/shared.ts';
 import type { Backend } from './contract/support.ts';
 
 export type { Backend, BackendInstance } from './contract/support.ts';
@@ -24,5 +25,6 @@ export function storeContract(name: string, backend: Backend): void {
     feedTests(backend);
     controlTests(backend);
     durabilityTests(backend);
+    sharedTests(backend);
   });
 }

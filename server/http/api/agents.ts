@@ -1,7 +1,6 @@
 /** `/api/agents`: add (with a pairing code), change grants, pair again, list, revoke. */
 import type Router from '@koa/router';
 import { readString } from '../../../shared/fields.ts';
-import { CloseCode } from '../../../shared/protocol.ts';
 import { randomId } from '../../ids.ts';
 import { hashPairingCode, newPairingCode } from '../../pairing.ts';
 import type { AgentRecord } from '../../store/types.ts';
@@ -15,10 +14,14 @@ export function agentRoutes(router: Router, relay: RelayContext): void {
     name: a.name,
     channels: a.channels,
     paired: a.publicKey !== null,
-    connected: relay.tunnel.isConnected(a.id),
+    // Connected through this relay or another of the same store.
+    connected: relay.tunnel.isConnected(a.id) || relay.connectedElsewhere(a.id),
     inFlight: relay.tunnel.inFlight(a.id),
     createdAt: iso(a.createdAt),
-    lastSeenAt: relay.tunnel.isConnected(a.id) ? iso(relay.now()) : iso(a.lastSeenAt),
+    lastSeenAt:
+      relay.tunnel.isConnected(a.id) || relay.connectedElsewhere(a.id)
+        ? iso(relay.now())
+        : iso(a.lastSeenAt),
     version: a.version,
   });
 
@@ -69,7 +72,8 @@ export function agentRoutes(router: Router, relay: RelayContext): void {
     ctx.body = { ...agentView(agent), ...pairing };
   });
 
-  // Changes the channels an agent is granted; its live sessions reconnect with the new grants.
+  // Changes the channels an agent is granted; its live sessions, on every relay, reconnect with
+  // the new grants (server/control-changes.ts).
   router.patch('/agents/:id', async (ctx) => {
     const id = ctx.params['id']!;
     const raw = await readJsonObject(ctx.req);
@@ -81,7 +85,6 @@ export function agentRoutes(router: Router, relay: RelayContext): void {
       updated = s.agents.find((a) => a.id === id) ?? notFound('agent');
       updated.channels = channels;
     });
-    relay.tunnel.closeAgent(id, CloseCode.goingAway, 'channel grants changed; reconnect');
     relay.logger.info({ agentId: id, channels }, 'agent channels changed');
     ctx.body = agentView(updated!);
   });
@@ -108,7 +111,6 @@ export function agentRoutes(router: Router, relay: RelayContext): void {
       s.agents = s.agents.filter((a) => a.id !== id);
       s.pairings = s.pairings.filter((p) => p.agentId !== id);
     });
-    relay.tunnel.closeAgent(id, CloseCode.revoked, 'agent revoked');
     relay.logger.info({ agentId: id }, 'agent revoked');
     ctx.status = 204;
   });

@@ -1,7 +1,6 @@
 /** `/api/channels`: create, list, show, change and delete channels. */
 import type Router from '@koa/router';
 import { PosternError } from '../../../shared/errors.ts';
-import { CloseCode } from '../../../shared/protocol.ts';
 import { applyChannelPatch, channelView, parseNewChannel } from '../../channels.ts';
 import { randomId } from '../../ids.ts';
 import { readJsonObject } from '../body.ts';
@@ -40,14 +39,9 @@ export function channelRoutes(router: Router, relay: RelayContext): void {
     const id = (relay.channel(ctx.params['id']!, true) ?? notFound('channel')).id;
     const raw = await readJsonObject(ctx.req);
     let view: Record<string, unknown> = {};
-    let renamedFor: string[] = [];
     await relay.control.update((s) => {
       const channel = s.channels.find((c) => c.id === id) ?? notFound('channel');
-      const before = channel.name;
       applyChannelPatch(channel, raw);
-      if (channel.name !== before) {
-        renamedFor = s.agents.filter((a) => a.channels.includes(id)).map((a) => a.id);
-      }
       if (s.channels.some((c) => c.id !== id && c.name === channel.name)) {
         throw new PosternError('ERR_BAD_REQUEST', `a channel named "${channel.name}" exists`, {
           status: 409,
@@ -57,10 +51,8 @@ export function channelRoutes(router: Router, relay: RelayContext): void {
     });
     // Pending events follow the new settings at once (ordering, keys, retries, response).
     relay.dispatcher.channelChanged(id);
-    // Agents route by the names their welcome granted: a new name needs a new welcome.
-    for (const agentId of renamedFor) {
-      relay.tunnel.closeAgent(agentId, CloseCode.goingAway, 'channel renamed; reconnect');
-    }
+    // Agents route by the names their welcome granted: a new name needs a new welcome, which
+    // every relay sees to on the control change (server/control-changes.ts).
     ctx.body = view;
   });
 

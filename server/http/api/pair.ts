@@ -2,9 +2,7 @@
 import type Router from '@koa/router';
 import { PosternError } from '../../../shared/errors.ts';
 import { readString } from '../../../shared/fields.ts';
-import { CloseCode } from '../../../shared/protocol.ts';
 import { findPairing, parsePublicKey } from '../../pairing.ts';
-import { RateLimiter } from '../../rate-limit.ts';
 import type { AgentRecord } from '../../store/types.ts';
 import { readJsonObject } from '../body.ts';
 import { clientAddress } from '../client-address.ts';
@@ -14,10 +12,15 @@ import { fail, notFound } from './common.ts';
 export function pairRoutes(router: Router, relay: RelayContext): void {
   // Pairing codes are 60 bits and live 15 minutes: at 10 guesses a minute per address, even a
   // million addresses would need ~10^8 years. No global limit, so nobody can lock pairing out.
-  const pairPerClient = new RateLimiter({ perSecond: 1 / 6, burst: 10, now: relay.now });
+  // The buckets are the store's, shared by every relay: N relays do not give N times the guesses.
+  const pairPerClient = { perSecond: 1 / 6, burst: 10 };
 
   router.post('/pair', async (ctx) => {
-    const wait = pairPerClient.take(clientAddress(ctx.req, relay.config.trustProxy));
+    const wait = await relay.store.takeToken(
+      `pair:${clientAddress(ctx.req, relay.config.trustProxy)}`,
+      pairPerClient,
+      relay.now(),
+    );
     if (wait > 0) {
       ctx.set('Retry-After', String(Math.ceil(wait / 1000)));
       throw new PosternError('ERR_RATE_LIMITED', 'too many pairing attempts; wait and retry', {
@@ -50,8 +53,8 @@ export function pairRoutes(router: Router, relay: RelayContext): void {
       }
     });
     if (!agent) notFound('agent');
-    // A re-paired agent's old key is dead: close anything still using it.
-    relay.tunnel.closeAgent(agent.id, CloseCode.revoked, 'agent re-paired');
+    // A re-paired agent's old key is dead: every relay closes what still uses it, on the
+    // control change (server/control-changes.ts).
     relay.logger.info({ agentId: agent.id }, 'agent paired');
     ctx.body = {
       agentId: agent.id,

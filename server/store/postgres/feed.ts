@@ -18,7 +18,9 @@ export type RemoteChange =
   /** An event changed whose summary did not fit in a notification: read it. */
   | { type: 'eventId'; id: string }
   | { type: 'work'; channelId: string }
-  | { type: 'control' };
+  | { type: 'control' }
+  | { type: 'response'; eventId: string }
+  | { type: 'presence' };
 
 export interface FeedOptions {
   config: pg.ClientConfig;
@@ -58,6 +60,10 @@ export function decodeNotification(payload: string, src: string): RemoteChange |
       return typeof value['c'] === 'string' ? { type: 'work', channelId: value['c'] } : undefined;
     case 'c':
       return { type: 'control' };
+    case 'r':
+      return typeof value['i'] === 'string' ? { type: 'response', eventId: value['i'] } : undefined;
+    case 'p':
+      return { type: 'presence' };
     default:
       return undefined;
   }

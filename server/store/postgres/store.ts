@@ -27,6 +27,9 @@ import {
   type Store,
   type StoreChange,
   type StoreHealth,
+  type AppResponse,
+  type Presence,
+  type RateLimit,
 } from '../types.ts';
 import { AtRest } from './at-rest.ts';
 import { GroupCommit } from './batch.ts';
@@ -35,6 +38,7 @@ import { applyMigrations } from './migrate.ts';
 import { DAY_MS, Days, pruneDedup, removeFinished } from './partitions.ts';
 import { clientConfig, createPool, scrubError } from './pool.ts';
 import { parseSummary, toJsonb } from './rows.ts';
+import { SharedState } from './shared.ts';
 import { redactUrl } from './url.ts';
 
 export interface PostgresStoreOptions {
@@ -142,6 +146,12 @@ export class PostgresStore implements Store {
   readonly #atRest: AtRest | null;
   readonly #days = new Days();
   readonly #listeners = new Set<(change: StoreChange) => void>();
+  readonly #shared = new SharedState({
+    query: (sql, params) => this.#q(sql, params),
+    src: this.#src,
+    now: () => this.#now(),
+    emit: (change) => this.#emit(change),
+  });
   readonly #stats: StoreStats = {
     appendStatements: 0,
     appendedEvents: 0,
@@ -741,16 +751,43 @@ export class PostgresStore implements Store {
 
   async renewClaims(owner: string, now: number, leaseMs: number): Promise<number> {
     try {
+      // SKIP LOCKED: a row locked by a settle or release of this relay in flight is about to
+      // leave the claim anyway; waiting for it would deadlock with a settle batch that locks
+      // the same rows in another order. A row skipped is renewed a third of a lease later.
       const r = await this.#db.query(
         `UPDATE postern_pending SET lease_until = $2::bigint + $3::bigint,
                 ready_at = $2::bigint + $3::bigint, waiting = true
-          WHERE claim_owner = $1 AND lease_until > $2`,
+          WHERE event_id IN (SELECT event_id FROM postern_pending
+                              WHERE claim_owner = $1 AND lease_until > $2
+                              FOR UPDATE SKIP LOCKED)`,
         [owner, now, leaseMs],
       );
       return r.rowCount ?? 0;
     } catch (err) {
       throw this.#wrap(err);
     }
+  }
+
+  // shared between relays (rule 8): see shared.ts
+
+  takeToken(key: string, limit: RateLimit, now: number): Promise<number> {
+    return this.#shared.takeToken(key, limit, now);
+  }
+
+  publishResponse(response: AppResponse, until: number): Promise<void> {
+    return this.#shared.publishResponse(response, until);
+  }
+
+  readResponse(eventId: string, now: number): Promise<AppResponse | undefined> {
+    return this.#shared.readResponse(eventId, now);
+  }
+
+  putPresence(owner: string, agents: readonly string[], until: number): Promise<void> {
+    return this.#shared.putPresence(owner, agents, until);
+  }
+
+  readPresence(now: number): Promise<Presence[]> {
+    return this.#shared.readPresence(now);
   }
 
   subscribe(listener: (change: StoreChange) => void): () => void {
@@ -806,6 +843,7 @@ export class PostgresStore implements Store {
     try {
       await this.#ensureDaysAhead();
       await this.#compactCounts();
+      await this.#shared.prune();
     } catch (err) {
       this.#log.warn({ err: String(err) }, 'store maintenance failed; will try again');
     }
