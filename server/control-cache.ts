@@ -7,6 +7,9 @@
  */
 import type { ControlState, Store } from './store/types.ts';
 
+/** Reads asked for by `fresh` start at most this often (a flood of unknown ids costs little). */
+const FRESH_GAP_MS = 100;
+
 export class ControlCache {
   readonly #store: Store;
   #state: ControlState | null = null;
@@ -17,6 +20,9 @@ export class ControlCache {
   #refreshAgain = false;
   #onError: (err: unknown) => void;
   #onChange: (before: ControlState, after: ControlState) => void;
+  /** A read asked for by `fresh` that has not started yet: later askers share it. */
+  #nextRead: Promise<void> | null = null;
+  #lastReadAt = 0;
 
   constructor(
     store: Store,
@@ -31,6 +37,29 @@ export class ControlCache {
   async load(): Promise<void> {
     const seq = ++this.#seq;
     this.#apply(seq, await this.#store.readControl());
+  }
+
+  /**
+   * Resolves once the state was read from the store after this call: for an id not known
+   * here, which another relay may have created a moment ago (its change is reported a little
+   * later). Callers share reads, which start at most every FRESH_GAP_MS; never rejects. A store
+   * no other relay changes needs no read.
+   */
+  fresh(): Promise<void> {
+    if (!this.#store.shared) return Promise.resolve(); // every change is made here
+    this.#nextRead ??= new Promise<void>((resolve) => {
+      const wait = Math.max(0, this.#lastReadAt + FRESH_GAP_MS - Date.now());
+      setTimeout(() => {
+        this.#nextRead = null;
+        this.#lastReadAt = Date.now();
+        const seq = ++this.#seq;
+        this.#store
+          .readControl()
+          .then((state) => this.#apply(seq, state), this.#onError)
+          .finally(resolve);
+      }, wait).unref();
+    });
+    return this.#nextRead;
   }
 
   get state(): Readonly<ControlState> {

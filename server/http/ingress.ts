@@ -84,7 +84,12 @@ export function ingressHandler(relay: RelayContext, deps: IngressDeps = {}) {
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const rawUrl = req.url ?? '/';
     const { channelId, suffix, query } = splitTarget(rawUrl);
-    const channel = relay.channel(channelId);
+    let channel = relay.channel(channelId);
+    if (!channel) {
+      // Maybe created through another relay a moment ago: look once more in the store.
+      await relay.control.fresh();
+      channel = relay.channel(channelId);
+    }
     if (!channel) {
       relay.metrics.ingress.inc({ channel: '', outcome: 'unknown_channel' });
       return sendError(res, new PosternError('ERR_NOT_FOUND', 'no such channel', { status: 404 }));

@@ -122,6 +122,8 @@ function writeStates(db: EventDb, states: readonly EventSummary[]): void {
 }
 
 export class EmbeddedStore implements Store {
+  /** One relay per data dir. */
+  readonly shared = false;
   readonly #control: ControlDocument;
   readonly #atRest: DataDirOptions;
   #lock: DataDirLock | null = null;

@@ -287,6 +287,11 @@ export interface ListPage {
 export const MAX_REJECTED_PER_CHANNEL = 1_000;
 
 export interface Store {
+  /**
+   * Whether other relays may change this store (PostgreSQL): a relay then looks in the store
+   * for an id it does not know yet, rather than answering 404 before the change feed told it.
+   */
+  readonly shared: boolean;
   /** Opens files or connections, and checks what is there; must be called before anything else. */
   open(): Promise<void>;
   /** Waits for writes under way, then releases files and connections. */

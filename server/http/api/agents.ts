@@ -6,7 +6,7 @@ import { hashPairingCode, newPairingCode } from '../../pairing.ts';
 import type { AgentRecord } from '../../store/types.ts';
 import { readJsonObject } from '../body.ts';
 import type { RelayContext } from '../context.ts';
-import { fail, iso, notFound } from './common.ts';
+import { agentOr404, fail, iso, notFound } from './common.ts';
 
 export function agentRoutes(router: Router, relay: RelayContext): void {
   const agentView = (a: AgentRecord) => ({
@@ -92,8 +92,7 @@ export function agentRoutes(router: Router, relay: RelayContext): void {
   // A new one-time code for an existing agent (a lost or rebuilt host): pairing again replaces
   // its key, and the old key's tunnels are closed at that moment.
   router.post('/agents/:id/pairing-code', async (ctx) => {
-    const agent =
-      relay.control.state.agents.find((a) => a.id === ctx.params['id']) ?? notFound('agent');
+    const agent = await agentOr404(relay, ctx.params['id']!);
     const pairing = await issuePairingCode(agent, false);
     relay.logger.info({ agentId: agent.id }, 'new pairing code issued');
     ctx.status = 201;
@@ -106,7 +105,7 @@ export function agentRoutes(router: Router, relay: RelayContext): void {
 
   router.delete('/agents/:id', async (ctx) => {
     const id = ctx.params['id']!;
-    if (!relay.control.state.agents.some((a) => a.id === id)) notFound('agent');
+    await agentOr404(relay, id);
     await relay.control.update((s) => {
       s.agents = s.agents.filter((a) => a.id !== id);
       s.pairings = s.pairings.filter((p) => p.agentId !== id);

@@ -5,7 +5,7 @@ import { applyChannelPatch, channelView, parseNewChannel } from '../../channels.
 import { randomId } from '../../ids.ts';
 import { readJsonObject } from '../body.ts';
 import type { RelayContext } from '../context.ts';
-import { notFound } from './common.ts';
+import { channelOr404, notFound } from './common.ts';
 
 export function channelRoutes(router: Router, relay: RelayContext): void {
   router.post('/channels', async (ctx) => {
@@ -30,13 +30,13 @@ export function channelRoutes(router: Router, relay: RelayContext): void {
     };
   });
 
-  router.get('/channels/:id', (ctx) => {
-    const channel = relay.channel(ctx.params['id']!, true) ?? notFound('channel');
+  router.get('/channels/:id', async (ctx) => {
+    const channel = await channelOr404(relay, ctx.params['id']!);
     ctx.body = channelView(channel, relay.config.publicUrl);
   });
 
   router.patch('/channels/:id', async (ctx) => {
-    const id = (relay.channel(ctx.params['id']!, true) ?? notFound('channel')).id;
+    const id = (await channelOr404(relay, ctx.params['id']!)).id;
     const raw = await readJsonObject(ctx.req);
     let view: Record<string, unknown> = {};
     await relay.control.update((s) => {
@@ -57,7 +57,7 @@ export function channelRoutes(router: Router, relay: RelayContext): void {
   });
 
   router.delete('/channels/:id', async (ctx) => {
-    const id = (relay.channel(ctx.params['id']!, true) ?? notFound('channel')).id;
+    const id = (await channelOr404(relay, ctx.params['id']!)).id;
     await relay.control.update((s) => {
       s.channels = s.channels.filter((c) => c.id !== id);
       for (const a of s.agents) a.channels = a.channels.filter((c) => c !== id);

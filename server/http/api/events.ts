@@ -6,7 +6,7 @@ import type { EventSummary } from '../../store/types.ts';
 import { readJsonObject } from '../body.ts';
 import type { RelayContext } from '../context.ts';
 import { streamHandler } from '../stream.ts';
-import { fail, iso, notFound } from './common.ts';
+import { channelOr404, fail, iso, notFound } from './common.ts';
 
 export function eventView(e: EventSummary): Record<string, unknown> {
   return {
@@ -40,8 +40,7 @@ export function eventRoutes(router: Router, relay: RelayContext): void {
           : readInt({ limit: Number(one('limit')) }, 'limit', fail, 1, 500),
     };
     const channel = one('channel');
-    if (channel !== undefined)
-      filter.channelId = (relay.channel(channel, true) ?? notFound('channel')).id;
+    if (channel !== undefined) filter.channelId = (await channelOr404(relay, channel)).id;
     const status = one('status');
     if (status !== undefined) filter.status = readEnum({ status }, 'status', STATUSES, fail);
     const before = one('before');
@@ -74,8 +73,7 @@ export function eventRoutes(router: Router, relay: RelayContext): void {
     const channelId =
       raw['channel'] === undefined
         ? undefined
-        : (relay.channel(readString(raw, 'channel', fail, { min: 1 }), true) ?? notFound('channel'))
-            .id;
+        : (await channelOr404(relay, readString(raw, 'channel', fail, { min: 1 }))).id;
     const time = (key: string): number | undefined => {
       if (raw[key] === undefined) return undefined;
       const ms = Date.parse(readString(raw, key, fail, { min: 1, max: 64 }));

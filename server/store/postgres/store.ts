@@ -135,6 +135,7 @@ function notification(src: string, summary: EventSummary): string {
 }
 
 export class PostgresStore implements Store {
+  readonly shared = true;
   readonly #opts: PostgresStoreOptions;
   readonly #log: StoreLog;
   readonly #now: () => number;
