@@ -31,7 +31,8 @@ export class PresenceBoard {
   #elsewhere = new Map<string, number>();
   #timer: NodeJS.Timeout | null = null;
   #unsubscribe: () => void = () => undefined;
-  #publishing = false;
+  /** The write under way, if any. */
+  #publishing: Promise<void> | null = null;
   #publishAgain = false;
   #reading = false;
   #readAgain = false;
@@ -65,6 +66,8 @@ export class PresenceBoard {
     this.#unsubscribe();
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
+    // After the write under way, so that it cannot land after the withdrawal.
+    await this.#publishing;
     await this.#deps.store.putPresence(this.#owner, [], 0).catch(() => undefined);
   }
 
@@ -81,14 +84,13 @@ export class PresenceBoard {
       this.#publishAgain = true;
       return;
     }
-    this.#publishing = true;
-    this.#deps.store
+    this.#publishing = this.#deps.store
       .putPresence(this.#owner, this.#deps.local(), this.#now() + this.#ttlMs)
       .catch((err: unknown) =>
         this.#deps.logger.warn({ err: String(err) }, 'could not publish which agents are here'),
       )
       .finally(() => {
-        this.#publishing = false;
+        this.#publishing = null;
         if (this.#publishAgain) {
           this.#publishAgain = false;
           this.changed();

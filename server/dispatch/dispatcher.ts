@@ -144,7 +144,7 @@ export class Dispatcher {
   #readAnswer(eventId: string): void {
     this.#store.readResponse(eventId, this.#now()).then(
       (answer) => {
-        if (answer) this.#responseWaiters.get(eventId)?.(answer);
+        if (answer) this.#responseWaiters.get(eventId)?.(answer.status === 0 ? null : answer);
       },
       (err: unknown) => this.#log.warn({ err, eventId }, 'could not read an app answer'),
     );
@@ -231,9 +231,10 @@ export class Dispatcher {
     const waiter = this.#responseWaiters.get(frame.eventId);
     if (waiter) waiter(answerOf(frame));
     else if (held.respondBy !== undefined && held.respondBy > this.#now()) {
-      // The provider's request waits on another relay: the answer goes there through the store.
-      const answer = answerOf(frame);
-      if (answer) this.#publish(answer, held.respondBy);
+      // The provider's request may wait on another relay: the answer goes there through the
+      // store, or word that there is none (so that it answers 202 now, not at the deadline).
+      const none = { eventId: frame.eventId, status: 0, headers: [], body: Buffer.alloc(0) };
+      this.#publish(answerOf(frame) ?? none, held.respondBy);
     }
     this.#sessions.settled(sink, frame.eventId, summary.size);
     const now = this.#now();

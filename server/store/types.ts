@@ -143,6 +143,7 @@ export interface RateLimit {
 /** The app's answer to a sync event, carried to the relay that holds the provider's request. */
 export interface AppResponse {
   eventId: string;
+  /** 0: the attempt brought no answer to pass on (the provider gets 202 at once). */
   status: number;
   headers: HeaderPair[];
   body: Buffer;

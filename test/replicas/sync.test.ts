@@ -24,6 +24,7 @@ let app: TestApp;
 let agent: AgentHandle | undefined;
 let stateDir = '';
 let channelId = '';
+let plainId = '';
 let agentId = '';
 
 const connectedOnA = (want: boolean) =>
@@ -45,8 +46,18 @@ before(async () => {
     response: { mode: 'sync', timeoutMs: 5_000 },
   });
   channelId = channel.id;
-  ({ stateDir, agentId } = await pairAgent(a, [channelId], 'agent-on-b', b.url));
-  agent = await startAgent(stateDir, [{ channel: 'slash', target: app.url, sync: true }]);
+  // A sync channel whose route does not pass the answer on (no `sync: true`).
+  plainId = (
+    await a.api('POST', '/api/channels', {
+      name: 'plain',
+      response: { mode: 'sync', timeoutMs: 30_000 },
+    })
+  ).id;
+  ({ stateDir, agentId } = await pairAgent(a, [channelId, plainId], 'agent-on-b', b.url));
+  agent = await startAgent(stateDir, [
+    { channel: 'slash', target: app.url, sync: true },
+    { channel: 'plain', target: app.url },
+  ]);
   await connectedOnA(true);
 });
 
@@ -87,6 +98,21 @@ test('an answer larger than a notification comes back whole', async () => {
   const res = await fetch(`${a.url}/h/${channelId}/big`, { method: 'POST', body: 'big' });
   assert.equal(res.status, 200);
   assert.deepEqual(Buffer.from(await res.arrayBuffer()), big);
+});
+
+test('an attempt with no answer to pass on: relay A answers 202 when it is known, not at the deadline', async () => {
+  app.respond = (_req, res) => {
+    res.statusCode = 201;
+    res.end('not for the provider');
+  };
+  const before = app.received.length;
+  const started = performance.now();
+  const res = await post(a, plainId, 'plain');
+  assert.equal(res.status, 202, res.text);
+  assert.ok(performance.now() - started < 30_000, 'answered before the 30 s deadline');
+  const { id } = JSON.parse(res.text) as { id: string };
+  await waitForEventStatus(a, id, 'delivered');
+  assert.equal(app.received.length, before + 1);
 });
 
 test('past the deadline relay A answers 202 and the event is still delivered through B', async () => {

@@ -321,21 +321,19 @@ test('migrate applies the schema once and says what it applied; --print connects
     `postgres://postgres@127.0.0.1:${await closedPort()}/x`,
   ]);
   assert.equal(printCode, 0, sql);
-  assert.match(sql, /^-- Postern schema, version 1$/m);
+  assert.match(sql, /^-- Postern schema, version 2$/m);
   assert.match(sql, /CREATE TABLE IF NOT EXISTS postern_schema/);
   assert.match(sql, /^-- 001_initial$/m);
+  assert.match(sql, /^-- 002_shared_state$/m);
 
   const [code, out] = await run(['migrate', '--database-url', url]);
   assert.equal(code, 0, out);
-  assert.match(out, /schema version 0 -> 1; applied 001_initial/);
+  assert.match(out, /schema version 0 -> 2; applied 001_initial, 002_shared_state/);
   const versions = await query<{ version: number }>(url, 'SELECT version FROM postern_schema');
-  assert.deepEqual(
-    versions.map((v) => v.version),
-    [1],
-  );
+  assert.deepEqual(versions.map((v) => v.version).sort(), [1, 2]);
   const [againCode, again] = await run(['migrate'], { POSTERN_DATABASE_URL: url });
   assert.equal(againCode, 0, again);
-  assert.match(again, /schema at version 1, nothing to apply/);
+  assert.match(again, /schema at version 2, nothing to apply/);
 
   const [noUrlCode, noUrl] = await run(['migrate'], { POSTERN_DATABASE_URL: '' });
   assert.equal(noUrlCode, 1);
@@ -346,15 +344,15 @@ test('a relay against a newer schema refuses to start, naming both versions', as
   const url = await freshDb(t);
   const [code] = await run(['migrate', '--database-url', url]);
   assert.equal(code, 0);
-  await query(url, `INSERT INTO postern_schema (version, name) VALUES (2, 'from_the_future')`);
+  await query(url, `INSERT INTO postern_schema (version, name) VALUES (3, 'from_the_future')`);
   const relay = spawnRelay(await dataDir(), { extraArgs: ['--database-url', url] });
   assert.equal(await relay.exited, 1);
   await new Promise((r) => setImmediate(r));
   const out = relay.raw.join('\n');
-  assert.match(out, /the database schema is version 2, newer than this relay knows \(version 1\)/);
+  assert.match(out, /the database schema is version 3, newer than this relay knows \(version 2\)/);
   const [migrateCode, migrateOut] = await run(['migrate', '--database-url', url]);
   assert.equal(migrateCode, 1);
-  assert.match(migrateOut, /version 2, newer than this relay knows \(version 1\)/);
+  assert.match(migrateOut, /version 3, newer than this relay knows \(version 2\)/);
 });
 
 // ---- the database away -----------------------------------------------------------------------

@@ -38,6 +38,7 @@ import { applyMigrations } from './migrate.ts';
 import { DAY_MS, Days, pruneDedup, removeFinished } from './partitions.ts';
 import { clientConfig, createPool, scrubError } from './pool.ts';
 import { parseSummary, toJsonb } from './rows.ts';
+import { SharedState } from './shared.ts';
 import { redactUrl } from './url.ts';
 
 export interface PostgresStoreOptions {
@@ -145,6 +146,12 @@ export class PostgresStore implements Store {
   readonly #atRest: AtRest | null;
   readonly #days = new Days();
   readonly #listeners = new Set<(change: StoreChange) => void>();
+  readonly #shared = new SharedState({
+    query: (sql, params) => this.#q(sql, params),
+    src: this.#src,
+    now: () => this.#now(),
+    emit: (change) => this.#emit(change),
+  });
   readonly #stats: StoreStats = {
     appendStatements: 0,
     appendedEvents: 0,
@@ -761,104 +768,26 @@ export class PostgresStore implements Store {
     }
   }
 
-  // shared between relays (rule 8)
+  // shared between relays (rule 8): see shared.ts
 
-  async takeToken(key: string, limit: RateLimit, now: number): Promise<number> {
-    const rows = await this.#q<{ w: string }>('SELECT postern_take_token($1, $2, $3, $4) AS w', [
-      key,
-      limit.perSecond,
-      limit.burst,
-      now,
-    ]);
-    return Number(rows[0]?.w ?? 0);
+  takeToken(key: string, limit: RateLimit, now: number): Promise<number> {
+    return this.#shared.takeToken(key, limit, now);
   }
 
-  async publishResponse(response: AppResponse, until: number): Promise<void> {
-    await this.#q(
-      `WITH gone AS (DELETE FROM postern_responses WHERE until < $6),
-            put AS (
-              INSERT INTO postern_responses (event_id, until, status, headers, body)
-              VALUES ($1, $2, $3, $4::jsonb, $5)
-              ON CONFLICT (event_id) DO UPDATE SET until = excluded.until,
-                status = excluded.status, headers = excluded.headers, body = excluded.body
-              RETURNING 1)
-       SELECT pg_notify('postern_feed', $7) FROM put`,
-      [
-        response.eventId,
-        until,
-        response.status,
-        toJsonb(response.headers),
-        response.body,
-        this.#now(),
-        JSON.stringify({ s: this.#src, t: 'r', i: response.eventId }),
-      ],
-    );
-    this.#emit({ type: 'response', eventId: response.eventId });
+  publishResponse(response: AppResponse, until: number): Promise<void> {
+    return this.#shared.publishResponse(response, until);
   }
 
-  async readResponse(eventId: string, now: number): Promise<AppResponse | undefined> {
-    const rows = await this.#q<{ status: number; headers: unknown; body: Buffer }>(
-      'SELECT status, headers, body FROM postern_responses WHERE event_id = $1 AND until >= $2',
-      [eventId, now],
-    );
-    const row = rows[0];
-    if (!row) return undefined;
-    const headers = Array.isArray(row.headers)
-      ? row.headers.filter(
-          (h): h is [string, string] =>
-            Array.isArray(h) && typeof h[0] === 'string' && typeof h[1] === 'string',
-        )
-      : [];
-    return { eventId, status: row.status, headers, body: row.body };
+  readResponse(eventId: string, now: number): Promise<AppResponse | undefined> {
+    return this.#shared.readResponse(eventId, now);
   }
 
-  async putPresence(owner: string, agents: readonly string[], until: number): Promise<void> {
-    const sorted = [...new Set(agents)].sort();
-    const note = JSON.stringify({ s: this.#src, t: 'p' });
-    const rows =
-      sorted.length === 0
-        ? await this.#q(
-            `WITH gone AS (DELETE FROM postern_presence WHERE owner = $1 RETURNING 1)
-             SELECT pg_notify('postern_feed', $2) FROM gone`,
-            [owner, note],
-          )
-        : await this.#q(
-            `WITH old AS (SELECT agents FROM postern_presence WHERE owner = $1),
-                  put AS (
-                    INSERT INTO postern_presence (owner, agents, until) VALUES ($1, $2::jsonb, $3)
-                    ON CONFLICT (owner) DO UPDATE SET agents = excluded.agents,
-                      until = excluded.until
-                    RETURNING 1)
-             SELECT pg_notify('postern_feed', $4) FROM put
-              WHERE (SELECT agents FROM old) IS DISTINCT FROM $2::jsonb`,
-            [owner, toJsonb(sorted), until, note],
-          );
-    if (rows.length > 0) this.#emit({ type: 'presence' });
+  putPresence(owner: string, agents: readonly string[], until: number): Promise<void> {
+    return this.#shared.putPresence(owner, agents, until);
   }
 
-  async readPresence(now: number): Promise<Presence[]> {
-    const rows = await this.#q<{ owner: string; agents: unknown; until: string }>(
-      'SELECT owner, agents, until FROM postern_presence WHERE until >= $1',
-      [now],
-    );
-    return rows.map((r) => ({
-      owner: r.owner,
-      agents: Array.isArray(r.agents)
-        ? r.agents.filter((a): a is string => typeof a === 'string')
-        : [],
-      until: Number(r.until),
-    }));
-  }
-
-  /** Forgets what rule 8 keeps past its time: full buckets, old answers, presence of the dead. */
-  async #pruneShared(): Promise<void> {
-    const now = this.#now();
-    await this.#q(
-      `WITH r AS (DELETE FROM postern_rate WHERE full_at < $1),
-            a AS (DELETE FROM postern_responses WHERE until < $1)
-       DELETE FROM postern_presence WHERE until < $1 - 60000`,
-      [now],
-    );
+  readPresence(now: number): Promise<Presence[]> {
+    return this.#shared.readPresence(now);
   }
 
   subscribe(listener: (change: StoreChange) => void): () => void {
@@ -914,7 +843,7 @@ export class PostgresStore implements Store {
     try {
       await this.#ensureDaysAhead();
       await this.#compactCounts();
-      await this.#pruneShared();
+      await this.#shared.prune();
     } catch (err) {
       this.#log.warn({ err: String(err) }, 'store maintenance failed; will try again');
     }
