@@ -98,6 +98,13 @@ export class Dispatcher {
   readonly #sinks = new Set<Sink>();
   readonly #channels = new Map<string, ChannelState>();
   readonly #inflight = new Map<string, InFlight>();
+  /**
+   * Settles and releases the store could not take (the database away), by event id: tried
+   * again every CLAIM_RETRY_MS until they go through. Their claims are still this relay's and
+   * are renewed meanwhile, so no other relay delivers them before the outcome is recorded.
+   */
+  readonly #unrecorded = new Map<string, () => Promise<unknown>>();
+  #retryTimer: NodeJS.Timeout | null = null;
   /** Ingress requests of sync channels waiting for the app's response, by event id. */
   readonly #responseWaiters = new Map<string, (answer: AppResponse | null) => void>();
   #unsubscribe: () => void = () => undefined;
@@ -130,6 +137,8 @@ export class Dispatcher {
     this.#unsubscribe();
     if (this.#renewal) clearInterval(this.#renewal);
     this.#renewal = null;
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
     for (const state of this.#channels.values()) if (state.wake) clearTimeout(state.wake.timer);
   }
 
@@ -151,7 +160,7 @@ export class Dispatcher {
   }
 
   #renew(): void {
-    if (this.#inflight.size === 0) return;
+    if (this.#inflight.size === 0 && this.#unrecorded.size === 0) return;
     this.#store.renewClaims(this.#owner, this.#now(), this.#leaseMs).catch((err: unknown) => {
       this.#log.error({ err }, 'could not renew claims; deliveries may be offered twice');
     });
@@ -260,21 +269,16 @@ export class Dispatcher {
     }
     // Lazy: an outcome lost in a crash only means the event is offered again (at least once),
     // so it rides along with the next ingress commit instead of costing a flush of its own.
-    this.#store.settle({ id: summary.id, epoch: held.epoch }, update, { lazy: true }).then(
-      (settled) => {
+    const ref = { id: summary.id, epoch: held.epoch };
+    this.#record(summary.id, ids, () =>
+      this.#store.settle(ref, update, { lazy: true }).then((settled) => {
         if (settled === null) {
           this.#log.warn(
             ids,
             'outcome of a claim that no longer holds (its lease ran out, or it was replayed); not recorded',
           );
         }
-      },
-      (err: unknown) => {
-        this.#log.error(
-          { ...ids, err },
-          'could not record a delivery outcome; the event will be offered again',
-        );
-      },
+      }),
     );
     // Back in the queue: look again at its retry time (the store reports it once committed).
     if (update.status === 'queued') this.#wakeAt(summary.channelId, update.nextAttemptAt);
@@ -491,12 +495,40 @@ export class Dispatcher {
   #release(held: { event: EventSummary; epoch: number }, notBefore?: number): void {
     const ref = { id: held.event.id, epoch: held.epoch };
     const opts = notBefore === undefined ? {} : { notBefore };
-    this.#store.release(ref, opts).catch((err: unknown) => {
-      this.#log.error(
-        { err, eventId: ref.id },
-        'could not release a claim; the event is offered again when its lease runs out',
-      );
+    const ids = { eventId: ref.id, channelId: held.event.channelId };
+    this.#record(ref.id, ids, () => this.#store.release(ref, opts));
+  }
+
+  /**
+   * Runs a settle or release; one the store refuses (the database away) is kept and tried
+   * again until it goes through, so that the claim ends with the outcome recorded.
+   */
+  #record(id: string, ids: Record<string, string>, write: () => Promise<unknown>): void {
+    write().catch((err: unknown) => {
+      this.#log.error({ ...ids, err }, 'could not record a delivery outcome; will try again');
+      this.#unrecorded.set(id, write);
+      this.#retryTimer ??= setTimeout(() => this.#recordAgain(), CLAIM_RETRY_MS);
+      this.#retryTimer.unref();
     });
+  }
+
+  async #recordAgain(): Promise<void> {
+    for (const [id, write] of [...this.#unrecorded]) {
+      if (this.#stopped) break;
+      try {
+        await write();
+        if (this.#unrecorded.get(id) === write) this.#unrecorded.delete(id);
+      } catch {
+        break; // still away: the rest waits too
+      }
+    }
+    this.#retryTimer = null;
+    if (this.#unrecorded.size > 0 && !this.#stopped) {
+      this.#retryTimer = setTimeout(() => void this.#recordAgain(), CLAIM_RETRY_MS);
+      this.#retryTimer.unref();
+    } else {
+      this.#schedule();
+    }
   }
 
   #send(sink: Sink, claim: Claim, channel: ChannelRecord): void {

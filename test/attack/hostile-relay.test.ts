@@ -7,7 +7,7 @@
  * relay that keeps to its word is never disconnected, redeliveries and the byte edge included.
  */
 import assert from 'node:assert/strict';
-import { test, type TestContext } from 'node:test';
+import { type TestContext } from 'node:test';
 import { newKeyPair, saveIdentity } from '../../agent/identity.ts';
 import { MAX_HEADER_PAIRS, MAX_INFLIGHT_BYTES, type ChannelRef } from '../../shared/protocol.ts';
 import { startApp, type Responder, type TestApp } from '../helpers/app.ts';
@@ -26,9 +26,12 @@ import {
   type Closed,
   type RelayConn,
 } from './fake-relay.ts';
+import { test } from '../helpers/store.ts';
 
 const MiB = 1024 * 1024;
 const TIMEOUT = { timeout: 180_000 };
+/** No relay runs here, so no store: once is enough. */
+const AGENT_ONLY = { ...TIMEOUT, noStore: 'a fake relay faces the agent' };
 /** Peak RSS allowed to an agent under attack; before the fix these cases took 600–900 MiB. */
 const PEAK_RSS_MIB = 250;
 
@@ -168,7 +171,7 @@ function sendLikeRelay(
 
 test(
   'window 1: 60 delivers of 10 MiB sent at once are cut off after the 2nd with 1002; one request reaches the app; memory stays bounded',
-  TIMEOUT,
+  AGENT_ONLY,
   async (t) => {
     const held = gate();
     t.after(held.open);
@@ -203,7 +206,7 @@ test(
 
 test(
   'byte bound: with a window of 16, 16 MiB bodies stop at 64 MiB unacknowledged: the 5th is refused with 1002',
-  TIMEOUT,
+  AGENT_ONLY,
   async (t) => {
     const held = gate();
     t.after(held.open);
@@ -236,7 +239,7 @@ test(
 
 test(
   'a deliver for a channel id the welcome did not grant is closed with 1002 and never reaches the app; a granted id goes by its granted name',
-  TIMEOUT,
+  AGENT_ONLY,
   async (t) => {
     const s = await setUp(t, {
       window: 8,
@@ -283,7 +286,7 @@ test(
 
 test(
   'a second welcome, or a deliver before any welcome, is closed with 1002',
-  TIMEOUT,
+  AGENT_ONLY,
   async (t) => {
     const s = await setUp(t, {
       window: 1,
@@ -311,7 +314,7 @@ test(
 
 test(
   'wantResponse on a route without sync: the ack carries no answer; with sync: true it does',
-  TIMEOUT,
+  AGENT_ONLY,
   async (t) => {
     const s = await setUp(t, {
       window: 8,
@@ -350,7 +353,7 @@ test(
 
 test(
   'a deliver with 600 headers gets a failed ack naming the limit; the tunnel stays up and the next deliver goes through',
-  TIMEOUT,
+  AGENT_ONLY,
   async (t) => {
     const s = await setUp(t, {
       window: 1,
@@ -379,7 +382,7 @@ test(
 
 test(
   '20 MB of deeply nested JSON under a JSON match rule: not parsed, filtered, memory bounded',
-  TIMEOUT,
+  AGENT_ONLY,
   async (t) => {
     const s = await setUp(t, {
       window: 4,
@@ -418,7 +421,7 @@ test(
 
 test(
   'window 4, sent as the relay sends (again the moment an ack arrives), redeliveries of delivered events included: never disconnected',
-  TIMEOUT,
+  AGENT_ONLY,
   async (t) => {
     const s = await setUp(t, {
       window: 4,
@@ -452,7 +455,7 @@ test(
 
 test(
   'the byte edge: the relay sends while under 64 MiB, so 4 × 21 MiB are in flight at once: never disconnected',
-  TIMEOUT,
+  AGENT_ONLY,
   async (t) => {
     let app: TestApp | undefined;
     const s = await setUp(t, {
@@ -485,7 +488,7 @@ test(
 
 test(
   'a redelivery, after a reconnect, of an event still running holds one slot until its ack: never disconnected',
-  TIMEOUT,
+  AGENT_ONLY,
   async (t) => {
     const slow = gate();
     t.after(slow.open);

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { Agent, request } from 'undici';
 import { startApp, type TestApp } from '../helpers/app.ts';
 import {
@@ -21,6 +21,7 @@ import {
   type RelayHandle,
 } from '../helpers/processes.ts';
 import { connectionsHeldByRelay, endpointOf, errorCode, idFrom, need, tcp } from './support.ts';
+import { test } from '../helpers/store.ts';
 
 const CAP = 50;
 const EXTRA = 20;

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { request } from 'undici';
 import { MAX_HEADER_PAIRS } from '../../shared/protocol.ts';
 import { startApp, type TestApp } from '../helpers/app.ts';
@@ -23,6 +23,7 @@ import {
   type RelayHandle,
 } from '../helpers/processes.ts';
 import { rawHttp } from './support.ts';
+import { test } from '../helpers/store.ts';
 
 const SANDBOX = "sandbox; default-src 'none'; frame-ancestors 'none'";
 

@@ -11,10 +11,11 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { removeDir, pairAgent, startRelay, type RelayHandle } from '../helpers/processes.ts';
 import { loadIdentity, mint, type TestIdentity } from '../helpers/tokens.ts';
 import { errorCode, need, rawHttp, requestText, type RawResponse } from './support.ts';
+import { test } from '../helpers/store.ts';
 
 let relay: RelayHandle | undefined;
 let tunnelAgent: TestIdentity | undefined;

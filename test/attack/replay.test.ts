@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { sign as githubSign } from '@octokit/webhooks-methods';
 import { Webhook } from 'standardwebhooks';
 import Stripe from 'stripe';
@@ -25,6 +25,7 @@ import {
   type RelayHandle,
 } from '../helpers/processes.ts';
 import { errorCode, healthz, idFrom, listEvents, need } from './support.ts';
+import { test } from '../helpers/store.ts';
 
 const GITHUB_SECRET = 'replay-github-secret';
 const STRIPE_SECRET = 'whsec_replay_stripe_secret_0123456789';

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { request, type Dispatcher } from 'undici';
 import { startApp, type TestApp } from '../helpers/app.ts';
 import {
@@ -34,6 +34,7 @@ import {
   type EventView,
   type RawResponse,
 } from './support.ts';
+import { test } from '../helpers/store.ts';
 
 const MAX_HEADER = 16 * 1024;
 const MAX_JSON = 1024 * 1024;

@@ -12,10 +12,11 @@ import assert from 'node:assert/strict';
 import { createHash, createHmac, generateKeyPairSync } from 'node:crypto';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import ts from 'typescript';
 import { ROOT, removeDir, startRelay, type RelayHandle } from '../helpers/processes.ts';
 import { errorCode, need, type ChannelView, type EventDetail } from './support.ts';
+import { test } from '../helpers/store.ts';
 
 // ---- (a) the static scan ---------------------------------------------------------------------
 

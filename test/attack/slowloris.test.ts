@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { Agent, request } from 'undici';
 import type { WebSocket } from 'ws';
 import { HANDSHAKE_TIMEOUT_MS } from '../../shared/protocol.ts';
@@ -35,6 +35,7 @@ import {
   tcp,
   type Closed,
 } from './support.ts';
+import { test } from '../helpers/store.ts';
 
 const SLOW = 200;
 const IDLE = 300;

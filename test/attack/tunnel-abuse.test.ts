@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { request } from 'undici';
 import type { WebSocket } from 'ws';
 import { encodeFrame } from '../../shared/codec.ts';
@@ -39,6 +39,7 @@ import {
   type Closed,
   type EventDetail,
 } from './support.ts';
+import { test } from '../helpers/store.ts';
 
 const HEARTBEAT_MS = 200;
 const PINGS = 1_000;

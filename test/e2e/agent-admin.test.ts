@@ -3,7 +3,7 @@
  * grants) and pairing it again with a new code (the old key is refused from then on).
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { request } from 'undici';
 import { startApp, type TestApp } from '../helpers/app.ts';
 import {
@@ -19,6 +19,7 @@ import {
   type RelayHandle,
 } from '../helpers/processes.ts';
 import { dial, loadIdentity, mint } from '../helpers/tokens.ts';
+import { test } from '../helpers/store.ts';
 
 let relay: RelayHandle;
 let app: TestApp;

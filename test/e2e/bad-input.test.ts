@@ -9,7 +9,7 @@ import { createHmac } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { Agent, request } from 'undici';
 import type { WebSocket } from 'ws';
 import { MAX_AGENT_FRAME_BYTES } from '../../shared/protocol.ts';
@@ -27,6 +27,7 @@ import {
   listEvents,
 } from '../helpers/processes.ts';
 import { dial, loadIdentity, mint, type TestIdentity } from '../helpers/tokens.ts';
+import { test } from '../helpers/store.ts';
 
 interface EventView {
   id: string;

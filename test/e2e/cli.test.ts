@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { promisify } from 'node:util';
 import { request } from 'undici';
 import {
@@ -16,6 +16,7 @@ import {
   startRelay,
   type RelayHandle,
 } from '../helpers/processes.ts';
+import { test } from '../helpers/store.ts';
 
 const run = promisify(execFile);
 let relay: RelayHandle;

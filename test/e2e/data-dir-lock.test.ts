@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { after, test } from 'node:test';
+import { after } from 'node:test';
 import {
   removeDir,
   spawnRelay,
@@ -16,6 +16,7 @@ import {
   waitForEventStatus,
   type RelayHandle,
 } from '../helpers/processes.ts';
+import { test } from '../helpers/store.ts';
 
 const relays: RelayHandle[] = [];
 let dataDir = '';
@@ -38,7 +39,7 @@ test('a second relay on the same data dir refuses to start; after kill -9 of the
   const pid = first.proc.child.pid!;
   assert.equal((JSON.parse(lockBefore) as { pid: number }).pid, pid);
 
-  const second = spawnRelay(dataDir, { env });
+  const second = await spawnRelay(dataDir, { env });
   assert.equal(await second.exited, 1);
   const refusal = second.raw.filter((l) => l.startsWith('postern-relay: '));
   assert.equal(refusal.length, 1, second.raw.join('\n'));
@@ -83,7 +84,7 @@ test('a relay whose port is taken says so in one line, and leaves its data dir f
   const holder = await startRelay({ env });
   relays.push(holder);
   const port = Number(new URL(holder.url).port);
-  const refused = spawnRelay(busyDir, { env, port });
+  const refused = await spawnRelay(busyDir, { env, port });
   assert.equal(await refused.exited, 1);
   const lines = refused.raw.filter((l) => l.startsWith('postern-relay: '));
   assert.deepEqual(lines, [

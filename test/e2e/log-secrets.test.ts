@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { after, test } from 'node:test';
+import { after } from 'node:test';
 import { request } from 'undici';
 import { startApp, type TestApp } from '../helpers/app.ts';
 import {
@@ -20,6 +20,7 @@ import {
   type RelayHandle,
 } from '../helpers/processes.ts';
 import { dial, loadIdentity, mint } from '../helpers/tokens.ts';
+import { test } from '../helpers/store.ts';
 
 const VERIFY_SECRET = 'gh-verify-secret-4f7a9c';
 const SIGNING_SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { Agent, request } from 'undici';
 import { startApp, type Received, type TestApp } from '../helpers/app.ts';
 import {
@@ -21,6 +21,7 @@ import {
   type Route,
   listEvents,
 } from '../helpers/processes.ts';
+import { test } from '../helpers/store.ts';
 
 interface EventView {
   id: string;

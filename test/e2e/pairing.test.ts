@@ -9,11 +9,12 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { access, readFile, readdir, stat } from 'node:fs/promises';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { findPairing, hashPairingCode } from '../../server/pairing.ts';
 import type { PairingRecord } from '../../server/store/types.ts';
 import { ROOT, removeDir, startRelay, tempDir, type RelayHandle } from '../helpers/processes.ts';
 import { dial, loadIdentity, mint, type TestIdentity } from '../helpers/tokens.ts';
+import { test } from '../helpers/store.ts';
 
 const FIFTEEN_MIN_MS = 15 * 60_000;
 const SECRET = 's3cret-value-123';

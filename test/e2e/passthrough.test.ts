@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { request } from 'undici';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { startApp, type TestApp } from '../helpers/app.ts';
 import {
   pairAgent,
@@ -15,6 +15,7 @@ import {
   type AgentHandle,
   type RelayHandle,
 } from '../helpers/processes.ts';
+import { test } from '../helpers/store.ts';
 
 let relay: RelayHandle;
 let agent: AgentHandle;

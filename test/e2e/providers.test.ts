@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { sign as githubSign } from '@octokit/webhooks-methods';
 import { Webhook } from 'standardwebhooks';
 import Stripe from 'stripe';
@@ -23,6 +23,7 @@ import {
   type AgentHandle,
   type RelayHandle,
 } from '../helpers/processes.ts';
+import { test } from '../helpers/store.ts';
 
 const SECRETS = {
   github: "It's a Secret to Everybody",

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, test } from 'node:test';
+import { after } from 'node:test';
 import { Agent, request } from 'undici';
 import { startApp, type Received, type TestApp } from '../helpers/app.ts';
 import {
@@ -19,6 +19,7 @@ import {
   type RelayHandle,
   listEvents,
 } from '../helpers/processes.ts';
+import { test } from '../helpers/store.ts';
 
 interface EventView {
   id: string;

@@ -3,7 +3,7 @@
  * stay) and bulk replay of failed events by channel, with the count of what was queued.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { request } from 'undici';
 import { startApp, type TestApp } from '../helpers/app.ts';
 import {
@@ -16,6 +16,7 @@ import {
   type AgentHandle,
   type RelayHandle,
 } from '../helpers/processes.ts';
+import { test } from '../helpers/store.ts';
 
 let relay: RelayHandle;
 let app: TestApp;

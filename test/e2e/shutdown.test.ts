@@ -4,7 +4,7 @@
  * a restart on the same data dir; the agent reconnects by itself.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { request } from 'undici';
 import { startApp, type TestApp } from '../helpers/app.ts';
 import {
@@ -16,6 +16,7 @@ import {
   type AgentHandle,
   type RelayHandle,
 } from '../helpers/processes.ts';
+import { test } from '../helpers/store.ts';
 
 let relay: RelayHandle;
 let app: TestApp;

@@ -3,7 +3,7 @@
  * or past the deadline, it gets 202 at once and the event stays queued.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { request } from 'undici';
 import { startApp, type TestApp } from '../helpers/app.ts';
 import {
@@ -15,6 +15,7 @@ import {
   type AgentHandle,
   type RelayHandle,
 } from '../helpers/processes.ts';
+import { test } from '../helpers/store.ts';
 
 let relay: RelayHandle;
 let app: TestApp;

@@ -12,7 +12,7 @@ import {
   sign,
   type KeyObject,
 } from 'node:crypto';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { SignJWT } from 'jose';
 import type { RawData, WebSocket } from 'ws';
 import { decodeRelayFrame, encodeFrame } from '../../shared/codec.ts';
@@ -25,6 +25,7 @@ import {
   type RelayHandle,
 } from '../helpers/processes.ts';
 import { dial, loadIdentity, mint, type TestIdentity } from '../helpers/tokens.ts';
+import { test } from '../helpers/store.ts';
 
 const HEARTBEAT_MS = 5_000;
 /** Close code the relay uses when an agent is revoked while connected (shared/protocol.ts). */

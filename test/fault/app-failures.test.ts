@@ -4,7 +4,7 @@
  * each channel's config); each case reads the attempts log through GET /api/events/:id.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { startApp, type Received, type TestApp } from '../helpers/app.ts';
 import {
   pairAgent,
@@ -31,6 +31,7 @@ import {
   type Attempt,
   type EventView,
 } from './helpers.ts';
+import { test } from '../helpers/store.ts';
 
 interface Case {
   name: string;

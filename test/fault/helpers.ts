@@ -19,6 +19,7 @@ import {
   listEvents,
   pairAgent,
 } from '../helpers/processes.ts';
+import { relayStoreArgs } from '../helpers/store.ts';
 
 // ---------------------------------------------------------------------------------------------
 // TCP proxy
@@ -33,8 +34,9 @@ interface Pair {
 /**
  * A TCP proxy on 127.0.0.1:0 in front of `target`. `cutAll()` resets every open connection;
  * `blackhole()` keeps every connection (open and new) but drops all bytes both ways and never
- * propagates a close; `refuse()` resets new connections at once; `heal()` forwards new
- * connections again (blackholed ones stay dead, as half-open connections do).
+ * propagates a close; `refuse()` resets every open connection and each new one at once (a
+ * server that is down); `heal()` forwards new connections again (blackholed ones stay dead, as
+ * half-open connections do).
  */
 export class TcpProxy {
   readonly #server: net.Server;
@@ -42,6 +44,8 @@ export class TcpProxy {
   readonly #pairs = new Set<Pair>();
   #blackholing = false;
   #refusing = false;
+  /** Connections refused by `refuse()` so far. */
+  refused = 0;
   /** Connections accepted so far. */
   accepted = 0;
   url = '';
@@ -51,10 +55,11 @@ export class TcpProxy {
     this.#server = net.createServer((client) => this.#accept(client));
   }
 
-  /** Starts a proxy to the host and port of `targetUrl` (an http:// URL). */
+  /** Starts a proxy to the host and port of `targetUrl` (http://, or postgres:// on 5432). */
   static async start(targetUrl: string): Promise<TcpProxy> {
     const u = new URL(targetUrl);
-    const proxy = new TcpProxy({ host: u.hostname, port: Number(u.port) });
+    const port = Number(u.port) || (u.protocol === 'postgres:' ? 5432 : 80);
+    const proxy = new TcpProxy({ host: u.hostname, port });
     proxy.#server.listen(0, '127.0.0.1');
     await once(proxy.#server, 'listening');
     proxy.url = `http://127.0.0.1:${(proxy.#server.address() as AddressInfo).port}`;
@@ -67,12 +72,13 @@ export class TcpProxy {
   }
 
   #accept(client: net.Socket): void {
-    this.accepted++;
     if (this.#refusing) {
+      this.refused++;
       client.on('error', () => undefined);
       client.resetAndDestroy();
       return;
     }
+    this.accepted++;
     const upstream = net.connect(this.#target.port, this.#target.host);
     const pair: Pair = { client, upstream, blackholed: this.#blackholing };
     this.#pairs.add(pair);
@@ -118,9 +124,10 @@ export class TcpProxy {
     for (const pair of this.#pairs) pair.blackholed = true;
   }
 
-  /** Resets new connections at once (a server that is down), until `heal()`. */
-  refuse(): void {
+  /** Resets every open connection and refuses new ones until `heal()`; returns how many were open. */
+  refuse(): number {
     this.#refusing = true;
+    return this.cutAll();
   }
 
   heal(): void {
@@ -179,6 +186,7 @@ export async function startRelayInShell(opts: {
     opts.dataDir,
     '--log-level',
     'debug',
+    ...(await relayStoreArgs(opts.dataDir)),
   ];
   const script = `${opts.shellPrefix}; exec ${argv.map(shellQuote).join(' ')}`;
   const proc = new Proc([], { POSTERN_ADMIN_TOKEN: '' }, ROOT, ['bash', '-c', script]);
@@ -313,7 +321,12 @@ export async function waitAllDelivered(
       async () => {
         const events = (await listChannel(relay, channelId)).filter((e) => wanted.has(e.id));
         const pending = events.filter((e) => e.status !== 'delivered');
-        last = `${events.length} of ${wanted.size} listed, ${pending.length} not delivered`;
+        const byStatus = new Map<string, number>();
+        for (const e of pending) byStatus.set(e.status, (byStatus.get(e.status) ?? 0) + 1);
+        const statuses = [...byStatus].map(([status, n]) => `${n} ${status}`).join(', ');
+        last =
+          `${events.length} of ${wanted.size} listed, ${pending.length} not delivered` +
+          (pending.length > 0 ? `: ${statuses}` : '');
         return events.length === wanted.size && pending.length === 0 ? true : undefined;
       },
       timeoutMs,

@@ -4,7 +4,7 @@
  * webhook that arrives twice (its ack died with the agent) carries the same event id both times.
  */
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { after } from 'node:test';
 import { startApp, type TestApp } from '../helpers/app.ts';
 import {
   pairAgent,
@@ -24,6 +24,7 @@ import {
   eventIdOf,
   waitAllDelivered,
 } from './helpers.ts';
+import { test } from '../helpers/store.ts';
 
 const SENT = 1_000;
 const KILL_AFTER_DELIVERED = 250;

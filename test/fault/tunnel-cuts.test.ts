@@ -6,7 +6,6 @@
  * a half-open tunnel is detected by heartbeats within a few intervals and replaced.
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
 import { startApp, type TestApp } from '../helpers/app.ts';
 import {
   eventually,
@@ -30,6 +29,7 @@ import {
   TcpProxy,
   waitAllDelivered,
 } from './helpers.ts';
+import { test } from '../helpers/store.ts';
 
 const RELAY_DROP = 'agent stopped answering heartbeats; dropping the session';
 const AGENT_DROP = 'the relay stopped answering heartbeats; reconnecting';

@@ -4,7 +4,7 @@
  * nothing for them.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { request } from 'undici';
 import { startApp, type TestApp } from '../helpers/app.ts';
 import {
@@ -31,6 +31,7 @@ import {
   waitDelivered,
   type Answer,
 } from './support.ts';
+import { test } from '../helpers/store.ts';
 
 const CONCURRENCY = 3;
 const N = 60;

@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import type { ServerResponse } from 'node:http';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { startApp, type TestApp } from '../helpers/app.ts';
 import {
   pairAgent,
@@ -33,6 +33,7 @@ import {
   waitDelivered,
   waitEvents,
 } from './support.ts';
+import { test } from '../helpers/store.ts';
 
 /** Events of the busy channel beyond a full window: work it still has when the window is full. */
 const BACKLOG = 144;

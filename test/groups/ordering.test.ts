@@ -4,7 +4,7 @@
  * failing head holding only its own key, and the operator's skip letting the rest through.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { startApp, type Received, type TestApp } from '../helpers/app.ts';
 import {
   pairAgent,
@@ -33,6 +33,7 @@ import {
   waitDelivered,
   waitEvents,
 } from './support.ts';
+import { test } from '../helpers/store.ts';
 
 const SEED = 20_250_117;
 const FAIL_RATE = 0.3;

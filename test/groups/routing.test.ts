@@ -5,7 +5,7 @@
  * queued.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { startApp, type TestApp } from '../helpers/app.ts';
 import {
   pairAgent,
@@ -30,6 +30,7 @@ import {
   waitEvents,
   type EventView,
 } from './support.ts';
+import { test } from '../helpers/store.ts';
 
 const RETRY_MS = 200;
 const EACH = 5;

@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import type { ServerResponse } from 'node:http';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { request } from 'undici';
 import { startApp, type Received, type TestApp } from '../helpers/app.ts';
 import {
@@ -39,6 +39,7 @@ import {
   waitEvents,
   type EventView,
 } from './support.ts';
+import { test } from '../helpers/store.ts';
 
 /** The first retry of the retry-change test: long enough that the change lands before it. */
 const LONG_RETRY_MS = 8_000;

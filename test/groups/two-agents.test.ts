@@ -7,7 +7,7 @@
  * The agents run the same code, so each routes to its own app: the app tells who delivered.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { startApp, type Responder, type TestApp } from '../helpers/app.ts';
 import {
   eventually,
@@ -38,6 +38,7 @@ import {
   waitDelivered,
   type EventView,
 } from './support.ts';
+import { test } from '../helpers/store.ts';
 
 const N = 1_000;
 const KILL_AFTER = 250;

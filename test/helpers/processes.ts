@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { relayStoreArgs, releaseDatabases } from './store.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -117,10 +118,23 @@ export interface RelayOptions {
   extraArgs?: string[];
   /** Runs the relay under this umask (through `sh -c 'umask …; exec …'`, same pid). */
   umask?: number;
+  /**
+   * PostgreSQL pass: the URL the relay is given instead of its data dir's database (e.g. that
+   * database through a proxy); see store.ts.
+   */
+  databaseUrl?: string;
+  /**
+   * The log line to wait for (default 'relay listening'); 'listening; opening the store' for
+   * a relay whose store cannot be reached yet.
+   */
+  listeningMsg?: string;
 }
 
-/** Spawns `server/main.ts serve` on `dataDir` without waiting for anything. */
-export function spawnRelay(dataDir: string, opts: RelayOptions = {}): Proc {
+/**
+ * Spawns `server/main.ts serve` on `dataDir` (and on its database in the PostgreSQL pass, see
+ * store.ts) without waiting for anything.
+ */
+export async function spawnRelay(dataDir: string, opts: RelayOptions = {}): Promise<Proc> {
   const args = [
     path.join(ROOT, 'server/main.ts'),
     'serve',
@@ -133,6 +147,9 @@ export function spawnRelay(dataDir: string, opts: RelayOptions = {}): Proc {
     '--log-level',
     'debug',
     ...(opts.heartbeatMs ? ['--heartbeat-ms', String(opts.heartbeatMs)] : []),
+    ...(opts.databaseUrl === undefined
+      ? await relayStoreArgs(dataDir)
+      : ['--database-url', opts.databaseUrl]),
     ...(opts.extraArgs ?? []),
   ];
   const command =
@@ -153,8 +170,8 @@ export function spawnRelay(dataDir: string, opts: RelayOptions = {}): Proc {
 /** Starts `server/main.ts serve` and waits until it listens. */
 export async function startRelay(opts: RelayOptions = {}): Promise<RelayHandle> {
   const dataDir = opts.dataDir ?? (await tempDir());
-  const proc = spawnRelay(dataDir, opts);
-  const ready = await proc.waitForMsg('relay listening');
+  const proc = await spawnRelay(dataDir, opts);
+  const ready = await proc.waitForMsg(opts.listeningMsg ?? 'relay listening');
   const url = String(ready['url']);
   const token =
     opts.env?.['POSTERN_ADMIN_TOKEN'] ||
@@ -254,7 +271,9 @@ export async function startAgent(
   return { proc, stateDir, configFile, stop: async () => void (await proc.kill()) };
 }
 
+/** Removes a directory; the databases of the data dirs in it go with it (store.ts). */
 export async function removeDir(dir: string): Promise<void> {
+  await releaseDatabases(dir);
   await rm(dir, { recursive: true, force: true });
 }
 

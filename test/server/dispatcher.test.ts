@@ -88,6 +88,8 @@ class WatchedStore {
   readonly settles = new Set<{ at: number }>();
   /** Event ids whose next payload read fails. */
   readonly unreadable = new Set<string>();
+  /** While set, settles and releases fail as with a database that is away. */
+  away = false;
 
   constructor(store: EmbeddedStore, clock: () => number) {
     const track = <T>(promise: Promise<T>): Promise<T> => {
@@ -106,6 +108,10 @@ class WatchedStore {
           this.calls++;
           if (prop === 'readPayload' && this.unreadable.delete(String(args[0]))) {
             return track(Promise.reject(new Error('injected read failure')));
+          }
+          if (this.away && (prop === 'settle' || prop === 'release')) {
+            const err = new PosternError('ERR_UNAVAILABLE', 'injected: the database is away');
+            return track(Promise.reject(err));
           }
           const result: unknown = Reflect.apply(value, target, args);
           if (!(result instanceof Promise)) return result;
@@ -313,6 +319,45 @@ test('a sink that is not open is never picked', async (t) => {
   const id = await h.add(CH);
   assert.equal(closed.frames.length, 0);
   assert.equal((await h.get(id))?.status, 'queued');
+});
+
+test('an outcome the store cannot take (the database away) is recorded once it is back, not delivered again', async (t) => {
+  const h = await harness(t, [channelRecord('ch_1')]);
+  const sink = new FakeSink('s1', 4, ['ch_1']);
+  h.dispatcher.attach(sink);
+  const id = await h.add('ch_1');
+  assert.deepEqual(sink.ids(), [id]);
+  h.watched.away = true;
+  await h.ack(sink, id);
+  await h.advance(5_000);
+  assert.equal((await h.get(id))?.status, 'delivering', 'still claimed by this relay');
+  await h.advance(LEASE_MS * 2);
+  assert.equal((await h.get(id))?.status, 'delivering', 'its claim is renewed meanwhile');
+  assert.ok(h.logs.some((line) => line.includes('will try again')));
+  h.watched.away = false;
+  await h.advance(2_000);
+  const event = await h.get(id);
+  assert.equal(event?.status, 'delivered');
+  assert.equal(event?.attemptCount, 1);
+  assert.deepEqual(sink.ids(), [id], 'delivered once');
+});
+
+test('a session that ends while the database is away gives its events back once it is back', async (t) => {
+  const h = await harness(t, [channelRecord('ch_1')]);
+  const first = new FakeSink('s1', 4, ['ch_1']);
+  h.dispatcher.attach(first);
+  const id = await h.add('ch_1');
+  h.watched.away = true;
+  first.open = false;
+  h.dispatcher.detach(first);
+  await h.idle();
+  const second = new FakeSink('s2', 4, ['ch_1']);
+  h.dispatcher.attach(second);
+  await h.advance(5_000);
+  assert.deepEqual(second.ids(), [], 'still claimed: not offered again yet');
+  h.watched.away = false;
+  await h.advance(2_000);
+  assert.deepEqual(second.ids(), [id], 'released, then offered to the session there is');
 });
 
 test('the window is respected: window 2, 5 events, 2 sent until acks arrive', async (t) => {

@@ -188,7 +188,7 @@ test('the database password appears in no output: serve, migrate, --help, a refu
   const url = `postgres://postern:${password}@127.0.0.1:${port}/postern`;
   const dir = await dataDir();
 
-  const relay = spawnRelay(dir, { extraArgs: ['--database-url', url] });
+  const relay = await spawnRelay(dir, { databaseUrl: url });
   const code = await relay.exited;
   await new Promise((r) => setImmediate(r));
   const serveOut = relay.raw.join('\n');
@@ -345,7 +345,7 @@ test('a relay against a newer schema refuses to start, naming both versions', as
   const [code] = await run(['migrate', '--database-url', url]);
   assert.equal(code, 0);
   await query(url, `INSERT INTO postern_schema (version, name) VALUES (3, 'from_the_future')`);
-  const relay = spawnRelay(await dataDir(), { extraArgs: ['--database-url', url] });
+  const relay = await spawnRelay(await dataDir(), { databaseUrl: url });
   assert.equal(await relay.exited, 1);
   await new Promise((r) => setImmediate(r));
   const out = relay.raw.join('\n');
@@ -363,7 +363,7 @@ test('unreachable at start: alive, not ready, 503 with Retry-After; it opens by 
   const proxy = new DbProxy(port);
   t.after(() => proxy.close());
   const dir = await dataDir();
-  const proc = spawnRelay(dir, { extraArgs: ['--database-url', viaPort(url, port)] });
+  const proc = await spawnRelay(dir, { databaseUrl: viaPort(url, port) });
   t.after(async () => void (await proc.kill()));
   const listening = await proc.waitForMsg('listening; opening the store');
   const relayUrl = String(listening['url']);
@@ -463,8 +463,8 @@ test('the database away after start: /readyz says so, ingress answers 503 and ne
 
 test('a relay waiting for its database stops on SIGTERM', async (t) => {
   const port = await closedPort();
-  const proc = spawnRelay(await dataDir(), {
-    extraArgs: ['--database-url', `postgres://postgres@127.0.0.1:${port}/none`],
+  const proc = await spawnRelay(await dataDir(), {
+    databaseUrl: `postgres://postgres@127.0.0.1:${port}/none`,
   });
   t.after(async () => void (await proc.kill('SIGKILL')));
   await proc.waitForMsg('store unavailable; trying again');
