@@ -189,7 +189,8 @@ async function main(
   const [app, load] = await Promise.all([AppClient.start(kids), LoadClient.start(kids)]);
   const b = new Bench(opts, kids, app, load, deadline, pg);
   b.progress(
-    `starting${opts.quick ? ' (quick)' : ''}: ${opts.store} store` +
+    `starting${opts.quick ? ' (quick)' : ''}: ` +
+      (opts.store === 'both' ? 'both stores' : `${opts.store} store`) +
       (pg ? ` (PostgreSQL at ${redactUrl(pg.serverUrl)})` : '') +
       `, ${opts.connections} connections, ${opts.durationS} s, ` +
       `${opts.bodyBytes} B bodies; scenarios ${opts.scenarios.join(',')}` +

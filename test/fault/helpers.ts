@@ -79,11 +79,6 @@ export class TcpProxy {
       return;
     }
     this.accepted++;
-    if (this.#refusing) {
-      client.on('error', () => undefined);
-      client.resetAndDestroy();
-      return;
-    }
     const upstream = net.connect(this.#target.port, this.#target.host);
     const pair: Pair = { client, upstream, blackholed: this.#blackholing };
     this.#pairs.add(pair);

@@ -113,7 +113,8 @@ export class Cluster {
       dataDir,
       port,
       heartbeatMs: this.#opts.heartbeatMs,
-      extraArgs: ['--database-url', this.#relayDbUrl(appName), '--public-url', this.lb.url],
+      databaseUrl: this.#relayDbUrl(appName),
+      extraArgs: ['--public-url', this.lb.url],
       env: {
         POSTERN_ADMIN_TOKEN: ADMIN_TOKEN,
         POSTERN_SECRETS_KEY: SECRETS_KEY,

@@ -8,8 +8,17 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import type { ServerResponse } from 'node:http';
 import { startApp, type Received, type TestApp } from '../helpers/app.ts';
-import { burst, burstDispatcher, lineTime, waitAllDelivered, type Sent } from '../fault/helpers.ts';
+import { eventually } from '../helpers/processes.ts';
+import {
+  burst,
+  burstDispatcher,
+  eventIdOf,
+  lineTime,
+  waitAllDelivered,
+  type Sent,
+} from '../fault/helpers.ts';
 import { Cluster } from './cluster.ts';
 import {
   agentOf,
@@ -343,4 +352,73 @@ test("pg_terminate_backend of one replica's connections under load", async () =>
   console.log(`pg_terminate_backend: ${ended} connections ended`);
   assert.ok(ended > 0, 'no connection of the replica found');
   await check('pg_terminate_backend', run);
+});
+
+test('ordered: the replica delivering a key’s head dies mid-delivery; the key stays in order', async () => {
+  const c = need(cluster);
+  const a = need(app);
+  const answer = a.respond;
+  // The app holds the first request of key k0 until the relay that sent it is dead.
+  const held: { req: Received; res: ServerResponse }[] = [];
+  a.respond = (req, res) => {
+    const first =
+      req.url.includes('/midkill') && req.headers['x-key'] === 'k0' && held.length === 0;
+    if (first) held.push({ req, res });
+    else void answer(req, res);
+  };
+  let victim = -1;
+  let hit = new Set<number>();
+  let killedAt = 0;
+  const sending = sendOrdered({
+    url: `${c.lb.url}/h/${orderedChannel.id}/midkill`,
+    keys: 2,
+    perKey: 15,
+    dispatcher: http,
+    label: 'midkill',
+    deadlineMs: 60_000,
+    gapMs: 20,
+  });
+  try {
+    const head = await eventually(() => held[0], 30_000, 'the head of k0 at the app');
+    const agentId = c.agentIds[agentOf(head.req)]!;
+    victim = c.replicas.findIndex((r) => !r.paused && c.agentsOn(r.index).has(agentId));
+    assert.ok(victim >= 0, `no replica holds agent ${agentOf(head.req)}`);
+    hit = agentIndexesOn(c, victim);
+    killedAt = Date.now();
+    await c.kill(victim);
+  } finally {
+    // The agent finishes its request; its ack has no relay to reach.
+    for (const h of held) h.res.end('ok');
+    a.respond = answer;
+  }
+  const ordered = await sending;
+  const headId = eventIdOf(held[0]!.req);
+  const run: Run = {
+    sent: [],
+    ordered,
+    faults: [
+      {
+        what: `kill -9 of replica ${victim}, delivering the head of k0`,
+        agents: hit,
+        from: killedAt,
+        until: Date.now(),
+        database: false,
+      },
+    ],
+  };
+  const ids = ordered.sent.filter((s) => s.status === 202).map((s) => s.id!);
+  await explained(c, orderedChannel.id, ids);
+  const o = tally(ordered.sent, a.received, run.faults);
+  console.log(describe('ordered, replica killed mid-delivery', ordered.sent.length, o));
+  assert.equal(o.acknowledged, 30);
+  assert.equal(o.delivered, 30);
+  assert.deepEqual(o.lost, []);
+  assert.deepEqual(o.undocumented, []);
+  assert.deepEqual(o.unexplained, []);
+  // The head's outcome died with the relay: it was delivered again, before the rest of k0.
+  const headCount = a.received.filter((r) => eventIdOf(r) === headId).length;
+  assert.equal(headCount, 2, 'the head of k0 delivered again after the lease');
+  assert.deepEqual(orderViolations(ordered, a.received), [], 'per-key order');
+  await c.restart(victim);
+  await c.waitAgentsPlaced();
 });

@@ -28,7 +28,7 @@ export interface Fault {
  * lease, or lost the database before its lazy settle committed) is offered again: the first
  * receipt was through an agent the fault hit, close to the fault. Nothing else may repeat.
  */
-const SLACK_BEFORE_MS = 2_000;
+const SLACK_BEFORE_MS = 3_000;
 const SLACK_AFTER_MS = 4_000;
 
 export function agentOf(req: Received): number {
