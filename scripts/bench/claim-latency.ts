@@ -223,9 +223,14 @@ async function push(p: Pusher, n: number, deadline: number, progress: (s: string
 /** The pending table (its size, its dead rows) and the event log, as the server sees them. */
 async function tableFacts(url: string) {
   return onServer(url, async (c) => {
-    const { rows } = await c.query<{ name: string; bytes: string; dead: string; live: string }>(
-      `SELECT relname AS name, pg_total_relation_size(relid) AS bytes,
-              n_dead_tup AS dead, n_live_tup AS live
+    const { rows } = await c.query<{
+      bytes: string;
+      dead: string;
+      live: string;
+      autovacuums: string;
+    }>(
+      `SELECT pg_total_relation_size(relid) AS bytes, n_dead_tup AS dead, n_live_tup AS live,
+              autovacuum_count AS autovacuums
          FROM pg_stat_user_tables WHERE relname = 'postern_pending'`,
     );
     const { rows: ev } = await c.query<{ bytes: string }>(
@@ -237,6 +242,7 @@ async function tableFacts(url: string) {
       pendingBytes: Number(pending?.bytes ?? 0),
       pendingDeadRows: Number(pending?.dead ?? 0),
       pendingLiveRows: Number(pending?.live ?? 0),
+      pendingAutovacuums: Number(pending?.autovacuums ?? 0),
       eventLogBytes: Number(ev[0]?.bytes ?? 0),
     };
   });
@@ -301,6 +307,7 @@ async function main(opts: Options): Promise<boolean> {
         `${mib(emptyFacts.pendingBytes)} → ${mib(agedFacts.pendingBytes)}, ` +
           `${int(agedFacts.pendingLiveRows)} / ${int(agedFacts.pendingDeadRows)}`,
       ],
+      ['autovacuums of postern_pending before the aged claims', int(agedFacts.pendingAutovacuums)],
       ['event log (events + payloads), aged', mib(agedFacts.eventLogBytes)],
     ];
     const w = Math.max(...rows.map((r) => r[0].length));
