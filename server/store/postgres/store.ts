@@ -85,6 +85,15 @@ const MAX_BATCH = 256;
 const DAYS_AHEAD = 2;
 /** Maintenance (partitions ahead, compaction of the counts) this often. */
 const MAINTENANCE_MS = 60_000;
+/**
+ * The queue table is vacuumed by the store this often once this many of its rows finished
+ * since the last time: every event is inserted, claimed and deleted there, and autovacuum at
+ * its defaults lets the dead rows pile up until claims slow down many times over.
+ */
+const VACUUM_MS = 2_000;
+const VACUUM_AFTER_ROWS = 1_000;
+/** Advisory lock key: one relay at a time vacuums the queue table. */
+const VACUUM_LOCK = 0x706f7374;
 /** Compaction of the status deltas once this many rows piled up. */
 const COMPACT_ROWS = 1_000;
 /** Longest a readiness probe waits for the database to answer. */
@@ -144,6 +153,9 @@ export class PostgresStore implements Store {
   #pool: pg.Pool | null = null;
   #feed: Feed | null = null;
   #maintenance: NodeJS.Timeout | null = null;
+  #vacuumTimer: NodeJS.Timeout | null = null;
+  /** Rows of the queue table finished (settled) since its last vacuum here. */
+  #churn = 0;
   readonly #atRest: AtRest | null;
   readonly #days = new Days();
   readonly #listeners = new Set<(change: StoreChange) => void>();
@@ -226,11 +238,15 @@ export class PostgresStore implements Store {
     }
     this.#maintenance = setInterval(() => void this.#maintain(), MAINTENANCE_MS);
     this.#maintenance.unref();
+    this.#vacuumTimer = setInterval(() => void this.#vacuumQueue(), VACUUM_MS);
+    this.#vacuumTimer.unref();
   }
 
   async close(): Promise<void> {
     if (this.#maintenance) clearInterval(this.#maintenance);
     this.#maintenance = null;
+    if (this.#vacuumTimer) clearInterval(this.#vacuumTimer);
+    this.#vacuumTimer = null;
     if (!this.#pool) return;
     await Promise.allSettled([this.#appends.flush(), this.#settles.flush()]);
     await this.#feed?.stop();
@@ -727,6 +743,7 @@ export class PostgresStore implements Store {
     ]);
     this.#stats.settleStatements++;
     this.#stats.settles += items.length;
+    this.#churn += items.length;
     const r = rows[0]?.r;
     if (!Array.isArray(r) || r.length !== items.length) {
       throw new PosternError('ERR_STORE_CORRUPT', 'postern_settle: unexpected result');
@@ -836,6 +853,36 @@ export class PostgresStore implements Store {
       await this.#days.ensure(this.#db, days);
     } catch (err) {
       throw this.#wrap(err);
+    }
+  }
+
+  /**
+   * VACUUM of the queue table once enough of its rows finished, by one relay at a time (the
+   * others skip their turn): its dead rows then never slow claims down.
+   */
+  async #vacuumQueue(): Promise<void> {
+    if (!this.#pool || this.#churn < VACUUM_AFTER_ROWS) return;
+    let client: pg.PoolClient | undefined;
+    try {
+      client = await this.#pool.connect();
+      const { rows } = await client.query<{ locked: boolean }>(
+        'SELECT pg_try_advisory_lock($1) AS locked',
+        [VACUUM_LOCK],
+      );
+      if (!rows[0]?.locked) return;
+      try {
+        this.#churn = 0;
+        await client.query('VACUUM postern_pending');
+      } finally {
+        await client.query('SELECT pg_advisory_unlock($1)', [VACUUM_LOCK]);
+      }
+    } catch (err) {
+      this.#log.warn(
+        { err: String(this.#wrap(err)) },
+        'could not vacuum the queue table; will try again',
+      );
+    } finally {
+      client?.release();
     }
   }
 
