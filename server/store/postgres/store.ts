@@ -180,6 +180,12 @@ export class PostgresStore implements Store {
     (b) => this.#settleBatch(b),
     { maxInFlight: 2, maxBatch: MAX_BATCH, lazyMs: LAZY_FLUSH_MS },
   );
+  /** Bodies read together: a claim's events are read back at once, in one statement. */
+  readonly #reads = new GroupCommit<string, Buffer | undefined>((ids) => this.#readBatch(ids), {
+    maxInFlight: 2,
+    maxBatch: MAX_BATCH,
+    lazyMs: LAZY_FLUSH_MS,
+  });
 
   constructor(opts: PostgresStoreOptions) {
     this.#opts = opts;
@@ -569,16 +575,22 @@ export class PostgresStore implements Store {
   }
 
   async readPayload(id: string): Promise<EventPayload> {
-    const rows = await this.#q<{ record: Buffer }>(
-      'SELECT record FROM postern_payloads WHERE id = $1 LIMIT 1',
-      [id],
-    );
-    if (!rows[0]) throw new PosternError('ERR_NOT_FOUND', `no event ${id}`, { status: 404 });
-    const record = decodeRecord(rows[0].record);
+    const buf = await this.#reads.add(id);
+    if (!buf) throw new PosternError('ERR_NOT_FOUND', `no event ${id}`, { status: 404 });
+    const record = decodeRecord(buf);
     if (record.kind !== 'event') {
       throw new PosternError('ERR_STORE_CORRUPT', `event ${id} is stored as a non-event record`);
     }
     return record.payload;
+  }
+
+  async #readBatch(ids: string[]): Promise<(Buffer | undefined)[]> {
+    const rows = await this.#q<{ id: string; record: Buffer }>(
+      'SELECT id, record FROM postern_payloads WHERE id = ANY($1::text[])',
+      [ids],
+    );
+    const byId = new Map(rows.map((r) => [r.id, r.record]));
+    return ids.map((id) => byId.get(id));
   }
 
   async listEvents(filter: EventFilter): Promise<ListPage> {
