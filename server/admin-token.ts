@@ -44,13 +44,17 @@ export async function setUpAdminToken(
     const generated = sha256Hex(token);
     // Set only if still unset: of relays on one database starting together, the first to
     // store its token wins, and the others use that one (and drop the file they wrote).
+    let won = false;
     let stored: string | null = null;
     await control.update((s) => {
-      s.adminTokenHash ??= generated;
+      if (!s.adminTokenHash) {
+        s.adminTokenHash = generated;
+        won = true;
+      }
       stored = s.adminTokenHash;
     });
-    hash = stored ?? generated;
-    if (hash !== generated) {
+    hash = won ? generated : (stored ?? generated);
+    if (!won) {
       await rm(writtenTo, { force: true });
       writtenTo = null;
     }
