@@ -49,8 +49,10 @@ export function channelRoutes(router: Router, relay: RelayContext): void {
       }
       view = channelView(channel, relay.config.publicUrl);
     });
-    // Pending events follow the new settings at once, and agents granted a renamed channel get
-    // a new welcome: every relay sees to both on the control change (control-changes.ts).
+    // Pending events follow the new settings at once (ordering, keys, retries, response).
+    relay.dispatcher.channelChanged(id);
+    // Agents route by the names their welcome granted: a new name needs a new welcome, which
+    // every relay sees to on the control change (server/control-changes.ts).
     ctx.body = view;
   });
 
@@ -60,6 +62,7 @@ export function channelRoutes(router: Router, relay: RelayContext): void {
       s.channels = s.channels.filter((c) => c.id !== id);
       for (const a of s.agents) a.channels = a.channels.filter((c) => c !== id);
     });
+    relay.dispatcher.forgetChannel(id);
     relay.logger.info({ channelId: id }, 'channel deleted');
     ctx.status = 204;
   });
