@@ -19,8 +19,6 @@ export interface PresenceDeps {
   local: () => string[];
   now?: () => number;
   ttlMs?: number;
-  /** This relay, as the store knows its presence (default: a new random id). */
-  owner?: string;
 }
 
 export class PresenceBoard {
@@ -28,7 +26,7 @@ export class PresenceBoard {
   readonly #now: () => number;
   readonly #ttlMs: number;
   /** This relay, as the store knows its presence. */
-  readonly #owner: string;
+  readonly #owner = `relay-${randomUUID()}`;
   /** Agents on other relays, with the time their relay's word runs out. */
   #elsewhere = new Map<string, number>();
   #timer: NodeJS.Timeout | null = null;
@@ -44,7 +42,6 @@ export class PresenceBoard {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
     this.#ttlMs = deps.ttlMs ?? PRESENCE_TTL_MS;
-    this.#owner = deps.owner ?? `relay-${randomUUID()}`;
   }
 
   start(): void {

@@ -3,7 +3,6 @@
  * no side effects; `start()` opens the store and listens, `stop()` shuts down gracefully.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { AddressInfo } from 'node:net';
 import Router from '@koa/router';
@@ -175,8 +174,6 @@ function isUnavailable(err: unknown): boolean {
 export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
   const logger = deps.logger;
   const now = deps.now ?? Date.now;
-  /** This process: the owner of its claims and of its word on which agents it holds. */
-  const relayId = `relay-${randomUUID()}`;
   const store = deps.store ?? defaultStore(config, logger);
   const storeName = config.databaseUrl === null ? config.dataDir : redactUrl(config.databaseUrl);
   const control = new ControlCache(
@@ -347,7 +344,6 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       channel,
       now,
       leaseMs: config.leaseMs,
-      owner: relayId,
       onAttempt: (outcome, deliveredAfterMs) => {
         metrics.attempts.inc({ outcome });
         if (deliveredAfterMs !== null) metrics.deliveryLatency.observe(deliveredAfterMs / 1000);
@@ -397,7 +393,6 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       },
     });
     const board = new PresenceBoard({
-      owner: relayId,
       store,
       logger,
       now,

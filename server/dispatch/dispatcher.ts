@@ -82,8 +82,6 @@ export interface DispatcherDeps {
   onAttempt?: (outcome: AckFrame['outcome'], deliveredAfterMs: number | null) => void;
   /** How long claims hold without renewal (default LEASE_MS). */
   leaseMs?: number;
-  /** This relay process, as the owner of its claims (default: a new random id). */
-  owner?: string;
 }
 
 export class Dispatcher {
@@ -95,7 +93,7 @@ export class Dispatcher {
   readonly #onAttempt: NonNullable<DispatcherDeps['onAttempt']>;
   readonly #leaseMs: number;
   /** This process, as the owner of its claims. */
-  readonly #owner: string;
+  readonly #owner = `relay-${randomUUID()}`;
   readonly #sessions = new Sessions();
   readonly #sinks = new Set<Sink>();
   readonly #channels = new Map<string, ChannelState>();
@@ -124,7 +122,6 @@ export class Dispatcher {
     this.#random = deps.random ?? Math.random;
     this.#onAttempt = deps.onAttempt ?? (() => undefined);
     this.#leaseMs = deps.leaseMs ?? LEASE_MS;
-    this.#owner = deps.owner ?? `relay-${randomUUID()}`;
   }
 
   /** Listens to the store's changes and keeps this process's claims alive. */

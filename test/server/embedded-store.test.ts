@@ -5,7 +5,6 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { EmbeddedStore, MAX_ATTEMPTS_KEPT } from '../../server/store/embedded.ts';
 import { MAX_REJECTED_PER_CHANNEL } from '../../server/store/types.ts';
-import { counts } from '../store/contract/support.ts';
 import { EVENTS_FILE, LAYOUT, openEventDb } from '../../server/store/event-db.ts';
 import { Journal } from '../../server/store/journal.ts';
 import { encodeEventRecord, encodeUpdateRecord } from '../../server/store/records.ts';
@@ -14,6 +13,7 @@ import type {
   ChannelRecord,
   ClaimRef,
   EventPayload,
+  EventStatus,
   EventSummary,
   EventUpdate,
 } from '../../server/store/types.ts';
@@ -100,6 +100,18 @@ async function claimAll(
     leaseMs: 60_000,
   });
   return new Map(claims.map((c) => [c.event.id, { id: c.event.id, epoch: c.epoch }]));
+}
+
+function counts(partial: Partial<Record<EventStatus, number>>): Record<EventStatus, number> {
+  return {
+    queued: 0,
+    delivering: 0,
+    delivered: 0,
+    failed: 0,
+    rejected: 0,
+    filtered: 0,
+    ...partial,
+  };
 }
 
 test('appendEvent returns a queued summary; getEvent and readPayload give it back', async (t) => {
