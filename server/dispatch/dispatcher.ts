@@ -25,6 +25,7 @@ import type {
   AppResponse,
   ChannelRecord,
   Claim,
+  ClaimRef,
   EventSummary,
   Store,
   StoreChange,
@@ -42,6 +43,14 @@ export const LEASE_MS = 30_000;
 const CLAIM_BATCH = 64;
 /** After a failed claim (the store unavailable), try the channel again after this long. */
 const CLAIM_RETRY_MS = 1_000;
+
+/** A settle or release on its way to the store (see `#unrecorded`). */
+interface Unrecorded {
+  ref: ClaimRef;
+  write: () => Promise<unknown>;
+  /** Refused once: `#recordAgain` runs it again. */
+  failed: boolean;
+}
 
 /** A claim of this process: the event as claimed, and the session it was sent on. */
 interface InFlight {
@@ -99,11 +108,12 @@ export class Dispatcher {
   readonly #channels = new Map<string, ChannelState>();
   readonly #inflight = new Map<string, InFlight>();
   /**
-   * Settles and releases the store could not take (the database away), by event id: tried
-   * again every CLAIM_RETRY_MS until they go through. Their claims are still this relay's and
-   * are renewed meanwhile, so no other relay delivers them before the outcome is recorded.
+   * Settles and releases not yet taken by the store, by event id: under way, or refused (the
+   * database away, `failed`) and tried again every CLAIM_RETRY_MS until they go through. Their
+   * claims are still this relay's and are renewed meanwhile, so no other relay delivers them
+   * before the outcome is recorded.
    */
-  readonly #unrecorded = new Map<string, () => Promise<unknown>>();
+  readonly #unrecorded = new Map<string, Unrecorded>();
   #retryTimer: NodeJS.Timeout | null = null;
   /** Ingress requests of sync channels waiting for the app's response, by event id. */
   readonly #responseWaiters = new Map<string, (answer: AppResponse | null) => void>();
@@ -159,9 +169,16 @@ export class Dispatcher {
     );
   }
 
+  /**
+   * Renews the claims this process knows it holds, and only those: a claim whose answer was
+   * lost (the database connection reset after its commit) runs out and is claimed again.
+   */
   #renew(): void {
-    if (this.#inflight.size === 0 && this.#unrecorded.size === 0) return;
-    this.#store.renewClaims(this.#owner, this.#now(), this.#leaseMs).catch((err: unknown) => {
+    const refs: ClaimRef[] = [];
+    for (const [id, held] of this.#inflight) refs.push({ id, epoch: held.epoch });
+    for (const { ref } of this.#unrecorded.values()) refs.push(ref);
+    if (refs.length === 0) return;
+    this.#store.renewClaims(this.#owner, refs, this.#now(), this.#leaseMs).catch((err: unknown) => {
       this.#log.error({ err }, 'could not renew claims; deliveries may be offered twice');
     });
   }
@@ -270,7 +287,7 @@ export class Dispatcher {
     // Lazy: an outcome lost in a crash only means the event is offered again (at least once),
     // so it rides along with the next ingress commit instead of costing a flush of its own.
     const ref = { id: summary.id, epoch: held.epoch };
-    this.#record(summary.id, ids, () =>
+    this.#record(ref, ids, () =>
       this.#store.settle(ref, update, { lazy: true }).then((settled) => {
         if (settled === null) {
           this.#log.warn(
@@ -496,34 +513,46 @@ export class Dispatcher {
     const ref = { id: held.event.id, epoch: held.epoch };
     const opts = notBefore === undefined ? {} : { notBefore };
     const ids = { eventId: ref.id, channelId: held.event.channelId };
-    this.#record(ref.id, ids, () => this.#store.release(ref, opts));
+    this.#record(ref, ids, () => this.#store.release(ref, opts));
   }
 
   /**
    * Runs a settle or release; one the store refuses (the database away) is kept and tried
    * again until it goes through, so that the claim ends with the outcome recorded.
    */
-  #record(id: string, ids: Record<string, string>, write: () => Promise<unknown>): void {
-    write().catch((err: unknown) => {
-      this.#log.error({ ...ids, err }, 'could not record a delivery outcome; will try again');
-      this.#unrecorded.set(id, write);
-      this.#retryTimer ??= setTimeout(() => this.#recordAgain(), CLAIM_RETRY_MS);
-      this.#retryTimer.unref();
-    });
+  #record(ref: ClaimRef, ids: Record<string, string>, write: () => Promise<unknown>): void {
+    const entry: Unrecorded = { ref, write, failed: false };
+    this.#unrecorded.set(ref.id, entry);
+    write().then(
+      () => this.#recorded(entry),
+      (err: unknown) => {
+        this.#log.error({ ...ids, err }, 'could not record a delivery outcome; will try again');
+        entry.failed = true;
+        this.#retryTimer ??= setTimeout(() => void this.#recordAgain(), CLAIM_RETRY_MS);
+        this.#retryTimer.unref();
+      },
+    );
+  }
+
+  #recorded(entry: Unrecorded): void {
+    if (this.#unrecorded.get(entry.ref.id) === entry) this.#unrecorded.delete(entry.ref.id);
   }
 
   async #recordAgain(): Promise<void> {
-    for (const [id, write] of [...this.#unrecorded]) {
+    let left = false;
+    for (const entry of [...this.#unrecorded.values()]) {
+      if (!entry.failed) continue;
       if (this.#stopped) break;
       try {
-        await write();
-        if (this.#unrecorded.get(id) === write) this.#unrecorded.delete(id);
+        await entry.write();
+        this.#recorded(entry);
       } catch {
+        left = true;
         break; // still away: the rest waits too
       }
     }
     this.#retryTimer = null;
-    if (this.#unrecorded.size > 0 && !this.#stopped) {
+    if (left && !this.#stopped) {
       this.#retryTimer = setTimeout(() => void this.#recordAgain(), CLAIM_RETRY_MS);
       this.#retryTimer.unref();
     } else {

@@ -622,10 +622,16 @@ export class EmbeddedStore implements Store {
     return true;
   }
 
-  async renewClaims(owner: string, now: number, leaseMs: number): Promise<number> {
+  async renewClaims(
+    owner: string,
+    claims: readonly ClaimRef[],
+    now: number,
+    leaseMs: number,
+  ): Promise<number> {
     let n = 0;
-    for (const held of this.#claims.values()) {
-      if (held.owner !== owner || held.leaseUntil <= now) continue;
+    for (const ref of claims) {
+      const held = this.#claims.get(ref.id);
+      if (held?.owner !== owner || held.epoch !== ref.epoch || held.leaseUntil <= now) continue;
       held.leaseUntil = now + leaseMs;
       n++;
     }

@@ -257,9 +257,9 @@ export interface ClaimResult {
   claims: Claim[];
   /**
    * When something of the channel that is not claimable now may become so without another
-   * change being reported (an event waiting for its retry time, a lease of another owner
-   * running out), ms since epoch; null when nothing is waiting. A hint: a claim then may
-   * still find nothing.
+   * change being reported (an event waiting for its retry time, a lease running out: of any
+   * owner, the claimer's own included), ms since epoch; null when nothing is waiting. A hint:
+   * a claim then may still find nothing.
    */
   wakeAt: number | null;
 }
@@ -373,8 +373,17 @@ export interface Store {
    * holds.
    */
   release(claim: ClaimRef, opts?: { notBefore?: number }): Promise<boolean>;
-  /** Extends every claim of `owner` still held to `now + leaseMs`; returns how many. */
-  renewClaims(owner: string, now: number, leaseMs: number): Promise<number>;
+  /**
+   * Extends the named claims of `owner` that still hold (same id and epoch, lease not run out)
+   * to `now + leaseMs`; returns how many. Only the claims named: one whose answer never reached
+   * its owner (a connection lost after the commit) is not renewed and runs out by itself.
+   */
+  renewClaims(
+    owner: string,
+    claims: readonly ClaimRef[],
+    now: number,
+    leaseMs: number,
+  ): Promise<number>;
   /** Calls `listener` with each change (rule 6); returns an unsubscribe. */
   subscribe(listener: (change: StoreChange) => void): () => void;
 

@@ -90,6 +90,8 @@ class WatchedStore {
   readonly unreadable = new Set<string>();
   /** While set, settles and releases fail as with a database that is away. */
   away = false;
+  /** Claims that go through but whose answer is lost (the connection reset after the commit). */
+  lostClaimAnswers = 0;
 
   constructor(store: EmbeddedStore, clock: () => number) {
     const track = <T>(promise: Promise<T>): Promise<T> => {
@@ -115,6 +117,11 @@ class WatchedStore {
           }
           const result: unknown = Reflect.apply(value, target, args);
           if (!(result instanceof Promise)) return result;
+          if (prop === 'claim' && this.lostClaimAnswers > 0) {
+            this.lostClaimAnswers--;
+            const lost = new PosternError('ERR_UNAVAILABLE', 'injected: connection reset');
+            return track(result.then(() => Promise.reject(lost)));
+          }
           if (prop !== 'settle') return track(result);
           // A lazy settle resolves when a commit takes it along, at the latest LAZY_FLUSH_MS of
           // fake time later: waiting for it before the clock got there would wait forever.
@@ -1373,6 +1380,28 @@ test('lease renewal keeps a slow delivery’s claim: no second delivery past the
   assert.equal(summary?.attempts.length, 1);
   await h.advance(2 * leaseMs);
   assert.equal(sink.frames.length, 1);
+});
+
+test('a claim whose answer was lost is not renewed: it runs out and is delivered', async (t) => {
+  const leaseMs = 3_000;
+  const h = await harness(t, [channelRecord(CH)], { leaseMs });
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  // A slow delivery keeps renewals running all along.
+  const slow = await h.add(CH);
+  assert.deepEqual(sink.ids(), [slow]);
+  h.watched.lostClaimAnswers = 1;
+  const orphan = await h.add(CH);
+  assert.deepEqual(sink.ids(), [slow], 'claimed in the store, but this relay does not know it');
+  assert.equal((await h.get(orphan))?.status, 'delivering');
+  assert.ok(h.logs.some((line) => line.includes('could not claim events')));
+
+  await h.advance(leaseMs + 1_000);
+  assert.deepEqual(sink.ids(), [slow, orphan], 'claimed again once its lease ran out');
+  for (const id of [slow, orphan]) await h.ack(sink, id);
+  assert.equal((await h.counts()).delivered, 2);
+  await h.advance(2 * leaseMs);
+  assert.equal(sink.frames.length, 2, 'each offered once since');
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -779,7 +779,13 @@ export class PostgresStore implements Store {
     return true;
   }
 
-  async renewClaims(owner: string, now: number, leaseMs: number): Promise<number> {
+  async renewClaims(
+    owner: string,
+    claims: readonly ClaimRef[],
+    now: number,
+    leaseMs: number,
+  ): Promise<number> {
+    if (claims.length === 0) return 0;
     try {
       // SKIP LOCKED: a row locked by a settle or release of this relay in flight is about to
       // leave the claim anyway; waiting for it would deadlock with a settle batch that locks
@@ -787,10 +793,12 @@ export class PostgresStore implements Store {
       const r = await this.#db.query(
         `UPDATE postern_pending SET lease_until = $2::bigint + $3::bigint,
                 ready_at = $2::bigint + $3::bigint, waiting = true
-          WHERE event_id IN (SELECT event_id FROM postern_pending
-                              WHERE claim_owner = $1 AND lease_until > $2
-                              FOR UPDATE SKIP LOCKED)`,
-        [owner, now, leaseMs],
+          WHERE event_id IN (SELECT p.event_id FROM postern_pending p
+                               JOIN unnest($4::text[], $5::bigint[]) AS c(id, epoch)
+                                 ON p.event_id = c.id AND p.claim_epoch = c.epoch
+                              WHERE p.claim_owner = $1 AND p.lease_until > $2
+                              FOR UPDATE OF p SKIP LOCKED)`,
+        [owner, now, leaseMs, claims.map((c) => c.id), claims.map((c) => c.epoch)],
       );
       return r.rowCount ?? 0;
     } catch (err) {

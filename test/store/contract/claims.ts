@@ -157,31 +157,45 @@ export function claimTests(backend: Backend): void {
     assert.equal(await store.release(ref(two)), true);
   });
 
-  test('renewClaims extends the leases of one owner', async (t) => {
+  test('renewClaims extends the named claims of one owner, and only those', async (t) => {
     const { store } = await fresh(t, backend);
-    await appendAll(store, [payload(1), payload(2), payload(3)]);
+    await appendAll(store, [payload(1), payload(2), payload(3), payload(4)]);
     const lease = 10_000;
-    const mine = await store.claim(claimRequest('r1', 'ch_a', START, { limit: 2, leaseMs: lease }));
-    assert.equal(mine.claims.length, 2);
+    const mine = await store.claim(claimRequest('r1', 'ch_a', START, { limit: 3, leaseMs: lease }));
+    assert.equal(mine.claims.length, 3);
     const theirs = only(
       (await store.claim(claimRequest('r2', 'ch_a', START, { leaseMs: lease }))).claims,
     );
-    assert.equal(await store.renewClaims('r1', START + 5_000, lease), 2);
-    assert.equal(await store.renewClaims('r9', START + 5_000, lease), 0, 'an owner without claims');
+    // r1 knows of two of its three claims (the third one's answer was lost on the way back).
+    const [known1, known2, lost] = mine.claims.sort((a, b) => a.event.id.localeCompare(b.event.id));
+    assert.ok(known1 && known2 && lost);
+    const named = [ref(known1), ref(known2)];
+    const wrong = [
+      { id: lost.event.id, epoch: lost.epoch + 1 }, // not the claim's epoch
+      ref(theirs), // another owner's
+      { id: 'evt_unknown', epoch: 1 },
+    ];
+    assert.equal(await store.renewClaims('r1', [...named, ...wrong], START + 5_000, lease), 2);
+    assert.equal(await store.renewClaims('r9', named, START + 5_000, lease), 0, 'not its claims');
+    assert.equal(await store.renewClaims('r1', [], START + 5_000, lease), 0, 'none named');
 
-    // Between the old end (START + 10 s) and the new one (START + 15 s): r1's claims hold,
-    // r2's ran out.
+    // The owner's own leases count in the wake-up time: the earliest is the unnamed one's.
+    const nothing = await store.claim(claimRequest('r1', 'ch_a', START + 6_000));
+    assert.deepEqual(nothing, { claims: [], wakeAt: START + lease });
+
+    // Between the old end (START + 10 s) and the new one (START + 15 s): the named claims hold;
+    // r2's and the unnamed one ran out.
     const between = await store.claim(
       claimRequest('r3', 'ch_a', START + 12_000, { leaseMs: lease }),
     );
-    assert.deepEqual(claimedIds(between.claims), [theirs.event.id]);
-    for (const claim of mine.claims) {
+    assert.deepEqual(claimedIds(between.claims), claimedIds([lost, theirs]));
+    for (const claim of [known1, known2]) {
       assert.equal((await mustGet(store, claim.event.id)).status, 'delivering');
     }
     const after = await store.claim(claimRequest('r3', 'ch_a', START + 15_001, { leaseMs: lease }));
     assert.deepEqual(
       claimedIds(after.claims),
-      claimedIds(mine.claims),
+      claimedIds([known1, known2]),
       'the renewed lease ran out',
     );
     for (const claim of mine.claims) {
