@@ -8,7 +8,9 @@
  * 1. Durable before resolving: `appendEvent`, `updateControl` and a non-lazy `updateEvent`
  *    resolve only once their change survives a crash of the process and of the machine.
  * 2. Visible at once: once a write resolved, every read sees it, whichever relay reads; a lazy
- *    settle is visible through this store at once, and through others once it resolved.
+ *    settle is visible to this store's reads at once, and to claims and other relays once it
+ *    resolved (a claim does not wait for it: its event stays claimed until then, and the feed
+ *    reports work on its channel once it is settled).
  * 3. Work is claimed: dispatch takes events with `claim`; a claimed event is `delivering` and
  *    no other claim gets it until the claim is settled, released or its lease runs out. Each
  *    claim has an epoch, larger than any earlier claim of that event; `settle` and `release`

@@ -706,7 +706,8 @@ export class PostgresStore implements Store {
   // dispatch
 
   async claim(request: ClaimRequest): Promise<ClaimResult> {
-    await this.#seeLazy();
+    // Not after the lazy settles under way (rule 2): their events stay claimed until they are
+    // committed, and each reports work on its channel then.
     const rows = await this.#q<{ r: unknown }>(
       'SELECT postern_claim($1, $2, $3, $4, $5, $6, $7) AS r',
       [
