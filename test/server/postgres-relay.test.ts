@@ -353,7 +353,10 @@ test('a relay against a newer schema refuses to start, naming both versions', as
   assert.equal(code, 0);
   const latest = loadMigrations().length;
   const future = latest + 1;
-  await query(url, `INSERT INTO postern_schema (version, name) VALUES (${future}, 'from_the_future')`);
+  await query(
+    url,
+    `INSERT INTO postern_schema (version, name) VALUES (${future}, 'from_the_future')`,
+  );
   const relay = await spawnRelay(await dataDir(), { databaseUrl: url });
   assert.equal(await relay.exited, 1);
   await new Promise((r) => setImmediate(r));
