@@ -360,9 +360,9 @@ export interface Store {
   claim(request: ClaimRequest): Promise<ClaimResult>;
   /**
    * Records the outcome of a claimed event's attempt and ends the claim; null, changing
-   * nothing, when the claim no longer holds. A `lazy` outcome is visible at once but may wait
-   * a little for another write to be made durable with (losing it in a crash only means the
-   * event is offered again); the promise resolves once it is durable either way.
+   * nothing, when the claim no longer holds. The promise resolves once the outcome is durable;
+   * a `lazy` one is visible at once, may wait a little for company, and need not be durable
+   * when its promise resolves: losing it in a crash only means the event is offered again.
    */
   settle(
     claim: ClaimRef,

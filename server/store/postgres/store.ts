@@ -121,7 +121,21 @@ interface SettleItem {
   id: string;
   epoch: number;
   update: EventUpdate;
+  /** May be lost in a crash of the server (the event is offered again): no WAL flush wait. */
+  lazy: boolean;
 }
+
+/**
+ * Selected with a statement whose commit need not survive a crash of the server: it commits
+ * without waiting for the WAL flush (its own transaction only). Any later durable commit
+ * flushes the WAL, this one's included.
+ */
+const NO_FLUSH = "set_config('synchronous_commit', 'off', true)";
+
+/** A claimed event's record comes back with its claim when its body is this size or less. */
+const PREFETCH_BYTES = 64 * 1024;
+/** Records kept for dispatch to read at most (a claim's worth of windows). */
+const PREFETCH_MAX = 1_024;
 
 /** A socket's error (the database away), as opposed to one of a local file. */
 function isNetwork(err: unknown): boolean {
@@ -180,6 +194,11 @@ export class PostgresStore implements Store {
     (b) => this.#settleBatch(b),
     { maxInFlight: 2, maxBatch: MAX_BATCH, lazyMs: LAZY_FLUSH_MS },
   );
+  /**
+   * Records of claimed events that came back with their claim, until dispatch reads them (at
+   * most PREFETCH_MAX, the oldest dropped first: one dropped is read on its own).
+   */
+  readonly #prefetched = new Map<string, Buffer>();
   /** Bodies read together: a claim's events are read back at once, in one statement. */
   readonly #reads = new GroupCommit<string, Buffer | undefined>((ids) => this.#readBatch(ids), {
     maxInFlight: 2,
@@ -337,9 +356,17 @@ export class PostgresStore implements Store {
       : new PosternError('ERR_STORE_WRITE', `database: ${message}`, { cause: e });
   }
 
-  async #q<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<R[]> {
+  /**
+   * Runs one statement. A `name` prepares it once per connection (planned once: the statements
+   * of every event, whose planning cost as much as their run).
+   */
+  async #q<R extends pg.QueryResultRow>(
+    sql: string,
+    params: unknown[] = [],
+    name?: string,
+  ): Promise<R[]> {
     try {
-      return (await this.#db.query<R>(sql, params)).rows;
+      return (await this.#db.query<R>({ text: sql, values: params, name })).rows;
     } catch (err) {
       throw this.#wrap(err);
     }
@@ -484,7 +511,7 @@ export class PostgresStore implements Store {
         this.#db,
         summaries.map((s) => s.receivedAt),
       );
-      await this.#db.query(sql, params);
+      await this.#db.query({ name: 'postern_append', text: sql, values: params });
     } catch (err) {
       // A day dropped by another relay's retention meanwhile: create it again, once.
       if ((err as { code?: unknown }).code !== '23514') throw this.#wrap(err);
@@ -494,7 +521,7 @@ export class PostgresStore implements Store {
           this.#db,
           summaries.map((s) => s.receivedAt),
         );
-        await this.#db.query(sql, params);
+        await this.#db.query({ name: 'postern_append', text: sql, values: params });
       } catch (again) {
         throw this.#wrap(again);
       }
@@ -575,7 +602,9 @@ export class PostgresStore implements Store {
   }
 
   async readPayload(id: string): Promise<EventPayload> {
-    const buf = await this.#reads.add(id);
+    const early = this.#prefetched.get(id);
+    if (early) this.#prefetched.delete(id);
+    const buf = early ?? (await this.#reads.add(id));
     if (!buf) throw new PosternError('ERR_NOT_FOUND', `no event ${id}`, { status: 404 });
     const record = decodeRecord(buf);
     if (record.kind !== 'event') {
@@ -588,6 +617,7 @@ export class PostgresStore implements Store {
     const rows = await this.#q<{ id: string; record: Buffer }>(
       'SELECT id, record FROM postern_payloads WHERE id = ANY($1::text[])',
       [ids],
+      'postern_read',
     );
     const byId = new Map(rows.map((r) => [r.id, r.record]));
     return ids.map((id) => byId.get(id));
@@ -687,6 +717,7 @@ export class PostgresStore implements Store {
     await this.#seeLazy();
     try {
       const removed = await removeFinished(this.#db, cutoff);
+      this.#prefetched.clear(); // a removed event reads as missing
       for (const day of removed.droppedDays) this.#days.forget(day);
       await pruneDedup(this.#db);
       await this.#compactCounts();
@@ -706,10 +737,20 @@ export class PostgresStore implements Store {
   // dispatch
 
   async claim(request: ClaimRequest): Promise<ClaimResult> {
-    // Not after the lazy settles under way (rule 2): their events stay claimed until they are
-    // committed, and each reports work on its channel then.
-    const rows = await this.#q<{ r: unknown }>(
-      'SELECT postern_claim($1, $2, $3, $4, $5, $6, $7) AS r',
+    // One statement: not after the lazy settles under way (rule 2: their events stay claimed
+    // until committed, and each reports work on its channel then); no WAL flush wait (a claim
+    // lost in a crash of the server leaves its events unclaimed, to be offered again); and the
+    // records of the events claimed (PREFETCH_BYTES or less), which dispatch reads next.
+    const rows = await this.#q<{ r: unknown; id: string | null; record: Buffer | null }>(
+      `WITH c AS MATERIALIZED (
+         SELECT ${NO_FLUSH}, postern_claim($1, $2, $3, $4, $5, $6, $7) AS r
+       )
+       SELECT c.r, NULL AS id, NULL::bytea AS record FROM c
+       UNION ALL
+       SELECT NULL, p.id, p.record FROM postern_payloads p
+        WHERE p.id = ANY (ARRAY(
+                SELECT x->'event'->>'id' FROM c, jsonb_array_elements(c.r->'claims') x
+                 WHERE (x->'event'->>'size')::bigint <= $8))`,
       [
         this.#src,
         request.owner,
@@ -718,9 +759,16 @@ export class PostgresStore implements Store {
         Math.max(0, Math.floor(request.limit)),
         request.now,
         request.leaseMs,
+        PREFETCH_BYTES,
       ],
+      'postern_claim',
     );
-    const r = rows[0]?.r;
+    for (const row of rows) if (row.id !== null) this.#prefetched.set(row.id, row.record!);
+    for (const id of this.#prefetched.keys()) {
+      if (this.#prefetched.size <= PREFETCH_MAX) break;
+      this.#prefetched.delete(id);
+    }
+    const r = rows.find((row) => row.id === null)?.r;
     if (!isObject(r) || !Array.isArray(r['claims'])) {
       throw new PosternError('ERR_STORE_CORRUPT', 'postern_claim: unexpected result');
     }
@@ -740,8 +788,9 @@ export class PostgresStore implements Store {
     update: EventUpdate,
     opts: { lazy?: boolean } = {},
   ): Promise<EventSummary | null> {
-    const item = { id: claim.id, epoch: claim.epoch, update: storedUpdate(update) };
-    const event = await this.#settles.add(item, { lazy: opts.lazy === true });
+    const lazy = opts.lazy === true;
+    const item = { id: claim.id, epoch: claim.epoch, update: storedUpdate(update), lazy };
+    const event = await this.#settles.add(item, { lazy });
     if (event) {
       this.#emit({ type: 'event', event: structuredClone(event) });
       this.#emit({ type: 'work', channelId: event.channelId });
@@ -750,10 +799,12 @@ export class PostgresStore implements Store {
   }
 
   async #settleBatch(items: SettleItem[]): Promise<(EventSummary | null)[]> {
-    const rows = await this.#q<{ r: unknown }>('SELECT postern_settle($1, $2::jsonb) AS r', [
-      this.#src,
-      toJsonb(items),
-    ]);
+    const lazy = items.every((i) => i.lazy);
+    const rows = await this.#q<{ r: unknown }>(
+      `SELECT ${lazy ? `${NO_FLUSH}, ` : ''}postern_settle($1, $2::jsonb) AS r`,
+      [this.#src, toJsonb(items.map(({ id, epoch, update }) => ({ id, epoch, update })))],
+      lazy ? 'postern_settle_lazy' : 'postern_settle',
+    );
     this.#stats.settleStatements++;
     this.#stats.settles += items.length;
     this.#churn += items.length;
