@@ -455,6 +455,9 @@ export class PostgresStore implements Store {
       if (!p.rejected && p.dedupKey !== undefined) dedup.set(`${p.channelId}\n${p.dedupKey}`, i);
     });
     const dedupRows = [...dedup.values()];
+    const records = payloads.map(encodeEventRecord);
+    let at = 1; // substring counts from 1
+    const starts = records.map((r) => (at += r.length) - r.length);
     const notes = summaries.map((s) => notification(this.#src, s));
     for (const channelId of new Set(
       summaries.filter((s) => s.status === 'queued').map((s) => s.channelId),
@@ -472,18 +475,25 @@ export class PostgresStore implements Store {
       summaries.map((s) => s.size),
       summaries.map((s) => s.reason),
       summaries.map((s) => s.orderKey),
-      payloads.map(encodeEventRecord),
+      // The records as one bytea with their lengths: a Buffer goes in binary, where an array of
+      // them would go as hex text, twice the bytes.
+      Buffer.concat(records),
       dedupRows.map((i) => payloads[i]!.channelId),
       dedupRows.map((i) => payloads[i]!.dedupKey!),
       dedupRows.map((i) => payloads[i]!.id),
       dedupRows.map((i) => payloads[i]!.receivedAt),
       notes,
+      starts,
+      records.map((r) => r.length),
     ];
     const sql = `WITH input AS (
-        SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
-          $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::bytea[])
-          AS t(id, channel_id, received_at, status, method, path, query, size, reason,
-               order_key, record)
+        SELECT t.id, t.channel_id, t.received_at, t.status, t.method, t.path, t.query, t.size,
+               t.reason, t.order_key, substring($11::bytea FROM t.start FOR t.length) AS record
+          FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+            $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], $17::integer[],
+            $18::integer[])
+            AS t(id, channel_id, received_at, status, method, path, query, size, reason,
+                 order_key, start, length)
       ), ev AS (
         INSERT INTO postern_events (id, channel_id, received_at, status, method, path, query,
                                     size, reason, order_key)
