@@ -42,30 +42,89 @@ function fullJitter(attempt: number): number {
   return Math.random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
 }
 
-/** Decodes a notification; undefined for one that is not ours or not understood. */
-export function decodeNotification(payload: string, src: string): RemoteChange | undefined {
+/**
+ * A notification's payload limit is 8000 bytes: summaries travel together up to this many
+ * bytes, and one larger than it as its id.
+ */
+export const MAX_NOTIFY_BYTES = 7_000;
+/** Ids of large events per notification at most (about 30 bytes each). */
+const IDS_PER_NOTE = 100;
+
+/** What a notification carries, after the name of the store instance that sent it. */
+export type NoteBody =
+  | { t: 'e'; e: EventSummary[] }
+  | { t: 'i'; i: string[] }
+  | { t: 'w'; c: string }
+  | { t: 'c' }
+  | { t: 'r'; i: string }
+  | { t: 'p' };
+
+/**
+ * A notification's payload: the store instance that made the change, a space, and the change
+ * as JSON. A listener skips its own by the prefix, without parsing them.
+ */
+export function note(src: string, body: NoteBody): string {
+  return `${src} ${JSON.stringify(body)}`;
+}
+
+/** The payloads telling other relays of changed events: several per notification. */
+export function eventNotes(src: string, summaries: readonly EventSummary[]): string[] {
+  const out: string[] = [];
+  let part: string[] = [];
+  let bytes = 0;
+  const large: string[] = [];
+  for (const summary of summaries) {
+    const json = JSON.stringify(summary);
+    const size = Buffer.byteLength(json);
+    if (size > MAX_NOTIFY_BYTES) {
+      large.push(summary.id);
+      continue;
+    }
+    if (bytes + size > MAX_NOTIFY_BYTES) {
+      out.push(`${src} {"t":"e","e":[${part.join(',')}]}`);
+      part = [];
+      bytes = 0;
+    }
+    part.push(json);
+    bytes += size + 1;
+  }
+  if (part.length > 0) out.push(`${src} {"t":"e","e":[${part.join(',')}]}`);
+  for (let i = 0; i < large.length; i += IDS_PER_NOTE) {
+    out.push(note(src, { t: 'i', i: large.slice(i, i + IDS_PER_NOTE) }));
+  }
+  return out;
+}
+
+/** Decodes a notification: nothing for this instance's own, or one not understood. */
+export function decodeNotification(payload: string, src: string): RemoteChange[] {
+  const space = payload.indexOf(' ');
+  if (space <= 0 || (space === src.length && payload.startsWith(src))) return [];
   let value: unknown;
   try {
-    value = JSON.parse(payload);
+    value = JSON.parse(payload.slice(space + 1));
   } catch {
-    return undefined;
+    return [];
   }
-  if (!isObject(value) || value['s'] === src) return undefined;
+  if (!isObject(value)) return [];
+  const strings = (v: unknown) =>
+    Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
   switch (value['t']) {
     case 'e':
-      return { type: 'event', event: parseSummary(value['e']) };
+      return Array.isArray(value['e'])
+        ? value['e'].map((e: unknown) => ({ type: 'event', event: parseSummary(e) }))
+        : [];
     case 'i':
-      return typeof value['i'] === 'string' ? { type: 'eventId', id: value['i'] } : undefined;
+      return strings(value['i']).map((id) => ({ type: 'eventId', id }));
     case 'w':
-      return typeof value['c'] === 'string' ? { type: 'work', channelId: value['c'] } : undefined;
+      return typeof value['c'] === 'string' ? [{ type: 'work', channelId: value['c'] }] : [];
     case 'c':
-      return { type: 'control' };
+      return [{ type: 'control' }];
     case 'r':
-      return typeof value['i'] === 'string' ? { type: 'response', eventId: value['i'] } : undefined;
+      return typeof value['i'] === 'string' ? [{ type: 'response', eventId: value['i'] }] : [];
     case 'p':
-      return { type: 'presence' };
+      return [{ type: 'presence' }];
     default:
-      return undefined;
+      return [];
   }
 }
 
@@ -131,14 +190,14 @@ export class Feed {
     });
     client.on('notification', (msg) => {
       if (msg.channel !== FEED_CHANNEL || msg.payload === undefined) return;
-      let change: RemoteChange | undefined;
+      let changes: RemoteChange[];
       try {
-        change = decodeNotification(msg.payload, this.#opts.src);
+        changes = decodeNotification(msg.payload, this.#opts.src);
       } catch (err) {
         this.#opts.onError(err instanceof Error ? err : new Error(String(err)));
         return;
       }
-      if (change) this.#opts.onChange(change);
+      for (const change of changes) this.#opts.onChange(change);
     });
     this.#client = client;
   }

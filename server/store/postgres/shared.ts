@@ -5,6 +5,7 @@
  * notification naming it), and each relay's presence (announced when its set changes).
  */
 import type pg from 'pg';
+import { note } from './feed.ts';
 import { toJsonb } from './rows.ts';
 import type { AppResponse, Presence, RateLimit, StoreChange } from '../types.ts';
 
@@ -49,7 +50,7 @@ export class SharedState {
         toJsonb(response.headers),
         response.body,
         this.#deps.now(),
-        JSON.stringify({ s: this.#deps.src, t: 'r', i: response.eventId }),
+        note(this.#deps.src, { t: 'r', i: response.eventId }),
       ],
     );
     this.#deps.emit({ type: 'response', eventId: response.eventId });
@@ -73,13 +74,13 @@ export class SharedState {
 
   async putPresence(owner: string, agents: readonly string[], until: number): Promise<void> {
     const sorted = [...new Set(agents)].sort();
-    const note = JSON.stringify({ s: this.#deps.src, t: 'p' });
+    const presence = note(this.#deps.src, { t: 'p' });
     const rows =
       sorted.length === 0
         ? await this.#deps.query(
             `WITH gone AS (DELETE FROM postern_presence WHERE owner = $1 RETURNING 1)
              SELECT pg_notify('postern_feed', $2) FROM gone`,
-            [owner, note],
+            [owner, presence],
           )
         : await this.#deps.query(
             `WITH old AS (SELECT agents FROM postern_presence WHERE owner = $1),
@@ -90,7 +91,7 @@ export class SharedState {
                     RETURNING 1)
              SELECT pg_notify('postern_feed', $4) FROM put
               WHERE (SELECT agents FROM old) IS DISTINCT FROM $2::jsonb`,
-            [owner, toJsonb(sorted), until, note],
+            [owner, toJsonb(sorted), until, presence],
           );
     if (rows.length > 0) this.#deps.emit({ type: 'presence' });
   }

@@ -33,7 +33,7 @@ import {
 } from '../types.ts';
 import { AtRest } from './at-rest.ts';
 import { GroupCommit } from './batch.ts';
-import { Feed, type RemoteChange } from './feed.ts';
+import { eventNotes, Feed, note, type RemoteChange } from './feed.ts';
 import { applyMigrations } from './migrate.ts';
 import { DAY_MS, Days, pruneDedup, removeFinished } from './partitions.ts';
 import { clientConfig, createPool, scrubError } from './pool.ts';
@@ -98,8 +98,6 @@ const VACUUM_LOCK = 0x706f7374;
 const COMPACT_ROWS = 1_000;
 /** Longest a readiness probe waits for the database to answer. */
 const HEALTH_TIMEOUT_MS = 2_000;
-/** A notification's payload limit is 8000 bytes: larger summaries travel as an id. */
-const MAX_NOTIFY_BYTES = 7_000;
 
 const FINISHED_STATUSES = new Set<EventStatus>(['delivered', 'failed', 'rejected', 'filtered']);
 
@@ -148,13 +146,6 @@ function isNetwork(err: unknown): boolean {
 /** `delivering` is a claim, never a stored status: an update to it keeps the event queued. */
 function storedUpdate(update: EventUpdate): EventUpdate {
   return update.status === 'delivering' ? { ...update, status: 'queued' } : update;
-}
-
-function notification(src: string, summary: EventSummary): string {
-  const full = JSON.stringify({ s: src, t: 'e', e: summary });
-  return Buffer.byteLength(full) <= MAX_NOTIFY_BYTES
-    ? full
-    : JSON.stringify({ s: src, t: 'i', i: summary.id });
 }
 
 export class PostgresStore implements Store {
@@ -419,7 +410,7 @@ export class PostgresStore implements Store {
         );
         await client.query('SELECT pg_notify($1, $2)', [
           'postern_feed',
-          JSON.stringify({ s: this.#src, t: 'c' }),
+          note(this.#src, { t: 'c' }),
         ]);
         await client.query('COMMIT');
         this.#emit({ type: 'control' });
@@ -458,11 +449,11 @@ export class PostgresStore implements Store {
     const records = payloads.map(encodeEventRecord);
     let at = 1; // substring counts from 1
     const starts = records.map((r) => (at += r.length) - r.length);
-    const notes = summaries.map((s) => notification(this.#src, s));
+    const notes = eventNotes(this.#src, summaries);
     for (const channelId of new Set(
       summaries.filter((s) => s.status === 'queued').map((s) => s.channelId),
     )) {
-      notes.push(JSON.stringify({ s: this.#src, t: 'w', c: channelId }));
+      notes.push(note(this.#src, { t: 'w', c: channelId }));
     }
     const params = [
       summaries.map((s) => s.id),
