@@ -348,6 +348,24 @@ export function claimTests(backend: Backend): void {
     assert.equal(await store.settle(ref(c1), outcome('failed', START + 3, 2)), null);
   });
 
+  test('the attempts log keeps the last 20 attempts', async (t) => {
+    const { store } = await fresh(t, backend);
+    await appendAll(store, [payload(1)]);
+    for (let n = 1; n <= 25; n++) {
+      const at = START + n;
+      const claim = only((await store.claim(claimRequest('r1', 'ch_a', at))).claims);
+      const done = n === 25 ? outcome('failed', at, n) : outcome('queued', at, n, at);
+      assert.ok(await store.settle(ref(claim), done));
+    }
+    const event = await mustGet(store, eventId(1));
+    assert.equal(event.attemptCount, 25);
+    assert.deepEqual(
+      event.attempts.map((a) => a.at),
+      Array.from({ length: 20 }, (_, i) => START + 6 + i),
+      'the 20 newest, oldest first',
+    );
+  });
+
   test('claims of different owners at once never share an event', async (t) => {
     const { store } = await fresh(t, backend);
     const n = 60;

@@ -174,10 +174,15 @@ BEGIN
         WHEN h.upd ? 'deliveredRoutes' THEN h.upd->'deliveredRoutes'
         WHEN h.upd ? 'replays' THEN '[]'::jsonb
         ELSE e.delivered_routes END,
-      attempts = postern_attempts_tail(
-        (CASE WHEN h.upd ? 'attempts' THEN h.upd->'attempts' ELSE e.attempts END)
-        || CASE WHEN h.upd ? 'attempt' THEN jsonb_build_array(h.upd->'attempt')
-           ELSE '[]'::jsonb END)
+      -- The last 20 attempts (the trimming function only where there may be more).
+      attempts = CASE
+        WHEN h.upd ? 'attempts' OR jsonb_array_length(e.attempts) >= 20 THEN
+          postern_attempts_tail(
+            (CASE WHEN h.upd ? 'attempts' THEN h.upd->'attempts' ELSE e.attempts END)
+            || CASE WHEN h.upd ? 'attempt' THEN jsonb_build_array(h.upd->'attempt')
+               ELSE '[]'::jsonb END)
+        WHEN h.upd ? 'attempt' THEN e.attempts || jsonb_build_array(h.upd->'attempt')
+        ELSE e.attempts END
       FROM held h
       WHERE e.id = h.event_id AND e.received_at = h.received_at
       RETURNING h.i, e.*
