@@ -28,6 +28,11 @@ export interface AgentDeps {
 
 export interface PosternAgent {
   start(): void;
+  /**
+   * Swaps in a new config (SIGHUP): new deliveries use its routes; those in flight finish on
+   * the routes they started with. Returns the channels that gained a route.
+   */
+  reload(next: AgentConfig): string[];
   stop(graceMs?: number): Promise<void>;
   readonly connected: boolean;
 }
@@ -39,7 +44,7 @@ export function tunnelUrl(relayUrl: string): string {
 }
 
 export function createAgent(
-  config: AgentConfig,
+  initial: AgentConfig,
   identity: Identity,
   deps: AgentDeps,
 ): PosternAgent {
@@ -49,19 +54,28 @@ export function createAgent(
   const delivered = new Set<string>();
   const running = new Map<string, Promise<AckFrame>>();
   let stopping = false;
+  let config = initial;
+  /** The channels the relay granted in its last `welcome`; null before the first one. */
+  let granted: ChannelRef[] | null = null;
 
-  const limits = new Map(
-    config.routes
-      .filter((r) => r.concurrency !== null)
-      .map((r) => [r.name, new Semaphore(r.concurrency!)] as const),
-  );
+  /** Per-route concurrency limits; a reload keeps the semaphore of a route left unchanged. */
+  const limitsFor = (routes: readonly Route[], old?: ReadonlyMap<string, Semaphore>) =>
+    new Map(
+      routes
+        .filter((r) => r.concurrency !== null)
+        .map((r) => {
+          const kept = old?.get(r.name);
+          return [r.name, kept?.limit === r.concurrency ? kept : new Semaphore(r.concurrency!)];
+        }),
+    );
+  let limits = limitsFor(config.routes);
 
   function checkRoutes(granted: ChannelRef[]): void {
     for (const route of config.routes) {
       if (!granted.some((c) => c.id === route.channel || c.name === route.channel)) {
         log.warn(
           { channel: route.channel },
-          `${config.file}: a route names channel "${route.channel}", which this agent is not granted`,
+          `${config.source}: a route names channel "${route.channel}", which this agent is not granted`,
         );
       }
     }
@@ -69,7 +83,7 @@ export function createAgent(
       if (!config.routes.some((r) => r.channel === c.id || r.channel === c.name)) {
         log.warn(
           { channelId: c.id },
-          `channel "${c.name}" has no route in ${config.file}: its events stay queued on the relay`,
+          `channel "${c.name}" has no route in ${config.source}: its events stay queued on the relay`,
         );
       }
     }
@@ -149,7 +163,10 @@ export function createAgent(
     token: () => mintToken(identity, now()),
     agentVersion: VERSION,
     logger: log,
-    onWelcome: (w) => checkRoutes(w.channels),
+    onWelcome: (w) => {
+      granted = w.channels;
+      checkRoutes(w.channels);
+    },
     onDeliver,
   });
 
@@ -160,6 +177,19 @@ export function createAgent(
         'agent starting',
       );
       tunnel.start();
+    },
+    reload(next) {
+      const routed = (c: AgentConfig) => new Set(c.routes.map((r) => r.channel));
+      const before = routed(config);
+      const gained = [...routed(next)].filter((ch) => !before.has(ch));
+      config = next;
+      limits = limitsFor(next.routes, limits);
+      log.info(
+        { routes: next.routes.length, gained, inFlight: running.size },
+        `reloaded ${next.source}: ${next.routes.length} route(s)`,
+      );
+      if (granted) checkRoutes(granted);
+      return gained;
     },
     /** Finishes deliveries in progress and sends their acks (up to `graceMs`), then leaves. */
     async stop(graceMs = 10_000) {
