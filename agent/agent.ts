@@ -21,6 +21,9 @@ type Deliver = Extract<RelayFrame, { type: 'deliver' }>;
  */
 const DELIVERED_MEMORY = 100_000;
 
+/** After a reload that routes a new channel, how long in-flight acks may delay the reconnect. */
+const RECONNECT_WAIT_MS = 5_000;
+
 export interface AgentDeps {
   logger: Logger;
   now?: () => number;
@@ -188,7 +191,24 @@ export function createAgent(
         { routes: next.routes.length, gained, inFlight: running.size },
         `reloaded ${next.source}: ${next.routes.length} route(s)`,
       );
-      if (granted) checkRoutes(granted);
+      if (granted) {
+        checkRoutes(granted);
+        // The relay parks events of a channel the agent had no route for and offers them again
+        // when an agent connects; the protocol has no frame to announce routes, so a channel
+        // granted and newly routed makes the agent reconnect, once its deliveries in flight
+        // (at most RECONNECT_WAIT_MS) are acknowledged.
+        const now = granted;
+        if (gained.some((ch) => now.some((c) => c.id === ch || c.name === ch))) {
+          let timer: NodeJS.Timeout | undefined;
+          void Promise.race([
+            Promise.allSettled([...running.values()]),
+            new Promise((resolve) => (timer = setTimeout(resolve, RECONNECT_WAIT_MS))),
+          ]).then(() => {
+            clearTimeout(timer);
+            if (!stopping) tunnel.reconnect('routes changed');
+          });
+        }
+      }
       return gained;
     },
     /** Finishes deliveries in progress and sends their acks (up to `graceMs`), then leaves. */
