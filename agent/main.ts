@@ -108,7 +108,11 @@ async function main(argv: string[]): Promise<void> {
     };
     process.on('SIGTERM', () => shutdown('SIGTERM'));
     process.on('SIGINT', () => shutdown('SIGINT'));
-    process.on('SIGHUP', () => void reload(file, flags, load, agent, logger));
+    // One reload at a time, in signal order: the last SIGHUP's read of the file wins.
+    let reloads = Promise.resolve();
+    process.on('SIGHUP', () => {
+      reloads = reloads.then(() => reload(file, flags, load, agent, logger));
+    });
     return;
   }
   process.stdout.write(USAGE);
