@@ -86,7 +86,8 @@ export function createAgent(
       if (!config.routes.some((r) => r.channel === c.id || r.channel === c.name)) {
         log.warn(
           { channelId: c.id },
-          `channel "${c.name}" has no route in ${config.source}: its events stay queued on the relay`,
+          `channel "${c.name}" has no route in ${config.source}: its events stay queued on the relay` +
+            (config.file === null ? '' : ` (add one to ${config.file} and send SIGHUP)`),
         );
       }
     }
