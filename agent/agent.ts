@@ -21,6 +21,9 @@ type Deliver = Extract<RelayFrame, { type: 'deliver' }>;
  */
 const DELIVERED_MEMORY = 100_000;
 
+/** After a reload that routes a new channel, how long in-flight acks may delay the reconnect. */
+const RECONNECT_WAIT_MS = 5_000;
+
 export interface AgentDeps {
   logger: Logger;
   now?: () => number;
@@ -28,6 +31,11 @@ export interface AgentDeps {
 
 export interface PosternAgent {
   start(): void;
+  /**
+   * Swaps in a new config (SIGHUP): new deliveries use its routes; those in flight finish on
+   * the routes they started with. Returns the channels that gained a route.
+   */
+  reload(next: AgentConfig): string[];
   stop(graceMs?: number): Promise<void>;
   readonly connected: boolean;
 }
@@ -39,7 +47,7 @@ export function tunnelUrl(relayUrl: string): string {
 }
 
 export function createAgent(
-  config: AgentConfig,
+  initial: AgentConfig,
   identity: Identity,
   deps: AgentDeps,
 ): PosternAgent {
@@ -49,19 +57,28 @@ export function createAgent(
   const delivered = new Set<string>();
   const running = new Map<string, Promise<AckFrame>>();
   let stopping = false;
+  let config = initial;
+  /** The channels the relay granted in its last `welcome`; null before the first one. */
+  let granted: ChannelRef[] | null = null;
 
-  const limits = new Map(
-    config.routes
-      .filter((r) => r.concurrency !== null)
-      .map((r) => [r.name, new Semaphore(r.concurrency!)] as const),
-  );
+  /** Per-route concurrency limits; a reload keeps the semaphore of a route left unchanged. */
+  const limitsFor = (routes: readonly Route[], old?: ReadonlyMap<string, Semaphore>) =>
+    new Map(
+      routes
+        .filter((r) => r.concurrency !== null)
+        .map((r) => {
+          const kept = old?.get(r.name);
+          return [r.name, kept?.limit === r.concurrency ? kept : new Semaphore(r.concurrency!)];
+        }),
+    );
+  let limits = limitsFor(config.routes);
 
   function checkRoutes(granted: ChannelRef[]): void {
     for (const route of config.routes) {
       if (!granted.some((c) => c.id === route.channel || c.name === route.channel)) {
         log.warn(
           { channel: route.channel },
-          `${config.file}: a route names channel "${route.channel}", which this agent is not granted`,
+          `${config.source}: a route names channel "${route.channel}", which this agent is not granted`,
         );
       }
     }
@@ -69,7 +86,8 @@ export function createAgent(
       if (!config.routes.some((r) => r.channel === c.id || r.channel === c.name)) {
         log.warn(
           { channelId: c.id },
-          `channel "${c.name}" has no route in ${config.file}: its events stay queued on the relay`,
+          `channel "${c.name}" has no route in ${config.source}: its events stay queued on the relay` +
+            (config.file === null ? '' : ` (add one to ${config.file} and send SIGHUP)`),
         );
       }
     }
@@ -149,7 +167,10 @@ export function createAgent(
     token: () => mintToken(identity, now()),
     agentVersion: VERSION,
     logger: log,
-    onWelcome: (w) => checkRoutes(w.channels),
+    onWelcome: (w) => {
+      granted = w.channels;
+      checkRoutes(w.channels);
+    },
     onDeliver,
   });
 
@@ -160,6 +181,36 @@ export function createAgent(
         'agent starting',
       );
       tunnel.start();
+    },
+    reload(next) {
+      const routed = (c: AgentConfig) => new Set(c.routes.map((r) => r.channel));
+      const before = routed(config);
+      const gained = [...routed(next)].filter((ch) => !before.has(ch));
+      config = next;
+      limits = limitsFor(next.routes, limits);
+      log.info(
+        { routes: next.routes.length, gained, inFlight: running.size },
+        `reloaded ${next.source}: ${next.routes.length} route(s)`,
+      );
+      if (granted) {
+        checkRoutes(granted);
+        // The relay parks events of a channel the agent had no route for and offers them again
+        // when an agent connects; the protocol has no frame to announce routes, so a channel
+        // granted and newly routed makes the agent reconnect, once its deliveries in flight
+        // (at most RECONNECT_WAIT_MS) are acknowledged.
+        const now = granted;
+        if (gained.some((ch) => now.some((c) => c.id === ch || c.name === ch))) {
+          let timer: NodeJS.Timeout | undefined;
+          void Promise.race([
+            Promise.allSettled([...running.values()]),
+            new Promise((resolve) => (timer = setTimeout(resolve, RECONNECT_WAIT_MS))),
+          ]).then(() => {
+            clearTimeout(timer);
+            if (!stopping) tunnel.reconnect('routes changed');
+          });
+        }
+      }
+      return gained;
     },
     /** Finishes deliveries in progress and sends their acks (up to `graceMs`), then leaves. */
     async stop(graceMs = 10_000) {

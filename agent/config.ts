@@ -49,7 +49,10 @@ export interface Route {
 }
 
 export interface AgentConfig {
-  readonly file: string;
+  /** The config file, or null when every route came from `--route` flags. */
+  readonly file: string | null;
+  /** Where the routes came from, as log lines name it: the file, `--route flags`, or both. */
+  readonly source: string;
   readonly routes: readonly Route[];
 }
 
@@ -115,32 +118,37 @@ function isSigningSecret(value: string): boolean {
   return key.length >= 16 && key.length <= 64 && key.toString('base64') === text;
 }
 
-export function parseAgentConfig(text: string, file: string): AgentConfig {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0]!;
-    const where = e.linePos?.[0] ? ` (line ${e.linePos[0].line}, column ${e.linePos[0].col})` : '';
-    throw new ConfigError(`${file}${where}: not valid YAML: ${e.message.split('\n')[0]}`);
+/** One `--route CHANNEL=URL` flag of `run`, as typed. */
+export interface RouteFlag {
+  readonly channel: string;
+  readonly target: string;
+  /** The flag's value as typed, for error messages. */
+  readonly text: string;
+}
+
+/** Reads `--route CHANNEL=URL` (split at the first `=`: channel names and ids have none). */
+export function parseRouteFlag(text: string): RouteFlag {
+  const at = text.indexOf('=');
+  if (at <= 0 || at === text.length - 1) {
+    throw new ConfigError(
+      `--route "${text}": expected CHANNEL=URL, e.g. --route github=http://127.0.0.1:3000/hooks`,
+    );
   }
-  const root: unknown = doc.toJS();
-  const fail =
-    (prefix: string): Fail =>
-    (field, expected) => {
-      const path = prefix ? `${prefix}.${field}` : field;
-      throw new ConfigError(`${file}: ${path}: expected ${expected}`);
-    };
-  if (!isObject(root)) return fail('')('(top level)', 'a mapping with a "routes" list');
-  for (const key of Object.keys(root)) {
-    if (key !== 'routes') fail('')(key, 'no such field (the top level has only "routes")');
-  }
-  const routesRaw = root['routes'];
-  if (!Array.isArray(routesRaw) || routesRaw.length === 0) {
-    return fail('')('routes', 'a non-empty list of routes ({channel, target})');
-  }
-  const names = new Map<string, number>();
+  return Object.freeze({ channel: text.slice(0, at), target: text.slice(at + 1), text });
+}
+
+/** A route to parse: its raw fields, how to fail on it, and how errors name it. */
+interface RouteItem {
+  raw: unknown;
+  f: Fail;
+  label: string;
+}
+
+/** Parses routes, in order, each with its own error prefix; names are unique across all. */
+function parseRoutes(items: readonly RouteItem[]): Route[] {
+  const names = new Map<string, string>();
   const perChannel = new Map<string, number>();
-  const routes = routesRaw.map((raw: unknown, i: number): Route => {
-    const f = fail(`routes[${i}]`);
+  return items.map(({ raw, f, label }): Route => {
     if (!isObject(raw)) return f('(route)', 'a mapping {channel, target, …}');
     for (const key of Object.keys(raw)) {
       if (!ROUTE_FIELDS.includes(key)) f(key, `no such field (${ROUTE_FIELDS.join(', ')})`);
@@ -150,9 +158,8 @@ export function parseAgentConfig(text: string, file: string): AgentConfig {
     perChannel.set(channel, n + 1);
     const name = readOptionalString(raw, 'name', f, { min: 1, max: 128 }) ?? `${channel}#${n}`;
     const earlier = names.get(name);
-    if (earlier !== undefined)
-      f('name', `a name no other route has (routes[${earlier}] is "${name}")`);
-    names.set(name, i);
+    if (earlier !== undefined) f('name', `a name no other route has (${earlier} is "${name}")`);
+    names.set(name, label);
     const match = raw['match'] === undefined ? null : parseMatch(raw['match'], f);
     const concurrency = readOptionalInt(raw, 'concurrency', f, 1, 10_000) ?? null;
     const targetText = readString(raw, 'target', f, { min: 1, max: 2048 });
@@ -187,10 +194,84 @@ export function parseAgentConfig(text: string, file: string): AgentConfig {
       sync,
     });
   });
-  return Object.freeze({ file, routes: Object.freeze(routes) });
 }
 
-export async function loadAgentConfig(file: string): Promise<AgentConfig> {
+/** Where a config's routes came from, for log lines: the file, the flags, or both. */
+function describeSource(file: string | null, flags: readonly RouteFlag[]): string {
+  if (file === null) return '--route flags';
+  return flags.length === 0 ? file : `${file} and --route flags`;
+}
+
+/**
+ * Parses a config file's text, then appends the routes of `--route` flags (if any); each
+ * error names the file and field, or the flag, and what was expected.
+ */
+export function parseAgentConfig(
+  text: string,
+  file: string,
+  flags: readonly RouteFlag[] = [],
+): AgentConfig {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    const where = e.linePos?.[0] ? ` (line ${e.linePos[0].line}, column ${e.linePos[0].col})` : '';
+    throw new ConfigError(`${file}${where}: not valid YAML: ${e.message.split('\n')[0]}`);
+  }
+  const root: unknown = doc.toJS();
+  const fail = fileFail(file);
+  if (!isObject(root)) return fail('')('(top level)', 'a mapping with a "routes" list');
+  for (const key of Object.keys(root)) {
+    if (key !== 'routes') fail('')(key, 'no such field (the top level has only "routes")');
+  }
+  const routesRaw = root['routes'];
+  if (!Array.isArray(routesRaw) || routesRaw.length === 0) {
+    return fail('')('routes', 'a non-empty list of routes ({channel, target})');
+  }
+  const items = routesRaw.map((raw: unknown, i: number): RouteItem => ({
+    raw,
+    f: fail(`routes[${i}]`),
+    label: `routes[${i}]`,
+  }));
+  const routes = parseRoutes([...items, ...flagItems(flags)]);
+  return Object.freeze({
+    file,
+    source: describeSource(file, flags),
+    routes: Object.freeze(routes),
+  });
+}
+
+/** A config made of `--route` flags alone, without a file. */
+export function configFromFlags(flags: readonly RouteFlag[]): AgentConfig {
+  if (flags.length === 0) throw new ConfigError('run needs --config FILE or --route CHANNEL=URL');
+  const routes = parseRoutes(flagItems(flags));
+  return Object.freeze({
+    file: null,
+    source: describeSource(null, flags),
+    routes: Object.freeze(routes),
+  });
+}
+
+function fileFail(file: string): (prefix: string) => Fail {
+  return (prefix) => (field, expected) => {
+    const path = prefix ? `${prefix}.${field}` : field;
+    throw new ConfigError(`${file}: ${path}: expected ${expected}`);
+  };
+}
+
+function flagItems(flags: readonly RouteFlag[]): RouteItem[] {
+  return flags.map((flag) => ({
+    label: `--route "${flag.text}"`,
+    raw: { channel: flag.channel, target: flag.target },
+    f: (field, expected) => {
+      throw new ConfigError(`--route "${flag.text}": ${field}: expected ${expected}`);
+    },
+  }));
+}
+
+export async function loadAgentConfig(
+  file: string,
+  flags: readonly RouteFlag[] = [],
+): Promise<AgentConfig> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -199,5 +280,5 @@ export async function loadAgentConfig(file: string): Promise<AgentConfig> {
       `${file}: cannot read the config file (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
     );
   }
-  return parseAgentConfig(text, file);
+  return parseAgentConfig(text, file, flags);
 }

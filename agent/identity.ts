@@ -3,7 +3,7 @@
  * `agent.key`, the Ed25519 private key (PKCS#8 PEM, mode 0600). The key never leaves the host.
  */
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../shared/errors.ts';
@@ -22,8 +22,40 @@ export interface Identity {
 export const IDENTITY_FILE = 'identity.json';
 export const KEY_FILE = 'agent.key';
 
+/** Where the agent keeps its identity when neither --state-dir nor the variable says. */
+export function homeStateDir(): string {
+  return path.join(os.homedir(), '.postern-agent');
+}
+
 export function defaultStateDir(env: NodeJS.ProcessEnv): string {
-  return env['POSTERN_AGENT_STATE_DIR'] ?? path.join(os.homedir(), '.postern-agent');
+  return env['POSTERN_AGENT_STATE_DIR'] ?? homeStateDir();
+}
+
+/**
+ * What identity a state dir already holds: none, one (its agent's id and name), or files that
+ * cannot be read as one (still an identity `pair` must not silently replace).
+ */
+export async function existingIdentity(
+  stateDir: string,
+): Promise<null | { agentId: string; name: string } | 'unreadable'> {
+  const present = await Promise.all(
+    [IDENTITY_FILE, KEY_FILE].map((f) =>
+      stat(path.join(stateDir, f)).then(
+        () => true,
+        (err: NodeJS.ErrnoException) => err.code !== 'ENOENT',
+      ),
+    ),
+  );
+  if (!present.some(Boolean)) return null;
+  try {
+    const raw: unknown = JSON.parse(await readFile(path.join(stateDir, IDENTITY_FILE), 'utf8'));
+    if (isObject(raw) && typeof raw['agentId'] === 'string' && typeof raw['name'] === 'string') {
+      return { agentId: raw['agentId'], name: raw['name'] };
+    }
+  } catch {
+    // Unreadable or not JSON: still there, still not to be replaced without --force.
+  }
+  return 'unreadable';
 }
 
 /** A fresh Ed25519 key pair; the public half as a JWK for the relay. */
@@ -56,7 +88,11 @@ export async function saveIdentity(stateDir: string, identity: Identity): Promis
   await writePrivate(path.join(stateDir, IDENTITY_FILE), `${JSON.stringify(rest, null, 2)}\n`);
 }
 
-export async function loadIdentity(stateDir: string): Promise<Identity> {
+/** `pairCommand`: the command to print for pairing, as this process would run it. */
+export async function loadIdentity(
+  stateDir: string,
+  pairCommand = 'postern-agent pair --relay URL --code CODE',
+): Promise<Identity> {
   const idFile = path.join(stateDir, IDENTITY_FILE);
   const keyFile = path.join(stateDir, KEY_FILE);
   let text: string;
@@ -64,9 +100,7 @@ export async function loadIdentity(stateDir: string): Promise<Identity> {
   try {
     [text, pem] = await Promise.all([readFile(idFile, 'utf8'), readFile(keyFile, 'utf8')]);
   } catch {
-    throw new ConfigError(
-      `${stateDir}: no agent identity here; pair first: postern-agent pair --relay URL --code CODE`,
-    );
+    throw new ConfigError(`${stateDir}: no agent identity here; pair first: ${pairCommand}`);
   }
   const fail: Fail = (field, expected) => {
     throw new ConfigError(`${idFile}: ${field}: expected ${expected}`);

@@ -7,16 +7,25 @@ import { ConfigError, isPosternError } from '../shared/errors.ts';
 import { createLogger } from '../shared/logging.ts';
 import { VERSION } from '../shared/version.ts';
 import { createAgent } from './agent.ts';
-import { loadAgentConfig } from './config.ts';
-import { defaultStateDir, loadIdentity } from './identity.ts';
+import {
+  configFromFlags,
+  loadAgentConfig,
+  parseRouteFlag,
+  type AgentConfig,
+  type RouteFlag,
+} from './config.ts';
+import { defaultStateDir, homeStateDir, loadIdentity } from './identity.ts';
+import { programName, shellQuote, stateDirArgs } from './next-steps.ts';
 import { pair } from './pair.ts';
 
 const USAGE = `Usage: postern-agent <command> [options]
 
-  pair --relay URL --code CODE [--state-dir DIR]
+  pair --relay URL --code CODE [--state-dir DIR] [--force]
         make this agent's key pair and pair it with the relay using a one-time code
-  run --config agent.yaml [--state-dir DIR] [--log-level LEVEL]
-        connect to the relay and deliver webhooks to the routes in the config
+        (--force: replace an identity already in the state dir)
+  run [--config agent.yaml] [--route CHANNEL=URL ...] [--state-dir DIR] [--log-level LEVEL]
+        connect to the relay and deliver webhooks to the routes in the config file and/or
+        the --route flags (repeatable); SIGHUP reloads the config file
   --version
         print the version
 
@@ -30,6 +39,7 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(`${VERSION}\n`);
     return;
   }
+  const program = programName(process.argv, process.env, process.cwd());
   if (command === 'pair') {
     const { values } = parseArgs({
       args: rest,
@@ -37,17 +47,25 @@ async function main(argv: string[]): Promise<void> {
         relay: { type: 'string' },
         code: { type: 'string' },
         'state-dir': { type: 'string' },
+        force: { type: 'boolean' },
       },
       strict: true,
     });
     if (!values.relay || !values.code)
       throw new ConfigError('pair needs --relay URL and --code CODE');
     const stateDir = values['state-dir'] ?? defaultStateDir(process.env);
-    const identity = await pair(values.relay, values.code, stateDir);
+    const { identity, channels } = await pair(values.relay, values.code, stateDir, {
+      force: values.force === true,
+    });
+    const dir = stateDirArgs(stateDir, homeStateDir());
+    const example = channels[0]?.name ?? 'CHANNEL';
     process.stdout.write(
       `Paired as agent ${identity.name} (${identity.agentId}).\n` +
         `Identity and private key saved in ${stateDir} (key file mode 0600).\n` +
-        `Next: write a config with your routes and run: postern-agent run --config agent.yaml\n`,
+        `Next: run the agent with a route per channel (put your app's URL after the =):\n` +
+        `  ${program} run${dir} --route ${shellQuote(example)}=http://127.0.0.1:3000/\n` +
+        `or with your routes in a config file (see the README, "Agent"):\n` +
+        `  ${program} run${dir} --config agent.yaml\n`,
     );
     return;
   }
@@ -56,14 +74,22 @@ async function main(argv: string[]): Promise<void> {
       args: rest,
       options: {
         config: { type: 'string' },
+        route: { type: 'string', multiple: true },
         'state-dir': { type: 'string' },
         'log-level': { type: 'string' },
       },
       strict: true,
     });
-    if (!values.config) throw new ConfigError('run needs --config agent.yaml');
-    const config = await loadAgentConfig(values.config);
-    const identity = await loadIdentity(values['state-dir'] ?? defaultStateDir(process.env));
+    const flags = (values.route ?? []).map(parseRouteFlag);
+    const file = values.config;
+    const load = (): Promise<AgentConfig> =>
+      file === undefined ? Promise.resolve(configFromFlags(flags)) : loadAgentConfig(file, flags);
+    const config = await load();
+    const stateDir = values['state-dir'] ?? defaultStateDir(process.env);
+    const identity = await loadIdentity(
+      stateDir,
+      `${program} pair --relay URL --code CODE${stateDirArgs(stateDir, homeStateDir())}`,
+    );
     const logger = createLogger(
       'postern-agent',
       values['log-level'] ?? process.env['POSTERN_LOG_LEVEL'] ?? 'info',
@@ -82,12 +108,50 @@ async function main(argv: string[]): Promise<void> {
     };
     process.on('SIGTERM', () => shutdown('SIGTERM'));
     process.on('SIGINT', () => shutdown('SIGINT'));
+    // One reload at a time, in signal order: the last SIGHUP's read of the file wins.
+    let reloads = Promise.resolve();
+    process.on('SIGHUP', () => {
+      reloads = reloads.then(() => reload(file, flags, load, agent, logger));
+    });
     return;
   }
   process.stdout.write(USAGE);
   if (command !== undefined && command !== '--help' && command !== '-h' && command !== 'help') {
     process.exitCode = 2;
   }
+}
+
+/**
+ * SIGHUP: reads the config file again and swaps it in; deliveries in flight finish on their
+ * old routes. A file that does not parse is refused (the error names file, field and what was
+ * expected) and the running config stays.
+ */
+async function reload(
+  file: string | undefined,
+  flags: readonly RouteFlag[],
+  load: () => Promise<AgentConfig>,
+  agent: ReturnType<typeof createAgent>,
+  logger: ReturnType<typeof createLogger>,
+): Promise<void> {
+  if (file === undefined) {
+    logger.warn(
+      { signal: 'SIGHUP', routes: flags.length },
+      'SIGHUP: nothing to reload (no --config file; --route flags change only with a restart)',
+    );
+    return;
+  }
+  let next: AgentConfig;
+  try {
+    next = await load();
+  } catch (err) {
+    const message = isPosternError(err) ? err.message : String(err);
+    logger.error(
+      { signal: 'SIGHUP', file },
+      `config reload refused, the running config stays: ${message}`,
+    );
+    return;
+  }
+  agent.reload(next);
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {

@@ -2,14 +2,42 @@
 import { request } from 'undici';
 import { ConfigError } from '../shared/errors.ts';
 import { isObject, readString, type Fail } from '../shared/fields.ts';
-import { newKeyPair, saveIdentity, type Identity } from './identity.ts';
+import { existingIdentity, newKeyPair, saveIdentity, type Identity } from './identity.ts';
 
-export async function pair(relayUrl: string, code: string, stateDir: string): Promise<Identity> {
+export interface Paired {
+  identity: Identity;
+  /** The channels the agent is granted, as the relay's answer lists them. */
+  channels: { id: string; name: string }[];
+}
+
+/**
+ * Refuses, before the code is spent, to pair into a state dir that already holds an identity
+ * (which `saveIdentity` would replace, leaving that agent without its key) unless `force`.
+ */
+export async function pair(
+  relayUrl: string,
+  code: string,
+  stateDir: string,
+  opts: { force?: boolean } = {},
+): Promise<Paired> {
   let base: URL;
   try {
     base = new URL(relayUrl);
   } catch {
     throw new ConfigError(`--relay: expected the relay's URL, got "${relayUrl}"`);
+  }
+  if (!opts.force) {
+    const existing = await existingIdentity(stateDir);
+    if (existing !== null) {
+      const whose =
+        existing === 'unreadable'
+          ? 'an agent identity'
+          : `the identity of agent ${existing.name} (${existing.agentId})`;
+      throw new ConfigError(
+        `${stateDir} already holds ${whose}; pairing would replace it: ` +
+          'use another --state-dir, or add --force to replace it (the code is not spent)',
+      );
+    }
   }
   const { privateKey, publicJwk } = newKeyPair();
   let res;
@@ -50,5 +78,12 @@ export async function pair(relayUrl: string, code: string, stateDir: string): Pr
     privateKey,
   };
   await saveIdentity(stateDir, identity);
-  return identity;
+  // Only for the next steps printed: a missing or odd list is no reason to fail a pairing.
+  const list: unknown[] = Array.isArray(body['channels']) ? body['channels'] : [];
+  const channels = list.flatMap((c) =>
+    isObject(c) && typeof c['id'] === 'string' && typeof c['name'] === 'string'
+      ? [{ id: c['id'], name: c['name'] }]
+      : [],
+  );
+  return { identity, channels };
 }

@@ -61,6 +61,10 @@ export class Semaphore {
     this.#limit = limit;
   }
 
+  get limit(): number {
+    return this.#limit;
+  }
+
   async run<T>(task: () => Promise<T>): Promise<T> {
     if (this.#held >= this.#limit) await new Promise<void>((r) => this.#waiting.push(r));
     else this.#held++;

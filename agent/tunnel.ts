@@ -65,6 +65,8 @@ export class TunnelClient {
   #failures = 0;
   #reconnectTimer: NodeJS.Timeout | null = null;
   #connected = false;
+  /** Set by reconnect(): the next close is ours, and the dial after it has no pause. */
+  #reconnectNow = false;
 
   constructor(opts: TunnelClientOptions) {
     this.#opts = opts;
@@ -78,6 +80,20 @@ export class TunnelClient {
   start(): void {
     this.#stopped = false;
     void this.#connect();
+  }
+
+  /**
+   * Closes the current connection (normal close) and dials again at once: the relay then sees
+   * this agent connect, and sends what it held back for it (events parked for lack of a route).
+   * Deliveries in progress keep running; the relay offers their events again on the new
+   * connection and the agent joins them (see agent.ts) instead of sending a second request.
+   */
+  reconnect(reason: string): void {
+    const ws = this.#ws;
+    if (this.#stopped || !ws || ws.readyState !== WebSocket.OPEN) return;
+    this.#reconnectNow = true;
+    ws.close(CloseCode.normal, closeReason(reason));
+    setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
   }
 
   async stop(): Promise<void> {
@@ -272,6 +288,12 @@ export class TunnelClient {
       this.#connected = false;
       if (this.#ws === ws) this.#ws = null;
       if (this.#stopped) return;
+      if (this.#reconnectNow) {
+        this.#reconnectNow = false;
+        this.#log.info({ code }, 'reconnecting to the relay (routes changed)');
+        void this.#connect();
+        return;
+      }
       const why = reason.toString() || (code === 1006 ? 'connection lost' : `code ${code}`);
       const fields = { code, reason: why, ...(lastError ? { error: lastError } : {}) };
       if (was) this.#log.warn(fields, 'disconnected from the relay; reconnecting');

@@ -4,10 +4,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import {
+  configFromFlags,
   DEFAULT_TIMEOUT_MS,
   loadAgentConfig,
   MAX_TIMEOUT_MS,
   parseAgentConfig,
+  parseRouteFlag,
 } from '../../agent/config.ts';
 import { ConfigError } from '../../shared/errors.ts';
 
@@ -358,5 +360,65 @@ test('loadAgentConfig reads a file; a missing file is named in the error', async
     assert.ok(err instanceof ConfigError);
     assert.ok(err.message.startsWith(`${bad}: routes: `), err.message);
     return true;
+  });
+});
+
+test('--route CHANNEL=URL: split at the first =, validated like a file route', () => {
+  const flag = parseRouteFlag('github=http://127.0.0.1:3000/a=b');
+  assert.deepEqual(
+    { channel: flag.channel, target: flag.target },
+    { channel: 'github', target: 'http://127.0.0.1:3000/a=b' },
+  );
+  const config = configFromFlags([flag, parseRouteFlag('github=http://127.0.0.1:4000/')]);
+  assert.equal(config.file, null);
+  assert.equal(config.source, '--route flags');
+  assert.deepEqual(
+    config.routes.map((r) => [r.name, r.channel, r.target.href, r.timeoutMs, r.sync]),
+    [
+      ['github#0', 'github', 'http://127.0.0.1:3000/a=b', DEFAULT_TIMEOUT_MS, false],
+      ['github#1', 'github', 'http://127.0.0.1:4000/', DEFAULT_TIMEOUT_MS, false],
+    ],
+  );
+  for (const [text, message] of [
+    [
+      'github',
+      '--route "github": expected CHANNEL=URL, e.g. --route github=http://127.0.0.1:3000/hooks',
+    ],
+    [
+      '=http://h/',
+      '--route "=http://h/": expected CHANNEL=URL, e.g. --route github=http://127.0.0.1:3000/hooks',
+    ],
+    [
+      'github=',
+      '--route "github=": expected CHANNEL=URL, e.g. --route github=http://127.0.0.1:3000/hooks',
+    ],
+  ] as const) {
+    assert.throws(() => parseRouteFlag(text), { name: 'ConfigError', message });
+  }
+  assert.throws(() => configFromFlags([parseRouteFlag('gh=ftp://h/')]), {
+    message: '--route "gh=ftp://h/": target: expected an http:// or https:// URL, got "ftp://h/"',
+  });
+  assert.throws(() => configFromFlags([parseRouteFlag(`${'c'.repeat(65)}=http://h/`)]), {
+    message: `--route "${'c'.repeat(65)}=http://h/": channel: expected a string of 1–64 characters`,
+  });
+  assert.throws(() => configFromFlags([]), {
+    message: 'run needs --config FILE or --route CHANNEL=URL',
+  });
+});
+
+test('--route flags add to a config file: default names continue, the source names both', () => {
+  const config = parseAgentConfig(VALID_YAML, FILE, [
+    parseRouteFlag('stripe=http://127.0.0.1:5000/'),
+  ]);
+  assert.equal(config.file, FILE);
+  assert.equal(config.source, `${FILE} and --route flags`);
+  assert.deepEqual(
+    config.routes.map((r) => r.name),
+    ['ch_3kTMd9xq#0', 'stripe#0', 'stripe#1'],
+  );
+  const named = `routes:\n  - {name: "stripe#0", channel: other, target: "http://h/"}\n`;
+  assert.throws(() => parseAgentConfig(named, FILE, [parseRouteFlag('stripe=http://h/')]), {
+    message:
+      '--route "stripe=http://h/": name: expected a name no other route has (routes[0] is "stripe#0")',
   });
 });

@@ -650,7 +650,12 @@ test('an agent that is not paired exits 1 and says to pair first', async () => {
   const res = await runAgentCli(['run', '--config', config, '--state-dir', empty]);
   assert.equal(res.code, 1, res.stderr);
   assert.match(res.stderr, /pair first/);
-  assert.match(res.stderr, /postern-agent pair --relay URL --code CODE/);
-  assert.ok(res.stderr.includes(empty), `stderr names the state dir: ${res.stderr}`);
+  // The command to pair, as this agent was started (tsx on agent/main.ts) and with its state dir.
+  assert.ok(
+    res.stderr.includes(
+      `pair first: node --import tsx agent/main.ts pair --relay URL --code CODE --state-dir ${empty}\n`,
+    ),
+    res.stderr,
+  );
   assert.equal(receivedOn('cfg').length, 0, 'nothing delivered');
 });

@@ -1,0 +1,39 @@
+/**
+ * The commands the agent prints as next steps, written the way this process was started
+ * (`npm run agent --` in a checkout, `postern-agent` for the binary, `node dist/…` for a bundle)
+ * and with the state dir when it is not the default, so that each works as printed.
+ */
+import path from 'node:path';
+
+/** How to call this program again from the same shell. */
+export function programName(argv: readonly string[], env: NodeJS.ProcessEnv, cwd: string): string {
+  // `npm run agent -- …` runs `tsx agent/main.ts` with the script's name in the environment.
+  if (env['npm_lifecycle_event'] === 'agent') return 'npm run agent --';
+  const script = argv[1] ?? '';
+  const base = path.basename(script);
+  // The bin entry (node_modules/.bin/postern-agent, a global install) or the single executable.
+  if (base === 'postern-agent' || base === 'postern-agent.exe') {
+    return env['npm_lifecycle_event'] === 'npx' ? 'npx postern-agent' : 'postern-agent';
+  }
+  if (/\.(m?js|cjs)$/.test(base)) return `node ${shellQuote(relative(cwd, script))}`;
+  if (base.endsWith('.ts')) return `node --import tsx ${shellQuote(relative(cwd, script))}`;
+  return 'postern-agent';
+}
+
+function relative(cwd: string, file: string): string {
+  const rel = path.relative(cwd, file);
+  return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : file;
+}
+
+/** Quotes a word for a POSIX shell when it holds anything but safe characters. */
+export function shellQuote(word: string): string {
+  if (/^[A-Za-z0-9_@%+=:,./~-]+$/.test(word) && !word.startsWith('~')) return word;
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** `--state-dir DIR`, unless DIR is where the agent looks by default (then nothing). */
+export function stateDirArgs(stateDir: string, defaultDir: string): string {
+  return path.resolve(stateDir) === path.resolve(defaultDir)
+    ? ''
+    : ` --state-dir ${shellQuote(stateDir)}`;
+}
