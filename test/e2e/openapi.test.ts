@@ -82,6 +82,23 @@ test('GET /api/openapi.json serves docs/openapi.json, behind the admin token', a
   expectError(await call('GET', '/api/openapi.json', undefined, null), 401, 'ERR_UNAUTHORIZED');
 });
 
+test('every /api route the running relay lists is in the document, and nothing else', async () => {
+  const line = await relay.proc.waitForMsg('http routes');
+  const listed = (line['routes'] as { method: string; path: string }[])
+    .filter((r) => r.path.startsWith('/api'))
+    .map((r) => `${r.method} ${r.path.replace(/:([A-Za-z0-9_]+)/g, '{$1}')}`)
+    .sort();
+  const documented = Object.entries(doc.paths)
+    .flatMap(([p, item]) =>
+      Object.keys(item)
+        .filter((k) => ['get', 'post', 'patch', 'put', 'delete'].includes(k))
+        .map((m) => `${m.toUpperCase()} ${p}`),
+    )
+    .sort();
+  assert.ok(listed.length > 0);
+  assert.deepEqual(listed, documented);
+});
+
 test('channels: create, list, show, change, delete, and their errors', async () => {
   const created = await call('POST', '/api/channels', {
     name: 'docs-a',

@@ -15,6 +15,7 @@ type Schema = { [key: string]: Json };
 
 export interface OpenApiDocument {
   openapi: string;
+  info: { title: string; version: string };
   paths: Record<string, Record<string, Json>>;
   components: { schemas: Record<string, Schema>; responses: Record<string, Json> };
 }

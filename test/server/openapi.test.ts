@@ -50,6 +50,11 @@ test('the document lists exactly the routes of the admin API router', () => {
   assert.deepEqual(extra, [], 'operations in the OpenAPI document that no route serves');
 });
 
+test("the document's version is the package's", () => {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+  assert.equal(doc.info.version, pkg.version);
+});
+
 test('the relay serves the same bytes as docs/openapi.json', () => {
   assert.ok(readFileSync(OPENAPI_FILE).equals(OPENAPI_BYTES));
 });
