@@ -56,7 +56,12 @@ test("the document's version is the package's", () => {
 });
 
 test('the relay serves the same bytes as docs/openapi.json', () => {
-  assert.ok(readFileSync(OPENAPI_FILE).equals(OPENAPI_BYTES));
+  assert.ok(
+    readFileSync(OPENAPI_FILE).equals(OPENAPI_BYTES),
+    'docs/openapi.json must be written as JSON.stringify(doc, null, 2) plus a newline; rewrite it ' +
+      "with: node -e \"const f='docs/openapi.json',fs=require('fs');" +
+      "fs.writeFileSync(f,JSON.stringify(JSON.parse(fs.readFileSync(f,'utf8')),null,2)+'\\n')\"",
+  );
 });
 
 test('the document is OpenAPI 3.1, every reference resolves, every schema is checkable', () => {
