@@ -49,12 +49,16 @@ const CHECKED = new Set([
   'const',
   'oneOf',
   'anyOf',
+  'allOf',
   'minimum',
   'maximum',
   'minLength',
   'maxLength',
   'pattern',
   'format',
+  'if',
+  'then',
+  'else',
 ]);
 
 const isObject = (v: unknown): v is Record<string, Json> =>
@@ -90,7 +94,10 @@ export function assertSupported(schema: Json, at = '$'): void {
     assertSupported(schema['additionalProperties'], `${at}.*`);
   }
   if (schema['items'] !== undefined) assertSupported(schema['items'], `${at}[]`);
-  for (const list of ['prefixItems', 'oneOf', 'anyOf']) {
+  for (const key of ['if', 'then', 'else']) {
+    if (schema[key] !== undefined) assertSupported(schema[key], `${at}.${key}`);
+  }
+  for (const list of ['prefixItems', 'oneOf', 'anyOf', 'allOf']) {
     const l = schema[list];
     if (Array.isArray(l)) l.forEach((s, i) => assertSupported(s, `${at}.${list}[${i}]`));
   }
@@ -137,6 +144,9 @@ export function validate(
   if ('const' in schema && !deepEqual(schema['const'], value)) {
     errors.push(`${at}: expected ${JSON.stringify(schema['const'])}`);
   }
+  if (Array.isArray(schema['allOf'])) {
+    for (const part of schema['allOf']) errors.push(...sub(part, value, at));
+  }
   for (const combo of ['oneOf', 'anyOf'] as const) {
     const options = schema[combo];
     if (!Array.isArray(options)) continue;
@@ -145,6 +155,10 @@ export function validate(
       const detail = options.map((o, i) => `[${i}] ${sub(o, value, at).join('; ')}`).join(' | ');
       errors.push(`${at}: ${combo} matched ${passing} of ${options.length} (${detail})`);
     }
+  }
+  if (schema['if'] !== undefined) {
+    const branch = sub(schema['if'], value, at).length === 0 ? schema['then'] : schema['else'];
+    if (branch !== undefined) errors.push(...sub(branch, value, at));
   }
   if (typeof value === 'number') {
     const min = schema['minimum'];

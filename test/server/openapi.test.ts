@@ -160,6 +160,8 @@ test('an event with every shared optional shape is valid; each kind of break is 
   broken((e) => (e.attempts[0].response.headers = [['a']]), /fewer than 2 items/);
   broken((e) => (e.attempts[0].response.bodyBytes = -1), /-1 < 0/);
   broken((e) => (e.attempts[0].replay = 0), /\.replay: 0 < 1/);
+  broken((e) => (e.status = 'delivered'), /\.status: expected one of \["queued","delivering"\]/);
+  broken((e) => (e.reason = 'signature_mismatch'), /\.status: expected "rejected"/);
 });
 
 test('answers are checked by operation and status', () => {
