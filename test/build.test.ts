@@ -99,6 +99,13 @@ test('the relay bundle runs alone with its node_modules: --version, serve, store
   const { id } = (await res.body.json()) as { id: string };
   const event = await request(`${url}/api/events/${id}`, { headers: auth });
   assert.equal(((await event.body.json()) as { status: string }).status, 'queued');
+  // The admin API's document is in the bundle: the same bytes as docs/openapi.json.
+  const document = await request(`${url}/api/openapi.json`, { headers: auth });
+  assert.equal(document.statusCode, 200);
+  assert.equal(
+    await document.body.text(),
+    await readFile(path.join(ROOT, 'docs/openapi.json'), 'utf8'),
+  );
 });
 
 test('the single executable runs alone: --version, pair, run, deliver', async (t) => {

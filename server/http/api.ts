@@ -8,6 +8,7 @@ import { PosternError } from '../../shared/errors.ts';
 import { agentRoutes } from './api/agents.ts';
 import { channelRoutes } from './api/channels.ts';
 import { eventRoutes } from './api/events.ts';
+import { openApiRoutes } from './api/openapi.ts';
 import { pairRoutes } from './api/pair.ts';
 import type { RelayContext } from './context.ts';
 
@@ -40,5 +41,6 @@ export function apiRouter(relay: RelayContext): Router {
   channelRoutes(router, relay);
   agentRoutes(router, relay);
   eventRoutes(router, relay);
+  openApiRoutes(router);
   return router;
 }

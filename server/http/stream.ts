@@ -7,6 +7,7 @@
 import { PassThrough } from 'node:stream';
 import type { Context } from 'koa';
 import type { EventSummary } from '../store/types.ts';
+import { notFound } from './api/common.ts';
 import type { RelayContext } from './context.ts';
 
 const FLUSH_MS = 100;
@@ -21,7 +22,7 @@ export function streamHandler(
   return (ctx: Context): void => {
     const channel = typeof ctx.query['channel'] === 'string' ? ctx.query['channel'] : undefined;
     const channelId = channel === undefined ? undefined : relay.channel(channel, true)?.id;
-    if (channel !== undefined && channelId === undefined) ctx.throw(404, 'no such channel');
+    if (channel !== undefined && channelId === undefined) notFound('channel');
     const out = new PassThrough();
     const pending = new Map<string, EventSummary>();
     const unsubscribe = relay.store.subscribe((change) => {

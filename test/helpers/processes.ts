@@ -8,9 +8,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { checkAnswer, loadOpenApi } from './openapi.ts';
 import { relayStoreArgs, releaseDatabases } from './store.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** The admin API's document: `RelayHandle.api` checks every answer against it. */
+const openApi = loadOpenApi();
 
 export interface LogLine {
   msg?: string;
@@ -183,6 +186,8 @@ export async function startRelay(opts: RelayOptions = {}): Promise<RelayHandle> 
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await res.text();
+    // Every admin API answer a test sees, success or error, is one the document describes.
+    if (p.startsWith('/api/')) checkAnswer(openApi, method, p, res.status, text);
     if (!res.ok) throw new Error(`${method} ${p} → ${res.status} ${text}`);
     return text ? JSON.parse(text) : undefined;
   };
