@@ -16,7 +16,7 @@ const MAX_BUFFERED = 1024 * 1024;
 
 export function streamHandler(
   relay: RelayContext,
-  view: (e: EventSummary) => Record<string, unknown>,
+  views: (events: readonly EventSummary[]) => Promise<Record<string, unknown>[]>,
 ) {
   return (ctx: Context): void => {
     const channel = typeof ctx.query['channel'] === 'string' ? ctx.query['channel'] : undefined;
@@ -29,14 +29,30 @@ export function streamHandler(
       const e = change.event;
       if (channelId === undefined || e.channelId === channelId) pending.set(e.id, e);
     });
+    // One tick's views at a time (each may read the store): a tick that finds one under way
+    // waits for the next, so lines leave in the order of the changes.
+    let flushing = false;
     const flush = setInterval(() => {
-      if (pending.size === 0) return;
-      let text = '';
-      for (const e of pending.values())
-        text += `event: event\ndata: ${JSON.stringify(view(e))}\n\n`;
+      if (pending.size === 0 || flushing) return;
+      const events = [...pending.values()];
       pending.clear();
-      out.write(text);
-      if (out.writableLength > MAX_BUFFERED) out.end();
+      flushing = true;
+      views(events)
+        .then(
+          (list) => {
+            let text = '';
+            for (const v of list) text += `event: event\ndata: ${JSON.stringify(v)}\n\n`;
+            if (!out.writableEnded) out.write(text);
+            if (out.writableLength > MAX_BUFFERED) out.end();
+          },
+          (err: unknown) => {
+            relay.logger.warn({ err }, "could not build the stream's event views; closing it");
+            out.end();
+          },
+        )
+        .finally(() => {
+          flushing = false;
+        });
     }, FLUSH_MS);
     const keepalive = setInterval(() => out.write(': keepalive\n\n'), KEEPALIVE_MS);
     const stop = () => {
