@@ -528,6 +528,35 @@ test('no_route: stays queued, attemptCount unchanged, offered again later', asyn
   assert.equal(sink.frames[1]?.attempt, 1);
 });
 
+test('no_route: a new session of the channel makes the parked event due at once', async (t) => {
+  const h = await harness(t, [channelRecord(CH)]);
+  const before = new FakeSink('s1', 10, [CH], 'ag_one');
+  h.dispatcher.attach(before);
+  const id = await h.add(CH);
+  const other = await h.add(CH);
+  await h.ack(before, id, { outcome: 'no_route', status: undefined, error: 'no route' });
+  await h.ack(before, other, { outcome: 'failed', status: 500, error: 'app answered 500' });
+  before.open = false;
+  h.dispatcher.detach(before);
+  await h.idle();
+  assert.equal((await h.get(id))?.nextAttemptAt, START + NO_ROUTE_RETRY_MS);
+
+  // The agent comes back (with the route now): no time passes, the event goes.
+  const after = new FakeSink('s2', 10, [CH], 'ag_one');
+  h.dispatcher.attach(after);
+  await until(() => after.frames.length > 0);
+  await h.idle();
+  assert.deepEqual(after.ids(), [id]);
+  assert.equal(after.frames[0]?.attempt, 1);
+  assert.equal(h.dispatcher.deliveringBy(id), 'ag_one');
+  // The failed one keeps its retry time: a new session is no reason to retry it early.
+  assert.equal((await h.get(other))?.nextAttemptAt, START + 20);
+  assert.equal(h.now(), START);
+  await h.ack(after, id);
+  assert.equal(h.dispatcher.deliveringBy(id), undefined);
+  assert.equal((await h.get(id))?.status, 'delivered');
+});
+
 test('detach returns in-flight events to the queue; another sink gets them, same ids', async (t) => {
   const h = await harness(t, [channelRecord(CH)]);
   const first = new FakeSink('s1', 3, [CH], 'ag_one');
