@@ -81,7 +81,7 @@ export function explainWaiting(e: EventSummary, facts: WaitingFacts): Waiting | 
     return { reason: 'agent_offline', message, ...agentFields(one) };
   }
   if (facts.blockedBy !== undefined) {
-    const key = e.orderKey ? ` (key ${JSON.stringify(e.orderKey)})` : '';
+    const key = e.orderKey ? ` (key ${JSON.stringify(e.orderKey.slice(0, 100))})` : '';
     return {
       reason: 'ordered',
       message: `held behind ${facts.blockedBy}, an earlier event of its ordering key${key}`,
