@@ -335,6 +335,15 @@ export class Dispatcher {
     this.#onAttempt(frame.outcome, frame.outcome === 'delivered' ? now - summary.receivedAt : null);
     const delaysMs = this.#channel(summary.channelId)?.retry.delaysMs ?? [];
     const update = afterAttempt(summary, frame, sink.agentId, delaysMs, now, this.#random);
+    if (frame.outcome === 'no_route') {
+      this.#sessions.markNoRoute(sink, summary.channelId);
+      // Another agent of the channel may have the route: then it goes there now, not in 30 s.
+      const sinks = this.#state(summary.channelId).sinks;
+      const other = [...sinks].some(
+        (s) => s.open && !this.#sessions.lacksRoute(s, summary.channelId),
+      );
+      if (other) update.nextAttemptAt = now;
+    }
     // Plain fields, not a child logger: this runs once per delivery.
     const ids = { eventId: summary.id, channelId: summary.channelId, agentId: sink.agentId };
     const detail = { ...ids, status: frame.status, error: frame.error };
@@ -525,7 +534,8 @@ export class Dispatcher {
   async #fill(channelId: string, max: number): Promise<number> {
     const state = this.#state(channelId);
     const channel = this.#channel(channelId);
-    if (!channel || state.dry || !this.#sessions.pick(state.sinks, this.#now())) return 0;
+    const sinks = this.#sessions.routable(state.sinks, channelId);
+    if (!channel || state.dry || !this.#sessions.pick(sinks, this.#now())) return 0;
     const generation = state.generation;
     const limit = Math.min(max, CLAIM_BATCH);
     const now = this.#now();
@@ -549,7 +559,7 @@ export class Dispatcher {
     if (result.wakeAt !== null) this.#wakeAt(channelId, result.wakeAt);
     let sent = 0;
     for (const claim of result.claims) {
-      const sink = this.#sessions.pick(state.sinks, this.#now());
+      const sink = this.#sessions.pick(sinks, this.#now());
       if (sink) {
         this.#send(sink, claim, channel);
         sent++;
