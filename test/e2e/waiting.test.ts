@@ -27,6 +27,7 @@ interface Waiting {
   lastError?: string;
   agentId?: string;
   agentName?: string;
+  blockedBy?: string;
 }
 
 interface EventView {
@@ -195,4 +196,32 @@ test('no route on the agent: says so; back with the route, it goes before its pa
     Date.parse(delivered[0].at) < retryAt,
     `delivered at ${delivered[0].at}, parked until ${new Date(retryAt).toISOString()}`,
   );
+});
+
+test('an app that fails: the event waits for its retry, the next of its key behind it', async (t) => {
+  const failing = await startApp((_req, res) => {
+    res.statusCode = 503;
+    res.end('down for maintenance');
+  });
+  t.after(() => failing.close());
+  const r = need(relay, 'relay');
+  const chId = (
+    await r.api<{ id: string }>('POST', '/api/channels', { name: 'failing', ordered: true })
+  ).id;
+  const { stateDir } = await pair([chId], 'failing-agent');
+  agents.push(await startAgent(stateDir, [{ channel: 'failing', target: `${failing.url}/x` }]));
+  const head = await send(chId);
+  const waiting = await waitsFor(head, 'retry');
+  assert.equal(waiting.status, 'queued');
+  assert.ok(waiting.waiting!.lastError, 'the last error is given');
+  assert.ok(waiting.waiting!.retryAt! > Date.parse(waiting.attempts.at(-1)!.at));
+  assert.match(
+    waiting.waiting!.message,
+    /^waiting to retry (at \S+|now) after attempt \d+ failed: /,
+  );
+
+  const next = await send(chId);
+  const held = await waitsFor(next, 'ordered');
+  assert.equal(held.waiting!.blockedBy, head);
+  assert.equal(held.attempts.length, 0);
 });
