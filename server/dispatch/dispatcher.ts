@@ -33,6 +33,10 @@ import type {
 import { Sessions, type Sink } from './sessions.ts';
 import { afterAttempt } from './retry.ts';
 
+/** Queued events of a channel looked at for a parked `no_route` when an agent connects. */
+const UNPARK_SCAN_LIMIT = 10_000;
+const UNPARK_PAGE = 500;
+
 export type AckFrame = Extract<AgentFrame, { type: 'ack' }>;
 
 /** When an event's body cannot be read back, look again after this long. */
@@ -115,6 +119,8 @@ export class Dispatcher {
    */
   readonly #unrecorded = new Map<string, Unrecorded>();
   #retryTimer: NodeJS.Timeout | null = null;
+  /** Channels being unparked (see `#unpark`), with whether another scan was asked for. */
+  readonly #unparking = new Map<string, boolean>();
   /** Ingress requests of sync channels waiting for the app's response, by event id. */
   readonly #responseWaiters = new Map<string, (answer: AppResponse | null) => void>();
   #unsubscribe: () => void = () => undefined;
@@ -218,6 +224,67 @@ export class Dispatcher {
     this.#sinks.add(sink);
     for (const channelId of sink.channels) this.#state(channelId).sinks.add(sink);
     for (const channelId of sink.channels) this.#mayHaveWork(channelId);
+    // A new session may bring the route that was missing (an agent restarted with new routes,
+    // another agent granted the channel): what waits for one goes now, not at its parked time.
+    for (const channelId of sink.channels) this.#unpark(channelId);
+  }
+
+  /** The agent a claim of this process sent the event to, while it is in flight. */
+  deliveringBy(eventId: string): string | undefined {
+    return this.#inflight.get(eventId)?.sink.agentId;
+  }
+
+  /**
+   * Makes the channel's events parked after a `no_route` attempt due now (no attempt used).
+   * One scan per channel at a time; one asked for meanwhile runs after it.
+   */
+  #unpark(channelId: string): void {
+    if (this.#unparking.has(channelId)) {
+      this.#unparking.set(channelId, true);
+      return;
+    }
+    this.#unparking.set(channelId, false);
+    this.#unparkChannel(channelId)
+      .catch((err: unknown) =>
+        this.#log.warn({ err, channelId }, 'could not make events waiting for a route due'),
+      )
+      .finally(() => {
+        const again = this.#unparking.get(channelId) === true;
+        this.#unparking.delete(channelId);
+        if (again && !this.#stopped) this.#unpark(channelId);
+      });
+  }
+
+  async #unparkChannel(channelId: string): Promise<void> {
+    const now = this.#now();
+    let before: string | undefined;
+    let moved = 0;
+    for (let read = 0; read < UNPARK_SCAN_LIMIT && !this.#stopped; read += UNPARK_PAGE) {
+      const page = await this.#store.listEvents({
+        channelId,
+        status: 'queued',
+        limit: UNPARK_PAGE,
+        ...(before === undefined ? {} : { before }),
+      });
+      const parked = page.events.filter(
+        (e) => e.nextAttemptAt > now && e.attempts.at(-1)?.outcome === 'no_route',
+      );
+      const done = await Promise.allSettled(
+        parked.map((e) =>
+          this.#store.updateEvent(
+            e.id,
+            { status: 'queued', attemptCount: e.attemptCount, nextAttemptAt: 0 },
+            { expect: ['queued'] },
+          ),
+        ),
+      );
+      // A conflict is an event claimed or replayed meanwhile: nothing to do for it.
+      moved += done.filter((d) => d.status === 'fulfilled').length;
+      if (page.next === null) break;
+      before = page.next;
+    }
+    if (moved > 0)
+      this.#log.info({ channelId, events: moved }, 'events waiting for a route are due now');
   }
 
   /** The session ended: everything it had not acknowledged is released to be offered again. */
@@ -268,6 +335,15 @@ export class Dispatcher {
     this.#onAttempt(frame.outcome, frame.outcome === 'delivered' ? now - summary.receivedAt : null);
     const delaysMs = this.#channel(summary.channelId)?.retry.delaysMs ?? [];
     const update = afterAttempt(summary, frame, sink.agentId, delaysMs, now, this.#random);
+    if (frame.outcome === 'no_route') {
+      this.#sessions.markNoRoute(sink, summary.channelId);
+      // Another agent of the channel may have the route: then it goes there now, not in 30 s.
+      const sinks = this.#state(summary.channelId).sinks;
+      const other = [...sinks].some(
+        (s) => s.open && !this.#sessions.lacksRoute(s, summary.channelId),
+      );
+      if (other) update.nextAttemptAt = now;
+    }
     // Plain fields, not a child logger: this runs once per delivery.
     const ids = { eventId: summary.id, channelId: summary.channelId, agentId: sink.agentId };
     const detail = { ...ids, status: frame.status, error: frame.error };
@@ -458,7 +534,8 @@ export class Dispatcher {
   async #fill(channelId: string, max: number): Promise<number> {
     const state = this.#state(channelId);
     const channel = this.#channel(channelId);
-    if (!channel || state.dry || !this.#sessions.pick(state.sinks, this.#now())) return 0;
+    const sinks = this.#sessions.routable(state.sinks, channelId);
+    if (!channel || state.dry || !this.#sessions.pick(sinks, this.#now())) return 0;
     const generation = state.generation;
     const limit = Math.min(max, CLAIM_BATCH);
     const now = this.#now();
@@ -482,7 +559,7 @@ export class Dispatcher {
     if (result.wakeAt !== null) this.#wakeAt(channelId, result.wakeAt);
     let sent = 0;
     for (const claim of result.claims) {
-      const sink = this.#sessions.pick(state.sinks, this.#now());
+      const sink = this.#sessions.pick(sinks, this.#now());
       if (sink) {
         this.#send(sink, claim, channel);
         sent++;

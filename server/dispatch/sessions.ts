@@ -35,6 +35,8 @@ interface SessionState {
   chain: Promise<void>;
   /** The channel of the last event sent: freed room goes to the channels after it first. */
   lastChannel: string | undefined;
+  /** Channels the agent answered `no_route` for on this session (its routes last a session). */
+  noRoute: Set<string>;
 }
 
 export class Sessions {
@@ -49,6 +51,7 @@ export class Sessions {
       benchedUntil: 0,
       chain: Promise.resolve(),
       lastChannel: undefined,
+      noRoute: new Set(),
     });
   }
 
@@ -118,6 +121,26 @@ export class Sessions {
     } else if (outcome === 'failed' && ++state.failures >= BENCH_AFTER_FAILURES) {
       state.benchedUntil = now + BENCH_MS;
     }
+  }
+
+  /** The agent has no route for the channel: for this session, other sessions come first. */
+  markNoRoute(sink: Sink, channelId: string): void {
+    this.#state.get(sink)?.noRoute.add(channelId);
+  }
+
+  /** Whether the session's agent answered `no_route` for the channel. */
+  lacksRoute(sink: Sink, channelId: string): boolean {
+    return this.#state.get(sink)?.noRoute.has(channelId) ?? false;
+  }
+
+  /**
+   * The sessions of a channel that may have a route for it (open, and none answered
+   * `no_route` for it); all of them when there is none such.
+   */
+  routable(sinks: Iterable<Sink>, channelId: string): Sink[] {
+    const all = [...sinks];
+    const some = all.filter((s) => s.open && !this.lacksRoute(s, channelId));
+    return some.length > 0 ? some : all;
   }
 
   /** Runs `send` after the session's earlier sends (each may wait for a disk read). */

@@ -14,10 +14,12 @@ const FLUSH_MS = 100;
 const KEEPALIVE_MS = 15_000;
 /** Buffered bytes past which a slow client is disconnected. */
 const MAX_BUFFERED = 1024 * 1024;
+/** Events changed and not yet sent past which a client is disconnected too. */
+const MAX_PENDING = 10_000;
 
 export function streamHandler(
   relay: RelayContext,
-  view: (e: EventSummary) => Record<string, unknown>,
+  views: (events: readonly EventSummary[]) => Promise<Record<string, unknown>[]>,
 ) {
   return (ctx: Context): void => {
     const channel = typeof ctx.query['channel'] === 'string' ? ctx.query['channel'] : undefined;
@@ -29,17 +31,39 @@ export function streamHandler(
       if (change.type !== 'event') return;
       const e = change.event;
       if (channelId === undefined || e.channelId === channelId) pending.set(e.id, e);
+      // Views that take long (store reads) must not grow memory either: cut it off.
+      if (pending.size > MAX_PENDING && !out.destroyed) out.end();
     });
+    // One tick's views at a time (each may read the store): a tick that finds one under way
+    // waits for the next, so lines leave in the order of the changes.
+    let flushing = false;
     const flush = setInterval(() => {
-      if (pending.size === 0) return;
-      let text = '';
-      for (const e of pending.values())
-        text += `event: event\ndata: ${JSON.stringify(view(e))}\n\n`;
+      if (pending.size === 0 || flushing || out.writableEnded) return;
+      const events = [...pending.values()];
       pending.clear();
-      out.write(text);
-      if (out.writableLength > MAX_BUFFERED) out.end();
+      flushing = true;
+      views(events)
+        .then(
+          (list) => {
+            let text = '';
+            for (const v of list) text += `event: event\ndata: ${JSON.stringify(v)}\n\n`;
+            // The client may have gone while the views were built.
+            if (out.destroyed || out.writableEnded) return;
+            out.write(text);
+            if (out.writableLength > MAX_BUFFERED) out.end();
+          },
+          (err: unknown) => {
+            relay.logger.warn({ err }, "could not build the stream's event views; closing it");
+            if (!out.destroyed) out.end();
+          },
+        )
+        .finally(() => {
+          flushing = false;
+        });
     }, FLUSH_MS);
-    const keepalive = setInterval(() => out.write(': keepalive\n\n'), KEEPALIVE_MS);
+    const keepalive = setInterval(() => {
+      if (!out.writableEnded) out.write(': keepalive\n\n');
+    }, KEEPALIVE_MS);
     const stop = () => {
       clearInterval(flush);
       clearInterval(keepalive);

@@ -528,6 +528,63 @@ test('no_route: stays queued, attemptCount unchanged, offered again later', asyn
   assert.equal(sink.frames[1]?.attempt, 1);
 });
 
+test('no_route: a new session of the channel makes the parked event due at once', async (t) => {
+  const h = await harness(t, [channelRecord(CH)]);
+  const before = new FakeSink('s1', 10, [CH], 'ag_one');
+  h.dispatcher.attach(before);
+  const id = await h.add(CH);
+  const other = await h.add(CH);
+  await h.ack(before, id, { outcome: 'no_route', status: undefined, error: 'no route' });
+  await h.ack(before, other, { outcome: 'failed', status: 500, error: 'app answered 500' });
+  before.open = false;
+  h.dispatcher.detach(before);
+  await h.idle();
+  assert.equal((await h.get(id))?.nextAttemptAt, START + NO_ROUTE_RETRY_MS);
+
+  // The agent comes back (with the route now): no time passes, the event goes.
+  const after = new FakeSink('s2', 10, [CH], 'ag_one');
+  h.dispatcher.attach(after);
+  await until(() => after.frames.length > 0);
+  await h.idle();
+  assert.deepEqual(after.ids(), [id]);
+  assert.equal(after.frames[0]?.attempt, 1);
+  assert.equal(h.dispatcher.deliveringBy(id), 'ag_one');
+  // The failed one keeps its retry time: a new session is no reason to retry it early.
+  assert.equal((await h.get(other))?.nextAttemptAt, START + 20);
+  assert.equal(h.now(), START);
+  await h.ack(after, id);
+  assert.equal(h.dispatcher.deliveringBy(id), undefined);
+  assert.equal((await h.get(id))?.status, 'delivered');
+});
+
+test('no_route from one agent: another connected agent of the channel gets it at once', async (t) => {
+  const h = await harness(t, [channelRecord(CH)]);
+  // The one without the route has the most room: it is picked first.
+  const without = new FakeSink('s1', 10, [CH], 'ag_without');
+  const withRoute = new FakeSink('s2', 5, [CH], 'ag_with');
+  h.dispatcher.attach(without);
+  h.dispatcher.attach(withRoute);
+  const first = await h.add(CH);
+  assert.deepEqual(without.ids(), [first]);
+  await h.ack(without, first, { outcome: 'no_route', status: undefined, error: 'no route' });
+  // Once its outcome is written (a lazy settle rides with the next commit, or LAZY_FLUSH_MS).
+  await h.advance(LAZY_FLUSH_MS);
+  assert.deepEqual(withRoute.ids(), [first]);
+  assert.equal(withRoute.frames[0]?.attempt, 1);
+  // The next ones skip the session that has no route, though it has more room.
+  const second = await h.add(CH);
+  assert.deepEqual(withRoute.ids(), [first, second]);
+  assert.deepEqual(without.ids(), [first]);
+  assert.ok(h.now() < START + NO_ROUTE_RETRY_MS);
+
+  // Both without a route: parked for NO_ROUTE_RETRY_MS, not bounced between them.
+  await h.ack(withRoute, first, { outcome: 'no_route', status: undefined, error: 'no route' });
+  const at = h.now();
+  await h.advance(LAZY_FLUSH_MS);
+  assert.equal((await h.get(first))?.nextAttemptAt, at + NO_ROUTE_RETRY_MS);
+  assert.equal(without.frames.length + withRoute.frames.length, 3);
+});
+
 test('detach returns in-flight events to the queue; another sink gets them, same ids', async (t) => {
   const h = await harness(t, [channelRecord(CH)]);
   const first = new FakeSink('s1', 3, [CH], 'ag_one');

@@ -3,12 +3,14 @@ import type Router from '@koa/router';
 import { readEnum, readInt, readString } from '../../../shared/fields.ts';
 import { STATUSES } from '../../store/records.ts';
 import type { EventSummary } from '../../store/types.ts';
+import { WaitingExplainer, type Waiting } from '../../dispatch/waiting.ts';
 import { readJsonObject } from '../body.ts';
 import type { RelayContext } from '../context.ts';
 import { streamHandler } from '../stream.ts';
 import { channelOr404, fail, iso, notFound } from './common.ts';
 
-export function eventView(e: EventSummary): Record<string, unknown> {
+/** An event resource; `waiting` (why it is not done yet) for queued and delivering ones. */
+export function eventView(e: EventSummary, waiting?: Waiting): Record<string, unknown> {
   return {
     id: e.id,
     channelId: e.channelId,
@@ -24,11 +26,27 @@ export function eventView(e: EventSummary): Record<string, unknown> {
     ...(e.orderKey ? { orderKey: e.orderKey } : {}),
     ...(e.deliveredRoutes.length > 0 ? { deliveredRoutes: e.deliveredRoutes } : {}),
     attempts: e.attempts.map((a) => ({ ...a, at: iso(a.at) })),
+    ...(waiting ? { waiting } : {}),
   };
 }
 
 export function eventRoutes(router: Router, relay: RelayContext): void {
-  router.get('/stream', streamHandler(relay, eventView));
+  const explainer = new WaitingExplainer({
+    store: relay.store,
+    channel: (id) => relay.channel(id),
+    agents: () => relay.control.state.agents,
+    connected: (id) => relay.tunnel.isConnected(id) || relay.connectedElsewhere(id),
+    deliveringBy: (id) => relay.dispatcher.deliveringBy(id),
+    now: relay.now,
+  });
+  /** Resources of several events, each with why it waits. */
+  const views = async (events: readonly EventSummary[]) => {
+    const waiting = await explainer.explain(events);
+    return events.map((e) => eventView(e, waiting.get(e.id)));
+  };
+  const view = async (e: EventSummary) => (await views([e]))[0]!;
+
+  router.get('/stream', streamHandler(relay, views));
 
   router.get('/events', async (ctx) => {
     const q = ctx.query;
@@ -46,14 +64,14 @@ export function eventRoutes(router: Router, relay: RelayContext): void {
     const before = one('before');
     if (before !== undefined) filter.before = before;
     const page = await relay.store.listEvents(filter);
-    ctx.body = { events: page.events.map(eventView), next: page.next };
+    ctx.body = { events: await views(page.events), next: page.next };
   });
 
   router.get('/events/:id', async (ctx) => {
     const summary = (await relay.store.getEvent(ctx.params['id']!)) ?? notFound('event');
     const payload = await relay.store.readPayload(summary.id);
     ctx.body = {
-      ...eventView(summary),
+      ...(await view(summary)),
       originalUrl: payload.originalUrl,
       remoteAddress: payload.remoteAddress,
       headers: payload.headers,
@@ -108,13 +126,13 @@ export function eventRoutes(router: Router, relay: RelayContext): void {
   router.post('/events/:id/skip', async (ctx) => {
     const summary = await relay.dispatcher.skip(ctx.params['id']!);
     relay.logger.info({ eventId: summary.id }, 'event skipped by an operator');
-    ctx.body = eventView(summary);
+    ctx.body = await view(summary);
   });
 
   router.post('/events/:id/replay', async (ctx) => {
     const summary = await relay.dispatcher.replay(ctx.params['id']!);
     relay.logger.info({ eventId: summary.id }, 'event replayed');
     ctx.status = 202;
-    ctx.body = eventView(summary);
+    ctx.body = await view(summary);
   });
 }
