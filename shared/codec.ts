@@ -146,6 +146,16 @@ export function answerStart(ack: Extract<AgentFrame, { type: 'ack' }>): Uint8Arr
   return ack.responseHeaders ? body.subarray(0, MAX_ANSWER_BODY_BYTES) : body;
 }
 
+/**
+ * An ack as a relay that does not take answers must get it (see `welcome.answers`): without
+ * `response`, and without a body unless it carries the sync response.
+ */
+export function withoutAnswer(frame: AgentFrame): AgentFrame {
+  if (frame.type !== 'ack' || frame.response === undefined) return frame;
+  const { response: _response, body, ...rest } = frame;
+  return frame.responseHeaders ? { ...rest, body: body ?? new Uint8Array(0) } : rest;
+}
+
 /** Validates a frame sent by an agent. Throws `ProtocolError` on anything else. */
 export function decodeAgentFrame(data: Buffer): AgentFrame {
   const { fields, body } = split(data, MAX_AGENT_FRAME_BYTES);
@@ -248,15 +258,18 @@ export function decodeRelayFrame(data: Buffer): RelayFrame {
   const type = fields['type'];
   const fail = failer(String(type));
   switch (type) {
-    case 'welcome':
+    case 'welcome': {
       noBody(type, body);
-      return {
+      const welcome: RelayFrame = {
         type,
         sessionId: readString(fields, 'sessionId', fail, { min: 1, max: ID_MAX }),
         heartbeatMs: readInt(fields, 'heartbeatMs', fail, 10, 3_600_000),
         window: readInt(fields, 'window', fail, 1, MAX_WINDOW),
         channels: readChannels(fields, fail),
       };
+      if (fields['answers'] !== undefined) welcome.answers = readBoolean(fields, 'answers', fail);
+      return welcome;
+    }
     case 'deliver':
       return decodeDeliver(fields, body);
     case 'ping':

@@ -154,6 +154,12 @@ export type RelayFrame =
       heartbeatMs: number;
       window: number;
       channels: ChannelRef[];
+      /**
+       * The relay takes the app's answer in acks (`ack.response`). Absent (relays from before
+       * it did): the agent sends none, since such a relay refuses an ack body without
+       * `responseHeaders`.
+       */
+      answers?: boolean;
     }
   /**
    * One attempt at one event. The agent picks the target from its own routes. Sent only after

@@ -505,7 +505,7 @@ test('response headers past 8192 bytes are left out, in order, and the answer sa
 });
 
 test('on a sync route the ack carries the whole body once, and the answer counts it', async (t) => {
-  const a = await app(t, (_req, res) => res.end(LONG_ANSWER));
+  const a = await app(t, (_req, res) => void res.end(LONG_ANSWER));
   const ack = await deliverer(t).deliver(
     route(`${a.url}/hooks`, { sync: true }),
     frame({ wantResponse: true }),

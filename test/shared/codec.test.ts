@@ -5,6 +5,7 @@ import {
   decodeAgentFrame,
   decodeRelayFrame,
   encodeFrame,
+  withoutAnswer,
 } from '../../shared/codec.ts';
 import { DeliverRefusedError, ProtocolError, type ErrorCode } from '../../shared/errors.ts';
 import {
@@ -175,6 +176,10 @@ const relayFrames: [string, RelayFrame][] = [
     'welcome (no channels)',
     { type: 'welcome', sessionId: 's', heartbeatMs: 10, window: 1, channels: [] },
   ],
+  [
+    'welcome (takes answers)',
+    { type: 'welcome', sessionId: 's', heartbeatMs: 10, window: 1, channels: [], answers: true },
+  ],
   ['deliver (invalid UTF-8 body)', deliverFrame],
   [
     'deliver (empty body, empty path and query)',
@@ -332,6 +337,37 @@ test('answerStart: the ack body itself, or the first 2048 bytes of a whole sync 
   assert.equal(sync.body?.length, 5000);
   assert.deepEqual(Buffer.from(answerStart(sync)), whole.subarray(0, MAX_ANSWER_BODY_BYTES));
   assert.equal(answerStart(ackMinimal as Extract<AgentFrame, { type: 'ack' }>).length, 0);
+});
+
+test('withoutAnswer: what a relay that does not take answers gets, decodable as before', () => {
+  const plain = withoutAnswer(ackAnswer);
+  assert.deepEqual(plain, {
+    type: 'ack',
+    eventId: 'evt_01ha',
+    outcome: 'failed',
+    status: 500,
+    error: 'app answered 500',
+    durationMs: 4,
+  });
+  const sync = withoutAnswer(ackAnswerSync);
+  assert.deepEqual(sync, {
+    type: 'ack',
+    eventId: 'evt_01hb',
+    outcome: 'delivered',
+    status: 200,
+    durationMs: 4,
+    responseHeaders: [['content-type', 'text/xml']],
+    body: Buffer.from('<R>'),
+  });
+  // A relay from before refuses a body without responseHeaders: what is left has none.
+  for (const frame of [plain, sync]) {
+    const encoded = encodeFrame(frame);
+    const json = JSON.parse(encoded.toString('utf8', 4, 4 + encoded.readUInt32BE(0))) as object;
+    assert.equal('response' in json, false);
+    assert.deepEqual(decodeAgentFrame(encoded), frame);
+  }
+  assert.equal(withoutAnswer(ackMinimal), ackMinimal);
+  assert.equal(withoutAnswer(helloFrame), helloFrame);
 });
 
 test('an answer whose headers exceed 8192 bytes is refused; exactly 8192 decodes', () => {
@@ -550,6 +586,8 @@ const relayCases: Case[] = [
   ['welcome with window 0', { ...welcome, window: 0 }, 'welcome.window'],
   ['welcome with window MAX_WINDOW + 1', { ...welcome, window: MAX_WINDOW + 1 }, 'welcome.window'],
   ['welcome with window "8"', { ...welcome, window: '8' }, 'welcome.window'],
+  ['welcome with answers "yes"', { ...welcome, answers: 'yes' }, 'welcome.answers'],
+  ['welcome with answers null', { ...welcome, answers: null }, 'welcome.answers'],
   ['welcome without channels', without(welcome, 'channels'), 'welcome.channels'],
   ['welcome with channels {}', { ...welcome, channels: {} }, 'welcome.channels'],
   [
