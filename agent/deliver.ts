@@ -142,6 +142,46 @@ function describe(err: unknown, timeoutMs: number): string {
   return (code ? `${code}: ${message}` : message).slice(0, MAX_ERROR_CHARS);
 }
 
+/** The app answered (status and headers came) but its body broke off: what did come. */
+class BrokenAnswer extends Error {
+  constructor(
+    readonly reason: unknown,
+    readonly status: number,
+    readonly headers: HeaderPair[],
+    readonly start: Buffer,
+    readonly bodyBytes: number,
+  ) {
+    super('the app’s answer broke off');
+  }
+}
+
+/** A failed ack for an answer that broke off: its status and, if recorded, what came of it. */
+function brokenAck(
+  frame: DeliverFrame,
+  route: Route,
+  broken: BrokenAnswer,
+  durationMs: number,
+): AckFrame {
+  const timedOut = broken.reason instanceof errors.BodyTimeoutError;
+  const ack: AckFrame = {
+    type: 'ack',
+    eventId: frame.eventId,
+    outcome: 'failed',
+    status: broken.status,
+    durationMs,
+    error: (timedOut
+      ? `app's answer (${broken.status}) did not finish within ${route.timeoutMs} ms (${broken.bodyBytes} body bytes read)`
+      : `app's answer (${broken.status}) broke off after ${broken.bodyBytes} body bytes: ${describe(broken.reason, route.timeoutMs)}`
+    ).slice(0, MAX_ERROR_CHARS),
+  };
+  if (route.recordAnswer !== false) {
+    const answer = answerSummary(broken.headers, broken.bodyBytes, broken.start.length);
+    ack.response = { ...answer, truncated: true };
+    ack.body = broken.start;
+  }
+  return ack;
+}
+
 export class Deliverer {
   readonly #http = new HttpAgent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 120_000 });
 
@@ -203,6 +243,7 @@ export class Deliverer {
       }
       return ack;
     } catch (err) {
+      if (err instanceof BrokenAnswer) return brokenAck(frame, route, err, duration());
       return {
         type: 'ack',
         eventId: frame.eventId,
@@ -217,7 +258,8 @@ export class Deliverer {
    * One request through undici's dispatch API: no stream object per response, which matters
    * at thousands of deliveries a second. The body is kept only when asked (sync channels) and
    * only up to MAX_RESPONSE_BODY_BYTES; beyond its first MAX_ANSWER_BODY_BYTES (`start`, kept
-   * for the attempt's record), it is otherwise read, counted and dropped.
+   * for the attempt's record), it is otherwise read, counted and dropped. An error after the
+   * status came rejects with a BrokenAnswer.
    */
   #send(
     url: URL,
@@ -294,7 +336,8 @@ export class Deliverer {
             });
           },
           onError(err) {
-            reject(err);
+            const start = Buffer.concat(startChunks, startBytes);
+            reject(status > 0 ? new BrokenAnswer(err, status, headers, start, size) : err);
           },
         },
       );

@@ -391,6 +391,45 @@ test('an app slower than timeoutMs: failed, with a timeout error', async (t) => 
   assert.equal(a.received.length, 1);
 });
 
+test('an answer whose body stalls past timeoutMs: failed, with its status and what came of it', async (t) => {
+  // Sends its status, headers and 7 bytes, then nothing; closed after the test.
+  const a = await app(t, (_req, res) => {
+    res.writeHead(502, { 'content-type': 'text/plain', 'x-upstream': 'db' });
+    res.write('partial');
+  });
+  const ack = await deliverer(t).deliver(route(`${a.url}/stall`, { timeoutMs: 200 }), frame());
+  assert.equal(ack.outcome, 'failed');
+  assert.equal(ack.status, 502);
+  assert.equal(ack.error, "app's answer (502) did not finish within 200 ms (7 body bytes read)");
+  assert.equal(Buffer.from(ack.body ?? []).toString(), 'partial');
+  assert.equal(ack.response?.bodyBytes, 7);
+  assert.equal(ack.response?.truncated, true, 'the body did not finish');
+  assert.deepEqual(
+    ack.response?.headers.filter(([n]) => n === 'x-upstream'),
+    [['x-upstream', 'db']],
+  );
+  const quiet = await deliverer(t).deliver(
+    route(`${a.url}/stall`, { timeoutMs: 200, recordAnswer: false }),
+    frame(),
+  );
+  assert.equal(quiet.status, 502);
+  assert.equal(quiet.response, undefined);
+  assert.equal(quiet.body, undefined);
+});
+
+test('an answer cut by the app closing its connection: failed, with its status and the bytes read', async (t) => {
+  const a = await app(t, (_req, res) => {
+    res.writeHead(200, { 'content-length': '100' });
+    res.write('only ten b', () => res.socket?.destroy());
+  });
+  const ack = await deliverer(t).deliver(route(`${a.url}/cut`), frame());
+  assert.equal(ack.outcome, 'failed');
+  assert.equal(ack.status, 200);
+  assert.match(ack.error ?? '', /^app's answer \(200\) broke off after 10 body bytes: /);
+  assert.equal(Buffer.from(ack.body ?? []).toString(), 'only ten b');
+  assert.equal(ack.response?.truncated, true);
+});
+
 test('a path suffix that leaves the target is not sent at all', async (t) => {
   const a = await app(t);
   const ack = await deliverer(t).deliver(
