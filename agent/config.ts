@@ -46,6 +46,11 @@ export interface Route {
    * it (sync channels). False: the relay gets the status only, whatever it asks.
    */
   readonly sync: boolean;
+  /**
+   * Whether the relay keeps the app's answer of each attempt (headers and the first bytes of
+   * the body, bounded) for the dashboard and CLI. Absent: true. False: the status only.
+   */
+  readonly recordAnswer?: boolean;
 }
 
 export interface AgentConfig {
@@ -69,6 +74,7 @@ const ROUTE_FIELDS = [
   'timeoutMs',
   'signingSecret',
   'sync',
+  'recordAnswer',
 ];
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
 const JSON_PATH = /^[^.\s]{1,64}(\.[^.\s]{1,64}){0,15}$/;
@@ -183,6 +189,8 @@ function parseRoutes(items: readonly RouteItem[]): Route[] {
       f('signingSecret', 'a Standard Webhooks secret: "whsec_" then 16 to 64 bytes in base64');
     }
     const sync = raw['sync'] === undefined ? false : readBoolean(raw, 'sync', f);
+    const recordAnswer =
+      raw['recordAnswer'] === undefined ? true : readBoolean(raw, 'recordAnswer', f);
     return Object.freeze({
       name,
       channel,
@@ -192,6 +200,7 @@ function parseRoutes(items: readonly RouteItem[]): Route[] {
       timeoutMs,
       signingSecret,
       sync,
+      recordAnswer,
     });
   });
 }

@@ -4,9 +4,14 @@
  * as failures, so the relay can never steer a request elsewhere.
  */
 import { Agent as HttpAgent, errors, type Dispatcher } from 'undici';
-import type { AgentFrame, HeaderPair, RelayFrame } from '../shared/protocol.ts';
-import { MAX_ERROR_CHARS, MAX_RESPONSE_BODY_BYTES } from '../shared/protocol.ts';
-import { headerValue, parseRetryAfter, withoutHopByHop } from '../shared/http.ts';
+import type { AgentFrame, AnswerSummary, HeaderPair, RelayFrame } from '../shared/protocol.ts';
+import {
+  MAX_ANSWER_BODY_BYTES,
+  MAX_ANSWER_HEADER_BYTES,
+  MAX_ERROR_CHARS,
+  MAX_RESPONSE_BODY_BYTES,
+} from '../shared/protocol.ts';
+import { headerPairBytes, headerValue, parseRetryAfter, withoutHopByHop } from '../shared/http.ts';
 import { standardWebhooksSignature } from '../shared/signing.ts';
 import type { Route } from './config.ts';
 
@@ -27,6 +32,37 @@ const REPLACED = new Set([
 ]);
 const RESERVED_PREFIX = 'x-postern-';
 const SIGNATURE_HEADERS = new Set(['webhook-id', 'webhook-timestamp', 'webhook-signature']);
+
+/** Response headers that carry credentials: the relay keeps them as `[redacted]`. */
+const REDACTED_ANSWER_HEADERS = new Set(['set-cookie', 'set-cookie2']);
+
+/**
+ * The app's answer as the attempt keeps it: headers in order (hop-by-hop ones removed, cookies
+ * redacted) up to MAX_ANSWER_HEADER_BYTES (later pairs are left out), the body's byte count.
+ */
+export function answerSummary(
+  headers: readonly HeaderPair[],
+  bodyBytes: number,
+  bodyStartBytes: number,
+): AnswerSummary {
+  const kept: HeaderPair[] = [];
+  let bytes = 0;
+  let cut = false;
+  for (const [name, value] of withoutHopByHop(headers)) {
+    const pair: HeaderPair = [
+      name,
+      REDACTED_ANSWER_HEADERS.has(name.toLowerCase()) ? '[redacted]' : value,
+    ];
+    const size = headerPairBytes(pair);
+    if (cut || bytes + size > MAX_ANSWER_HEADER_BYTES) {
+      cut = true;
+      continue;
+    }
+    bytes += size;
+    kept.push(pair);
+  }
+  return { headers: kept, bodyBytes, truncated: cut || bodyBytes > bodyStartBytes };
+}
 
 /**
  * The route's target plus the event's path suffix and query. Returns null when the result would
@@ -106,6 +142,46 @@ function describe(err: unknown, timeoutMs: number): string {
   return (code ? `${code}: ${message}` : message).slice(0, MAX_ERROR_CHARS);
 }
 
+/** The app answered (status and headers came) but its body broke off: what did come. */
+class BrokenAnswer extends Error {
+  constructor(
+    readonly reason: unknown,
+    readonly status: number,
+    readonly headers: HeaderPair[],
+    readonly start: Buffer,
+    readonly bodyBytes: number,
+  ) {
+    super('the app’s answer broke off');
+  }
+}
+
+/** A failed ack for an answer that broke off: its status and, if recorded, what came of it. */
+function brokenAck(
+  frame: DeliverFrame,
+  route: Route,
+  broken: BrokenAnswer,
+  durationMs: number,
+): AckFrame {
+  const timedOut = broken.reason instanceof errors.BodyTimeoutError;
+  const ack: AckFrame = {
+    type: 'ack',
+    eventId: frame.eventId,
+    outcome: 'failed',
+    status: broken.status,
+    durationMs,
+    error: (timedOut
+      ? `app's answer (${broken.status}) did not finish within ${route.timeoutMs} ms (${broken.bodyBytes} body bytes read)`
+      : `app's answer (${broken.status}) broke off after ${broken.bodyBytes} body bytes: ${describe(broken.reason, route.timeoutMs)}`
+    ).slice(0, MAX_ERROR_CHARS),
+  };
+  if (route.recordAnswer !== false) {
+    const answer = answerSummary(broken.headers, broken.bodyBytes, broken.start.length);
+    ack.response = { ...answer, truncated: true };
+    ack.body = broken.start;
+  }
+  return ack;
+}
+
 export class Deliverer {
   readonly #http = new HttpAgent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 120_000 });
 
@@ -144,6 +220,10 @@ export class Deliverer {
         status,
         durationMs: 0,
       };
+      if (route.recordAnswer !== false) {
+        ack.response = answerSummary(res.headers, res.bodyBytes, res.start.length);
+        ack.body = res.start;
+      }
       if (res.body) {
         ack.responseHeaders = withoutHopByHop(res.headers);
         ack.body = res.body;
@@ -163,6 +243,7 @@ export class Deliverer {
       }
       return ack;
     } catch (err) {
+      if (err instanceof BrokenAnswer) return brokenAck(frame, route, err, duration());
       return {
         type: 'ack',
         eventId: frame.eventId,
@@ -176,7 +257,9 @@ export class Deliverer {
   /**
    * One request through undici's dispatch API: no stream object per response, which matters
    * at thousands of deliveries a second. The body is kept only when asked (sync channels) and
-   * only up to MAX_RESPONSE_BODY_BYTES; otherwise it is read and dropped.
+   * only up to MAX_RESPONSE_BODY_BYTES; beyond its first MAX_ANSWER_BODY_BYTES (`start`, kept
+   * for the attempt's record), it is otherwise read, counted and dropped. An error after the
+   * status came rejects with a BrokenAnswer.
    */
   #send(
     url: URL,
@@ -187,11 +270,19 @@ export class Deliverer {
       timeoutMs: number;
       keepBody: boolean;
     },
-  ): Promise<{ status: number; headers: HeaderPair[]; body: Buffer | null }> {
+  ): Promise<{
+    status: number;
+    headers: HeaderPair[];
+    body: Buffer | null;
+    start: Buffer;
+    bodyBytes: number;
+  }> {
     return new Promise((resolve, reject) => {
       let status = 0;
       let headers: HeaderPair[] = [];
       const chunks: Buffer[] = [];
+      const startChunks: Buffer[] = [];
+      let startBytes = 0;
       let size = 0;
       let keep = opts.keepBody;
       this.#http.dispatch(
@@ -219,8 +310,14 @@ export class Deliverer {
             return true;
           },
           onData(chunk) {
-            if (!keep) return true;
+            if (startBytes < MAX_ANSWER_BODY_BYTES) {
+              const part = chunk.subarray(0, MAX_ANSWER_BODY_BYTES - startBytes);
+              // A copy, so that a few bytes kept do not hold the whole chunk.
+              startChunks.push(Buffer.from(part));
+              startBytes += part.length;
+            }
             size += chunk.length;
+            if (!keep) return true;
             if (size > MAX_RESPONSE_BODY_BYTES) {
               keep = false;
               chunks.length = 0;
@@ -230,10 +327,17 @@ export class Deliverer {
             return true;
           },
           onComplete() {
-            resolve({ status, headers, body: keep ? Buffer.concat(chunks, size) : null });
+            resolve({
+              status,
+              headers,
+              body: keep ? Buffer.concat(chunks, size) : null,
+              start: Buffer.concat(startChunks, startBytes),
+              bodyBytes: size,
+            });
           },
           onError(err) {
-            reject(err);
+            const start = Buffer.concat(startChunks, startBytes);
+            reject(status > 0 ? new BrokenAnswer(err, status, headers, start, size) : err);
           },
         },
       );

@@ -8,7 +8,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { WebSocket, type RawData } from 'ws';
 import { fullJitterBackoff } from '../shared/backoff.ts';
-import { decodeRelayFrame, encodeFrame } from '../shared/codec.ts';
+import { decodeRelayFrame, encodeFrame, withoutAnswer } from '../shared/codec.ts';
 import { DeliverRefusedError, ProtocolError } from '../shared/errors.ts';
 import { writeBatcher } from '../shared/write-batch.ts';
 import {
@@ -167,6 +167,8 @@ export class TunnelClient {
     });
     // What the relay announced in `welcome`; null until then.
     let contract: RelayContract | null = null;
+    // Whether the relay takes the app's answer in acks (`welcome.answers`).
+    let answers = false;
     // Set once the relay broke the protocol: nothing it sends after that is read.
     let refusing = false;
     const breach = (err: ProtocolError) => {
@@ -222,6 +224,7 @@ export class TunnelClient {
         case 'welcome': {
           if (contract) return outOfOrder('a second welcome');
           contract = new RelayContract(frame);
+          answers = frame.answers === true;
           if (welcomeTimer) clearTimeout(welcomeTimer);
           this.#connected = true;
           this.#failures = 0;
@@ -258,7 +261,7 @@ export class TunnelClient {
           // The slot is the relay's until the ack leaves: only then may it send the next one.
           this.#opts.onDeliver(granted, (ack) => {
             slot.release();
-            send(ack);
+            send(answers ? ack : withoutAnswer(ack));
           });
           return;
         }

@@ -3,6 +3,7 @@
  * Every inbound frame goes through `decodeAgentFrame` or `decodeRelayFrame`; nothing casts.
  */
 import { DeliverRefusedError, ProtocolError } from './errors.ts';
+import { headerPairBytes } from './http.ts';
 import {
   isObject,
   readEnum,
@@ -17,6 +18,8 @@ import {
 } from './fields.ts';
 import {
   MAX_AGENT_FRAME_BYTES,
+  MAX_ANSWER_BODY_BYTES,
+  MAX_ANSWER_HEADER_BYTES,
   MAX_ERROR_CHARS,
   MAX_FRAME_HEADER_BYTES,
   MAX_HEADER_PAIRS,
@@ -31,6 +34,7 @@ import {
   MAX_WINDOW,
   MAX_ROUTES,
   type AgentFrame,
+  type AnswerSummary,
   type ChannelRef,
   type RelayFrame,
 } from './protocol.ts';
@@ -119,6 +123,39 @@ function readChannels(obj: Obj, fail: Fail): ChannelRef[] {
   });
 }
 
+function readAnswer(value: unknown, fail: Fail): AnswerSummary {
+  const f: Fail = (field, expected) => fail(`response.${field}`, expected);
+  if (!isObject(value)) return fail('response', 'an object {headers, bodyBytes, truncated}');
+  const headers = readHeaderPairs(value, 'headers', f, MAX_HEADER_PAIRS);
+  let bytes = 0;
+  for (const pair of headers) bytes += headerPairBytes(pair);
+  if (bytes > MAX_ANSWER_HEADER_BYTES) f('headers', `at most ${MAX_ANSWER_HEADER_BYTES} bytes`);
+  return {
+    headers,
+    bodyBytes: readInt(value, 'bodyBytes', f, 0, TS_MAX),
+    truncated: readBoolean(value, 'truncated', f),
+  };
+}
+
+/**
+ * The first bytes of the app's body that an ack's `response` keeps: the start of the whole body
+ * when the ack carries it (`responseHeaders`), else the ack's body itself.
+ */
+export function answerStart(ack: Extract<AgentFrame, { type: 'ack' }>): Uint8Array {
+  const body = ack.body ?? new Uint8Array(0);
+  return ack.responseHeaders ? body.subarray(0, MAX_ANSWER_BODY_BYTES) : body;
+}
+
+/**
+ * An ack as a relay that does not take answers must get it (see `welcome.answers`): without
+ * `response`, and without a body unless it carries the sync response.
+ */
+export function withoutAnswer(frame: AgentFrame): AgentFrame {
+  if (frame.type !== 'ack' || frame.response === undefined) return frame;
+  const { response: _response, body, ...rest } = frame;
+  return frame.responseHeaders ? { ...rest, body: body ?? new Uint8Array(0) } : rest;
+}
+
 /** Validates a frame sent by an agent. Throws `ProtocolError` on anything else. */
 export function decodeAgentFrame(data: Buffer): AgentFrame {
   const { fields, body } = split(data, MAX_AGENT_FRAME_BYTES);
@@ -148,11 +185,26 @@ export function decodeAgentFrame(data: Buffer): AgentFrame {
       const retryAfterMs = readOptionalInt(fields, 'retryAfterMs', fail, 0, TS_MAX);
       if (retryAfterMs !== undefined) frame.retryAfterMs = retryAfterMs;
       if (fields['routes'] !== undefined) frame.routes = readNames(fields, 'routes', fail);
+      const response =
+        fields['response'] === undefined ? undefined : readAnswer(fields['response'], fail);
       if (fields['responseHeaders'] !== undefined) {
         frame.responseHeaders = readHeaderPairs(fields, 'responseHeaders', fail, MAX_HEADER_PAIRS);
         frame.body = body;
+        if (response && response.bodyBytes !== body.length) {
+          fail('response.bodyBytes', `the length of the body sent (${body.length})`);
+        }
+      } else if (response) {
+        const kept = Math.min(response.bodyBytes, MAX_ANSWER_BODY_BYTES);
+        if (body.length !== kept) fail('body', `the first ${kept} bytes of the app's body`);
+        frame.body = body;
       } else {
         noBody(type, body);
+      }
+      if (response) {
+        if (response.bodyBytes > MAX_ANSWER_BODY_BYTES && !response.truncated) {
+          fail('response.truncated', `true when bodyBytes exceeds ${MAX_ANSWER_BODY_BYTES}`);
+        }
+        frame.response = response;
       }
       return frame;
     }
@@ -206,15 +258,18 @@ export function decodeRelayFrame(data: Buffer): RelayFrame {
   const type = fields['type'];
   const fail = failer(String(type));
   switch (type) {
-    case 'welcome':
+    case 'welcome': {
       noBody(type, body);
-      return {
+      const welcome: RelayFrame = {
         type,
         sessionId: readString(fields, 'sessionId', fail, { min: 1, max: ID_MAX }),
         heartbeatMs: readInt(fields, 'heartbeatMs', fail, 10, 3_600_000),
         window: readInt(fields, 'window', fail, 1, MAX_WINDOW),
         channels: readChannels(fields, fail),
       };
+      if (fields['answers'] !== undefined) welcome.answers = readBoolean(fields, 'answers', fail);
+      return welcome;
+    }
     case 'deliver':
       return decodeDeliver(fields, body);
     case 'ping':

@@ -30,6 +30,11 @@ export function withoutHopByHop(headers: readonly HeaderPair[]): HeaderPair[] {
   });
 }
 
+/** Bytes a header pair takes on the wire: `name: value` and CRLF. */
+export function headerPairBytes([name, value]: HeaderPair): number {
+  return Buffer.byteLength(name, 'utf8') + Buffer.byteLength(value, 'utf8') + 4;
+}
+
 /** Raw Node header list (`req.rawHeaders`) to pairs, order and case kept. */
 export function pairsFromRaw(raw: readonly string[]): HeaderPair[] {
   const pairs: HeaderPair[] = [];

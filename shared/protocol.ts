@@ -78,6 +78,27 @@ export type DeliveryOutcome =
   /** Routes exist for the channel but none matches this event: done, never retried. */
   | 'filtered';
 
+/**
+ * Bounds of the app's answer an attempt keeps (the ack's `response`): the start of the body, and
+ * the response headers (each pair counted as name + value + 4 bytes, as on the wire).
+ */
+export const MAX_ANSWER_BODY_BYTES = 2048;
+export const MAX_ANSWER_HEADER_BYTES = 8192;
+
+/**
+ * The app's answer to one attempt, as the relay keeps it with the attempt (every attempt where
+ * the app answered, unless the route says `recordAnswer: false`). Its body's first bytes travel
+ * in the ack's body (see the `ack` frame).
+ */
+export interface AnswerSummary {
+  /** Response headers in order (hop-by-hop removed, cookies redacted), within the bound. */
+  headers: HeaderPair[];
+  /** Body bytes the agent read. */
+  bodyBytes: number;
+  /** Something is not here: the body beyond its first bytes, or header pairs past the bound. */
+  truncated: boolean;
+}
+
 /** Most route names an ack or a deliver frame carries. */
 export const MAX_ROUTES = 64;
 
@@ -89,7 +110,9 @@ export type AgentFrame =
   /**
    * Result of one `deliver`, sent once per `deliver` received (a redelivery too); it frees the
    * delivery's window slot. `responseHeaders` and `body` carry the app's response only when
-   * `deliver.wantResponse` is set AND the agent's route says `sync: true`.
+   * `deliver.wantResponse` is set AND the agent's route says `sync: true`. With `response` and
+   * without `responseHeaders`, `body` is exactly the first min(bodyBytes, MAX_ANSWER_BODY_BYTES)
+   * bytes of the app's body; with both, `body` is the whole of it (`bodyBytes` long).
    */
   | {
       type: 'ack';
@@ -109,6 +132,8 @@ export type AgentFrame =
       routes?: string[];
       /** The app's response headers, when the relay asked for the response. */
       responseHeaders?: HeaderPair[];
+      /** The app's answer as the attempt keeps it (bounded), when the app answered. */
+      response?: AnswerSummary;
       body?: Uint8Array;
     }
   /** Heartbeat; the relay answers with `pong`. */
@@ -129,6 +154,12 @@ export type RelayFrame =
       heartbeatMs: number;
       window: number;
       channels: ChannelRef[];
+      /**
+       * The relay takes the app's answer in acks (`ack.response`). Absent (relays from before
+       * it did): the agent sends none, since such a relay refuses an ack body without
+       * `responseHeaders`.
+       */
+      answers?: boolean;
     }
   /**
    * One attempt at one event. The agent picks the target from its own routes. Sent only after

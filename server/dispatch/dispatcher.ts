@@ -418,6 +418,7 @@ export class Dispatcher {
           status: null,
           durationMs: 0,
           error: 'skipped by an operator',
+          ...(summary.replays > 0 ? { replay: summary.replays } : {}),
         },
       },
       { expect: ['queued'] },

@@ -1,3 +1,4 @@
+import { answerStart } from '../../shared/codec.ts';
 import type { AgentFrame } from '../../shared/protocol.ts';
 import type { Attempt, EventSummary, EventUpdate } from '../store/types.ts';
 
@@ -49,7 +50,8 @@ export function nextRetry(
 /**
  * What one attempt makes of an event: delivered, filtered (done), failed for good (the dead
  * letter), or queued for its next attempt. A missing route consumes no attempt; the routes a
- * fan-out reached are added to those delivered before, so a retry skips them.
+ * fan-out reached are added to those delivered before, so a retry skips them. The attempt keeps
+ * the app's answer (bounded by the agent, checked by the codec) and the event's replay count.
  */
 export function afterAttempt(
   event: EventSummary,
@@ -67,6 +69,16 @@ export function afterAttempt(
     durationMs: ack.durationMs,
     error: ack.error ?? null,
   };
+  if (ack.response) {
+    const start = answerStart(ack);
+    attempt.response = {
+      headers: ack.response.headers,
+      body: Buffer.from(start.buffer, start.byteOffset, start.byteLength).toString('base64'),
+      bodyBytes: ack.response.bodyBytes,
+      truncated: ack.response.truncated,
+    };
+  }
+  if (event.replays > 0) attempt.replay = event.replays;
   let update: EventUpdate;
   if (ack.outcome === 'delivered') {
     update = {

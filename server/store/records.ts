@@ -7,6 +7,7 @@
 import { PosternError } from '../../shared/errors.ts';
 import {
   isObject,
+  readBoolean,
   readEnum,
   readHeaderPairs,
   readInt,
@@ -14,7 +15,7 @@ import {
   type Fail,
   type Obj,
 } from '../../shared/fields.ts';
-import type { Attempt, EventPayload, EventStatus, EventUpdate } from './types.ts';
+import type { Attempt, AttemptResponse, EventPayload, EventStatus, EventUpdate } from './types.ts';
 
 const KIND_EVENT = 1;
 const KIND_UPDATE = 2;
@@ -69,12 +70,27 @@ const fail: Fail = (field, expected) => {
   throw new PosternError('ERR_STORE_CORRUPT', `journal record: ${field} is not ${expected}`);
 };
 
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** Bounds looser than the protocol's, so that a record stays readable if those change. */
+function readResponse(value: unknown, onBad: Fail): AttemptResponse {
+  if (!isObject(value)) return onBad('attempt.response', 'an object');
+  const body = readString(value, 'body', onBad, { max: 1 << 16 });
+  if (!BASE64.test(body)) onBad('attempt.response.body', 'base64');
+  return {
+    headers: readHeaderPairs(value, 'headers', onBad, 10_000),
+    body,
+    bodyBytes: readInt(value, 'bodyBytes', onBad, 0, Number.MAX_SAFE_INTEGER),
+    truncated: readBoolean(value, 'truncated', onBad),
+  };
+}
+
 /** An attempt as stored; `onBad` says where a bad field came from (default: a journal record). */
 export function readAttempt(value: unknown, onBad: Fail = fail): Attempt {
   if (!isObject(value)) return onBad('attempt', 'an object');
   const status = value['status'];
   const error = value['error'];
-  return {
+  const attempt: Attempt = {
     at: readInt(value, 'at', onBad, 0, Number.MAX_SAFE_INTEGER),
     agentId: readString(value, 'agentId', onBad),
     outcome: readEnum(
@@ -87,6 +103,12 @@ export function readAttempt(value: unknown, onBad: Fail = fail): Attempt {
     durationMs: readInt(value, 'durationMs', onBad, 0, Number.MAX_SAFE_INTEGER),
     error: typeof error === 'string' ? error : null,
   };
+  // Both absent from attempts recorded before they existed.
+  if (value['response'] !== undefined) attempt.response = readResponse(value['response'], onBad);
+  if (value['replay'] !== undefined) {
+    attempt.replay = readInt(value, 'replay', onBad, 0, Number.MAX_SAFE_INTEGER);
+  }
+  return attempt;
 }
 
 function readJson(buf: Buffer, start: number, end: number): Obj {

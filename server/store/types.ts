@@ -106,6 +106,21 @@ export interface Attempt {
   status: number | null;
   durationMs: number;
   error: string | null;
+  /** The app's answer, bounded (see MAX_ANSWER_* in shared/protocol.ts); absent when none. */
+  response?: AttemptResponse;
+  /** The event's replay count when the attempt was made; absent: 0, the original delivery. */
+  replay?: number;
+}
+
+/** The app's answer to one attempt, as stored and shown. */
+export interface AttemptResponse {
+  headers: HeaderPair[];
+  /** Base64 of the body's first bytes. */
+  body: string;
+  /** Body bytes the agent read. */
+  bodyBytes: number;
+  /** Something is not here: the body beyond `body`, or header pairs past the bound. */
+  truncated: boolean;
 }
 
 /** What ingress captured of one webhook; written once, never changed. */

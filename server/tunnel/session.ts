@@ -154,6 +154,7 @@ export class TunnelSession implements Sink {
           heartbeatMs: this.#opts.heartbeatMs,
           window: this.window,
           channels: this.#opts.channels,
+          answers: true,
         });
         this.#opts.dispatcher.attach(this);
         return;

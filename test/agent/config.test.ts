@@ -179,6 +179,28 @@ test('sync that is not true or false names the file, the field and the expectati
   }
 });
 
+test('recordAnswer: true by default, false only when the route says so; anything else is refused', () => {
+  const config = parseAgentConfig(
+    [
+      'routes:',
+      '  - {channel: a, target: "http://h/a"}',
+      '  - {channel: b, target: "http://h/b", recordAnswer: false}',
+      '  - {channel: c, target: "http://h/c", recordAnswer: true}',
+    ].join('\n'),
+    FILE,
+  );
+  assert.deepEqual(
+    config.routes.map((r) => r.recordAnswer),
+    [true, false, true],
+  );
+  for (const value of ['no', '"false"', '0', 'null']) {
+    assertConfigError(
+      `routes:\n  - {channel: a, target: "http://h/", recordAnswer: ${value}}\n`,
+      `${FILE}: routes[0].recordAnswer: expected true or false`,
+    );
+  }
+});
+
 test('a route without channel, or with a bad one', () => {
   assertConfigError(
     'routes:\n  - {target: "http://h/"}\n',

@@ -391,6 +391,45 @@ test('an app slower than timeoutMs: failed, with a timeout error', async (t) => 
   assert.equal(a.received.length, 1);
 });
 
+test('an answer whose body stalls past timeoutMs: failed, with its status and what came of it', async (t) => {
+  // Sends its status, headers and 7 bytes, then nothing; closed after the test.
+  const a = await app(t, (_req, res) => {
+    res.writeHead(502, { 'content-type': 'text/plain', 'x-upstream': 'db' });
+    res.write('partial');
+  });
+  const ack = await deliverer(t).deliver(route(`${a.url}/stall`, { timeoutMs: 200 }), frame());
+  assert.equal(ack.outcome, 'failed');
+  assert.equal(ack.status, 502);
+  assert.equal(ack.error, "app's answer (502) did not finish within 200 ms (7 body bytes read)");
+  assert.equal(Buffer.from(ack.body ?? []).toString(), 'partial');
+  assert.equal(ack.response?.bodyBytes, 7);
+  assert.equal(ack.response?.truncated, true, 'the body did not finish');
+  assert.deepEqual(
+    ack.response?.headers.filter(([n]) => n === 'x-upstream'),
+    [['x-upstream', 'db']],
+  );
+  const quiet = await deliverer(t).deliver(
+    route(`${a.url}/stall`, { timeoutMs: 200, recordAnswer: false }),
+    frame(),
+  );
+  assert.equal(quiet.status, 502);
+  assert.equal(quiet.response, undefined);
+  assert.equal(quiet.body, undefined);
+});
+
+test('an answer cut by the app closing its connection: failed, with its status and the bytes read', async (t) => {
+  const a = await app(t, (_req, res) => {
+    res.writeHead(200, { 'content-length': '100' });
+    res.write('only ten b', () => res.socket?.destroy());
+  });
+  const ack = await deliverer(t).deliver(route(`${a.url}/cut`), frame());
+  assert.equal(ack.outcome, 'failed');
+  assert.equal(ack.status, 200);
+  assert.match(ack.error ?? '', /^app's answer \(200\) broke off after 10 body bytes: /);
+  assert.equal(Buffer.from(ack.body ?? []).toString(), 'only ten b');
+  assert.equal(ack.response?.truncated, true);
+});
+
 test('a path suffix that leaves the target is not sent at all', async (t) => {
   const a = await app(t);
   const ack = await deliverer(t).deliver(
@@ -410,14 +449,110 @@ const twiml: Responder = (_req, res) => {
   res.end(TWIML);
 };
 
-test('wantResponse on a route without sync: only the status comes back, never headers or body', async (t) => {
+test('wantResponse on a route without sync: no response for the provider, only the attempt’s record', async (t) => {
   const a = await app(t, twiml);
   const ack = await deliverer(t).deliver(route(`${a.url}/twiml`), frame({ wantResponse: true }));
   assert.equal(ack.outcome, 'delivered');
   assert.equal(ack.status, 200);
+  assert.equal(ack.responseHeaders, undefined);
+  assert.deepEqual(ack.body, TWIML);
+  assert.equal(ack.response?.bodyBytes, TWIML.length);
+  assert.equal(a.received.length, 1);
+});
+
+test('recordAnswer: false with wantResponse and no sync: the status only, never headers or body', async (t) => {
+  const a = await app(t, twiml);
+  const ack = await deliverer(t).deliver(
+    route(`${a.url}/twiml`, { recordAnswer: false }),
+    frame({ wantResponse: true }),
+  );
+  assert.equal(ack.outcome, 'delivered');
+  assert.equal(ack.status, 200);
   assert.equal(ack.body, undefined);
   assert.equal(ack.responseHeaders, undefined);
+  assert.equal(ack.response, undefined);
   assert.equal(a.received.length, 1);
+});
+
+// ---- the app's answer kept with the attempt -------------------------------------------------
+
+const LONG_ANSWER = Buffer.from(Array.from({ length: 5000 }, (_, i) => i % 251));
+
+test('a failed attempt keeps the app’s headers (cookies redacted) and the first 2048 bytes of its body', async (t) => {
+  const a = await app(t, (_req, res) => {
+    res.statusCode = 500;
+    res.setHeader('Content-Type', 'application/octet-stream');
+    res.setHeader('X-Request-Id', 'req-42');
+    res.setHeader('Set-Cookie', ['session=secret-value; HttpOnly', 'b=2']);
+    res.end(LONG_ANSWER);
+  });
+  const ack = await deliverer(t).deliver(route(`${a.url}/hooks`), frame());
+  assert.equal(ack.outcome, 'failed');
+  assert.equal(ack.status, 500);
+  assert.equal(ack.error, 'app answered 500');
+  assert.equal(ack.responseHeaders, undefined);
+  assert.deepEqual(ack.body, LONG_ANSWER.subarray(0, 2048));
+  const response = ack.response!;
+  assert.equal(response.bodyBytes, 5000);
+  assert.equal(response.truncated, true);
+  const get = (name: string) => response.headers.filter(([n]) => n === name).map(([, v]) => v);
+  assert.deepEqual(get('x-request-id'), ['req-42']);
+  assert.deepEqual(get('content-type'), ['application/octet-stream']);
+  assert.deepEqual(get('set-cookie'), ['[redacted]', '[redacted]']);
+  assert.equal(JSON.stringify(response).includes('secret-value'), false);
+  assert.deepEqual(get('connection'), []);
+  assert.deepEqual(get('keep-alive'), []);
+});
+
+test('a short answer is kept whole and not marked truncated; an empty one has no body', async (t) => {
+  const a = await app(t, (req, res) => {
+    res.statusCode = req.url === '/empty' ? 204 : 422;
+    res.end(req.url === '/empty' ? undefined : '{"error":"bad"}');
+  });
+  const d = deliverer(t);
+  const short = await d.deliver(route(`${a.url}/short`), frame());
+  assert.equal(short.status, 422);
+  assert.equal(Buffer.from(short.body!).toString(), '{"error":"bad"}');
+  assert.equal(short.response?.bodyBytes, 15);
+  assert.equal(short.response?.truncated, false);
+  const empty = await d.deliver(route(`${a.url}/empty`), frame());
+  assert.equal(empty.outcome, 'delivered');
+  assert.equal(empty.body?.length, 0);
+  assert.equal(empty.response?.bodyBytes, 0);
+  assert.equal(empty.response?.truncated, false);
+});
+
+test('response headers past 8192 bytes are left out, in order, and the answer says truncated', async (t) => {
+  const a = await app(t, (_req, res) => {
+    for (let i = 0; i < 12; i++)
+      res.setHeader(`x-big-${String(i).padStart(2, '0')}`, 'v'.repeat(1000));
+    res.end('ok');
+  });
+  const ack = await deliverer(t).deliver(route(`${a.url}/hooks`), frame());
+  const response = ack.response!;
+  const big = response.headers.filter(([n]) => n.startsWith('x-big-')).map(([n]) => n);
+  // Each pair takes 8 + 1000 + 4 bytes: the first 8 fit (8096 bytes), in the order sent.
+  assert.equal(big.length, 8);
+  assert.deepEqual(
+    big,
+    Array.from({ length: big.length }, (_, i) => `x-big-${String(i).padStart(2, '0')}`),
+  );
+  const bytes = response.headers.reduce((n, [k, v]) => n + k.length + v.length + 4, 0);
+  assert.ok(bytes <= 8192, `${bytes} bytes`);
+  assert.equal(response.truncated, true);
+  assert.equal(response.bodyBytes, 2);
+});
+
+test('on a sync route the ack carries the whole body once, and the answer counts it', async (t) => {
+  const a = await app(t, (_req, res) => void res.end(LONG_ANSWER));
+  const ack = await deliverer(t).deliver(
+    route(`${a.url}/hooks`, { sync: true }),
+    frame({ wantResponse: true }),
+  );
+  assert.deepEqual(ack.body, LONG_ANSWER);
+  assert.ok(ack.responseHeaders);
+  assert.equal(ack.response?.bodyBytes, LONG_ANSWER.length);
+  assert.equal(ack.response?.truncated, true);
 });
 
 test('wantResponse on a sync route: the app’s status, headers (hop-by-hop removed) and body come back', async (t) => {

@@ -88,8 +88,11 @@ export class RelayConn {
     return this.frames.filter((f): f is Ack => f.type === 'ack');
   }
 
-  /** Waits for the agent's `hello`, then grants `window` and `channels`. */
-  async welcome(window: number, channels: ChannelRef[]): Promise<void> {
+  /**
+   * Waits for the agent's `hello`, then grants `window` and `channels`; `answers` as a relay
+   * that takes the app's answer in acks says it (absent: as a relay from before).
+   */
+  async welcome(window: number, channels: ChannelRef[], answers?: boolean): Promise<void> {
     await this.waitFor((f) => f.type === 'hello');
     // A long heartbeat: these tests never wait on one.
     this.ws.send(
@@ -99,6 +102,7 @@ export class RelayConn {
         heartbeatMs: 60_000,
         window,
         channels,
+        ...(answers === undefined ? {} : { answers }),
       }),
     );
   }

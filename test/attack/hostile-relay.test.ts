@@ -58,6 +58,8 @@ async function setUp(
     channels: ChannelRef[];
     routes: (appUrl: string) => Route[];
     respond?: Responder;
+    /** What the welcome says of `answers` (absent: nothing, as a relay from before). */
+    answers?: boolean;
   },
 ): Promise<Setup> {
   const app = await startApp(opts.respond);
@@ -79,7 +81,7 @@ async function setUp(
   });
   const started = startAgent(stateDir, opts.routes(app.url));
   const conn = await relay.connection(0);
-  await conn.welcome(opts.window, opts.channels);
+  await conn.welcome(opts.window, opts.channels, opts.answers);
   agent = await started;
   const pid = agent.proc.child.pid;
   assert.ok(pid !== undefined, 'the agent process runs');
@@ -335,6 +337,7 @@ test(
     assert.equal(plain.status, 201);
     assert.equal(plain.body, undefined);
     assert.equal(plain.responseHeaders, undefined);
+    assert.equal(plain.response, undefined, 'a relay that did not say `answers` gets none');
     assert.deepEqual(eventIds(s.app), ['evt_plain']);
 
     s.conn.sendDeliver(deliverFields('evt_sync', STRIPE, { wantResponse: true }));
@@ -346,7 +349,49 @@ test(
       (sync.responseHeaders ?? []).filter(([n]) => n === 'x-app'),
       [['x-app', 'secret-internal-header']],
     );
+    assert.equal(sync.response, undefined);
     assert.deepEqual(eventIds(s.app), ['evt_plain', 'evt_sync']);
+    assert.equal(s.conn.closedWith, undefined);
+  },
+);
+
+test(
+  'a relay whose welcome says answers: true gets the app’s answer, bounded, on every ack',
+  AGENT_ONLY,
+  async (t) => {
+    const long = Buffer.alloc(3000, 'a');
+    const s = await setUp(t, {
+      window: 8,
+      channels: [GITHUB, STRIPE],
+      answers: true,
+      routes: (url) => [
+        { channel: 'github', target: `${url}/internal-api` },
+        { channel: 'stripe', target: `${url}/twiml`, sync: true },
+      ],
+      respond: (_req, res) => {
+        res.statusCode = 500;
+        res.setHeader('x-app', 'trace-1');
+        res.end(long);
+      },
+    });
+    s.conn.sendDeliver(deliverFields('evt_plain', GITHUB, { wantResponse: true }));
+    const plain = await s.conn.ackFor('evt_plain');
+    assert.equal(plain.outcome, 'failed');
+    assert.equal(plain.status, 500);
+    assert.equal(plain.responseHeaders, undefined, 'no sync route: nothing for the provider');
+    assert.deepEqual(Buffer.from(plain.body ?? []), long.subarray(0, 2048));
+    assert.equal(plain.response?.bodyBytes, 3000);
+    assert.equal(plain.response?.truncated, true);
+    assert.deepEqual(
+      plain.response?.headers.filter(([n]) => n === 'x-app'),
+      [['x-app', 'trace-1']],
+    );
+
+    s.conn.sendDeliver(deliverFields('evt_sync', STRIPE, { wantResponse: true }));
+    const sync = await s.conn.ackFor('evt_sync');
+    assert.deepEqual(Buffer.from(sync.body ?? []), long, 'the whole answer, once');
+    assert.ok(sync.responseHeaders);
+    assert.equal(sync.response?.bodyBytes, 3000);
     assert.equal(s.conn.closedWith, undefined);
   },
 );

@@ -288,6 +288,54 @@ test('after hello, a frame whose JSON length claims more bytes than sent closes 
   assert.equal(r.proc.child.exitCode, null);
 });
 
+test('an ack whose answer breaks a bound closes with 1002 and records nothing; a well-formed one is kept', async () => {
+  const r = need(relay, 'relay');
+  const identity = need(raw, 'raw identity');
+  const deliverOf = (reader: FrameReader, id: string) =>
+    eventually(
+      () => reader.frames.find((f) => f.type === 'deliver' && f.eventId === id),
+      15_000,
+      `a deliver of ${id}`,
+    );
+  const reader = await session(r, identity);
+  const id = await webhook(r, 'abuse', 'answer me');
+  await deliverOf(reader, id);
+  // Nine pairs of 1012 bytes: past the 8192 bytes an answer's headers may take.
+  const headers = Array.from({ length: 9 }, (_, i) => [`x-${i}`, 'v'.repeat(1006)]);
+  const answer = { headers, bodyBytes: 0, truncated: false };
+  const ack = { type: 'ack', eventId: id, outcome: 'failed', status: 500, durationMs: 1 };
+  reader.ws.send(rawFrame(JSON.stringify({ ...ack, response: answer })));
+  const closed = await expectClose(reader, 'an answer with 9108 bytes of headers');
+  assert.equal(closed.code, CloseCode.protocolError, `closed with ${closed.code} ${closed.reason}`);
+  assert.match(closed.reason, /response\.headers/);
+
+  // The event is offered again on the next session, with no attempt recorded.
+  const again = await session(r, identity);
+  await deliverOf(again, id);
+  assert.deepEqual((await detail(r, id)).attempts, []);
+  again.ws.send(
+    encodeFrame({
+      type: 'ack',
+      eventId: id,
+      outcome: 'delivered',
+      status: 200,
+      durationMs: 1,
+      response: { headers: [['x-ok', '1']], bodyBytes: 2, truncated: false },
+      body: Buffer.from('ok'),
+    }),
+  );
+  const done = await statusOf(r, id, 'delivered');
+  assert.deepEqual(done.attempts.length, 1);
+  assert.deepEqual((done.attempts[0] as { response?: unknown }).response, {
+    headers: [['x-ok', '1']],
+    body: Buffer.from('ok').toString('base64'),
+    bodyBytes: 2,
+    truncated: false,
+  });
+  await closeSocket(again.ws);
+  assert.equal(await healthz(r.url), 200);
+});
+
 test(`a session that stops answering pings is dropped after ~3 heartbeats (--heartbeat-ms ${HEARTBEAT_MS}), within 5 s`, async () => {
   const r = need(hbRelay, 'heartbeat relay');
   const opened = await dial(r.url, await mint(need(hb, 'hb identity')));

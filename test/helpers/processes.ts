@@ -208,6 +208,8 @@ export interface Route {
   signingSecret?: string;
   /** The app's answer goes back to a sync channel's provider (route field `sync`). */
   sync?: boolean;
+  /** Whether the relay keeps the app's answer of each attempt (route field `recordAnswer`). */
+  recordAnswer?: boolean;
   name?: string;
   match?: {
     headers?: Record<string, string | string[]>;

@@ -1577,3 +1577,26 @@ test('ordered channel: once another owner took the head after this relay’s lea
     [],
   );
 });
+
+test('each attempt records the replay it belongs to: none for the original delivery, then 1, 2, …', async (t) => {
+  const h = await harness(t, [channelRecord(CH, { retry: { delaysMs: [60_000] } })]);
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  const a = await h.add(CH);
+  await h.ack(sink, a, { outcome: 'failed', status: 500 });
+  await h.dispatcher.replay(a);
+  await h.idle();
+  assert.deepEqual(sink.ids(), [a, a], 'the replay goes at once');
+  await h.ack(sink, a, { outcome: 'failed', status: 500 });
+  await h.advance(10);
+  const skipped = await h.dispatcher.skip(a);
+  assert.deepEqual(
+    skipped.attempts.map((x) => [x.outcome, x.replay]),
+    [
+      ['failed', undefined],
+      ['failed', 1],
+      ['skipped', 1],
+    ],
+  );
+  assert.equal('replay' in skipped.attempts[0]!, false);
+});

@@ -225,3 +225,84 @@ test('afterAttempt: what each outcome makes of an event', () => {
     ['filtered', 1, undefined],
   );
 });
+
+test('afterAttempt keeps the app’s answer (body start in base64) and the replay count', () => {
+  const event = {
+    id: 'evt_1',
+    channelId: 'ch_1',
+    status: 'delivering' as const,
+    receivedAt: 0,
+    method: 'POST',
+    path: '',
+    query: '',
+    size: 1,
+    attemptCount: 0,
+    attempts: [],
+    nextAttemptAt: 0,
+    reason: null,
+    orderKey: '',
+    deliveredRoutes: [],
+    replays: 2,
+  };
+  const headers: [string, string][] = [['content-type', 'application/json']];
+  const failed = afterAttempt(
+    event,
+    {
+      type: 'ack',
+      eventId: 'evt_1',
+      outcome: 'failed',
+      status: 500,
+      error: 'app answered 500',
+      durationMs: 3,
+      response: { headers, bodyBytes: 3000, truncated: true },
+      body: Buffer.alloc(2048, 0x61),
+    },
+    'ag_1',
+    [100],
+    1_000,
+    () => 0.5,
+  );
+  assert.deepEqual(failed.attempt, {
+    at: 1_000,
+    agentId: 'ag_1',
+    outcome: 'failed',
+    status: 500,
+    durationMs: 3,
+    error: 'app answered 500',
+    response: {
+      headers,
+      body: Buffer.alloc(2048, 0x61).toString('base64'),
+      bodyBytes: 3000,
+      truncated: true,
+    },
+    replay: 2,
+  });
+  // A sync ack carries the whole body: the attempt keeps its first 2048 bytes.
+  const sync = afterAttempt(
+    { ...event, replays: 0 },
+    {
+      type: 'ack',
+      eventId: 'evt_1',
+      outcome: 'delivered',
+      status: 200,
+      durationMs: 3,
+      responseHeaders: headers,
+      response: { headers, bodyBytes: 3000, truncated: true },
+      body: Buffer.concat([Buffer.alloc(2048, 0x62), Buffer.alloc(952, 0x63)]),
+    },
+    'ag_1',
+    [100],
+    1_000,
+  );
+  assert.equal(sync.attempt?.response?.body, Buffer.alloc(2048, 0x62).toString('base64'));
+  assert.equal('replay' in (sync.attempt ?? {}), false, 'the original delivery has no replay');
+  // No answer (the app never answered): no response field at all.
+  const refused = afterAttempt(
+    event,
+    { type: 'ack', eventId: 'evt_1', outcome: 'failed', durationMs: 1, error: 'refused' },
+    'ag_1',
+    [100],
+    1_000,
+  );
+  assert.equal('response' in (refused.attempt ?? {}), false);
+});

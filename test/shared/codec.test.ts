@@ -1,9 +1,17 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { decodeAgentFrame, decodeRelayFrame, encodeFrame } from '../../shared/codec.ts';
+import {
+  answerStart,
+  decodeAgentFrame,
+  decodeRelayFrame,
+  encodeFrame,
+  withoutAnswer,
+} from '../../shared/codec.ts';
 import { DeliverRefusedError, ProtocolError, type ErrorCode } from '../../shared/errors.ts';
 import {
   MAX_AGENT_FRAME_BYTES,
+  MAX_ANSWER_BODY_BYTES,
+  MAX_ANSWER_HEADER_BYTES,
   MAX_BODY_BYTES,
   MAX_FRAME_HEADER_BYTES,
   MAX_HEADER_PAIRS,
@@ -76,11 +84,51 @@ const ackNoRoute: AgentFrame = {
   body: Buffer.alloc(0),
 };
 
+const ackAnswer: AgentFrame = {
+  type: 'ack',
+  eventId: 'evt_01ha',
+  outcome: 'failed',
+  status: 500,
+  error: 'app answered 500',
+  durationMs: 4,
+  response: {
+    headers: [
+      ['content-type', 'text/plain'],
+      ['set-cookie', '[redacted]'],
+    ],
+    bodyBytes: 5000,
+    truncated: true,
+  },
+  body: Buffer.alloc(MAX_ANSWER_BODY_BYTES, 0xff),
+};
+const ackAnswerSync: AgentFrame = {
+  type: 'ack',
+  eventId: 'evt_01hb',
+  outcome: 'delivered',
+  status: 200,
+  durationMs: 4,
+  responseHeaders: [['content-type', 'text/xml']],
+  response: { headers: [['content-type', 'text/xml']], bodyBytes: 3, truncated: false },
+  body: Buffer.from('<R>'),
+};
+const ackAnswerEmpty: AgentFrame = {
+  type: 'ack',
+  eventId: 'evt_01hc',
+  outcome: 'delivered',
+  status: 204,
+  durationMs: 1,
+  response: { headers: [], bodyBytes: 0, truncated: false },
+  body: Buffer.alloc(0),
+};
+
 const agentFrames: [string, AgentFrame][] = [
   ['hello', helloFrame],
   ['ack (minimal)', ackMinimal],
   ['ack (all fields, invalid UTF-8 response body)', ackFull],
   ['ack (empty response)', ackNoRoute],
+  ['ack (the answer kept: 2048 first bytes of 5000)', ackAnswer],
+  ['ack (the answer kept, with the whole sync response)', ackAnswerSync],
+  ['ack (the answer kept: empty body)', ackAnswerEmpty],
   ['ping', { type: 'ping', ts: 1_700_000_000_000 }],
   ['pong', { type: 'pong', ts: 0 }],
 ];
@@ -127,6 +175,10 @@ const relayFrames: [string, RelayFrame][] = [
   [
     'welcome (no channels)',
     { type: 'welcome', sessionId: 's', heartbeatMs: 10, window: 1, channels: [] },
+  ],
+  [
+    'welcome (takes answers)',
+    { type: 'welcome', sessionId: 's', heartbeatMs: 10, window: 1, channels: [], answers: true },
   ],
   ['deliver (invalid UTF-8 body)', deliverFrame],
   [
@@ -265,6 +317,144 @@ test('body size limits: exactly the maximum decodes, one byte more is refused', 
   assertCode(() => decodeRelayFrame(deliverOver), 'ERR_PROTOCOL_BAD_FIELD', /^deliver\.body:/);
 });
 
+// ---- the app's answer in an ack ------------------------------------------------------------
+
+test('answerStart: the ack body itself, or the first 2048 bytes of a whole sync response', () => {
+  assert.deepEqual(
+    answerStart(ackAnswer as Extract<AgentFrame, { type: 'ack' }>),
+    ackAnswer.type === 'ack' ? ackAnswer.body : null,
+  );
+  const whole = Buffer.alloc(5000, 7);
+  const sync = decodeAgentFrame(
+    encodeFrame({
+      ...ackAnswerSync,
+      response: { headers: [], bodyBytes: 5000, truncated: true },
+      body: whole,
+    }),
+  );
+  assert.equal(sync.type, 'ack');
+  if (sync.type !== 'ack') return;
+  assert.equal(sync.body?.length, 5000);
+  assert.deepEqual(Buffer.from(answerStart(sync)), whole.subarray(0, MAX_ANSWER_BODY_BYTES));
+  assert.equal(answerStart(ackMinimal as Extract<AgentFrame, { type: 'ack' }>).length, 0);
+});
+
+test('withoutAnswer: what a relay that does not take answers gets, decodable as before', () => {
+  const plain = withoutAnswer(ackAnswer);
+  assert.deepEqual(plain, {
+    type: 'ack',
+    eventId: 'evt_01ha',
+    outcome: 'failed',
+    status: 500,
+    error: 'app answered 500',
+    durationMs: 4,
+  });
+  const sync = withoutAnswer(ackAnswerSync);
+  assert.deepEqual(sync, {
+    type: 'ack',
+    eventId: 'evt_01hb',
+    outcome: 'delivered',
+    status: 200,
+    durationMs: 4,
+    responseHeaders: [['content-type', 'text/xml']],
+    body: Buffer.from('<R>'),
+  });
+  // A relay from before refuses a body without responseHeaders: what is left has none.
+  for (const frame of [plain, sync]) {
+    const encoded = encodeFrame(frame);
+    const json = JSON.parse(encoded.toString('utf8', 4, 4 + encoded.readUInt32BE(0))) as object;
+    assert.equal('response' in json, false);
+    assert.deepEqual(decodeAgentFrame(encoded), frame);
+  }
+  assert.equal(withoutAnswer(ackMinimal), ackMinimal);
+  assert.equal(withoutAnswer(helloFrame), helloFrame);
+});
+
+test('an answer whose headers exceed 8192 bytes is refused; exactly 8192 decodes', () => {
+  // 8 pairs of 1024 bytes each: name 4 + value 1016 + 4.
+  const pairs = (last: number): [string, string][] =>
+    Array.from({ length: 8 }, (_, i) => [`x-${i}0`, 'v'.repeat(i === 7 ? last : 1016)]);
+  const at = {
+    ...ackAnswerEmpty,
+    response: { headers: pairs(1016), bodyBytes: 0, truncated: false },
+  };
+  const decoded = decodeAgentFrame(encodeFrame(at));
+  assert.equal(decoded.type === 'ack' ? decoded.response?.headers.length : -1, 8);
+  assert.equal(MAX_ANSWER_HEADER_BYTES, 8 * 1024);
+  const over = {
+    ...ackAnswerEmpty,
+    response: { headers: pairs(1017), bodyBytes: 0, truncated: false },
+  };
+  assertCode(
+    () => decodeAgentFrame(encodeFrame(over)),
+    'ERR_PROTOCOL_BAD_FIELD',
+    /^ack\.response\.headers: expected at most 8192 bytes/,
+  );
+});
+
+test('an answer is refused when the bytes sent do not match what it says', () => {
+  const answer = { headers: [], bodyBytes: 10, truncated: false };
+  const base = { type: 'ack', eventId: 'evt_1', outcome: 'failed', durationMs: 1, status: 500 };
+  const cases: [string, Record<string, unknown>, Buffer, RegExp][] = [
+    ['fewer bytes than bodyBytes', { ...base, response: answer }, Buffer.alloc(9), /^ack\.body:/],
+    ['more bytes than bodyBytes', { ...base, response: answer }, Buffer.alloc(11), /^ack\.body:/],
+    [
+      'more than 2048 bytes without responseHeaders',
+      { ...base, response: { ...answer, bodyBytes: 4000, truncated: true } },
+      Buffer.alloc(4000),
+      /^ack\.body:/,
+    ],
+    [
+      'a long body not marked truncated',
+      { ...base, response: { ...answer, bodyBytes: 4000 } },
+      Buffer.alloc(MAX_ANSWER_BODY_BYTES),
+      /^ack\.response\.truncated:/,
+    ],
+    [
+      'a sync response of another length than bodyBytes',
+      { ...base, responseHeaders: [], response: answer },
+      Buffer.alloc(12),
+      /^ack\.response\.bodyBytes:/,
+    ],
+    ['response null', { ...base, response: null }, Buffer.alloc(0), /^ack\.response:/],
+    ['response a list', { ...base, response: [] }, Buffer.alloc(0), /^ack\.response:/],
+    [
+      'response without headers',
+      { ...base, response: { bodyBytes: 0, truncated: false } },
+      Buffer.alloc(0),
+      /^ack\.response\.headers:/,
+    ],
+    [
+      'response headers not pairs',
+      { ...base, response: { ...answer, bodyBytes: 0, headers: [['a']] } },
+      Buffer.alloc(0),
+      /^ack\.response\.headers:/,
+    ],
+    [
+      'bodyBytes -1',
+      { ...base, response: { ...answer, bodyBytes: -1 } },
+      Buffer.alloc(0),
+      /^ack\.response\.bodyBytes:/,
+    ],
+    [
+      'truncated "no"',
+      { ...base, response: { ...answer, bodyBytes: 0, truncated: 'no' } },
+      Buffer.alloc(0),
+      /^ack\.response\.truncated:/,
+    ],
+  ];
+  for (const [what, fields, body, message] of cases) {
+    assert.throws(
+      () => decodeAgentFrame(raw(fields, body)),
+      (err: unknown) =>
+        err instanceof ProtocolError &&
+        err.code === 'ERR_PROTOCOL_BAD_FIELD' &&
+        message.test(err.message),
+      what,
+    );
+  }
+});
+
 // ---- bodies on frames that carry none ------------------------------------------------------
 
 test('a body on an agent frame that carries none is malformed', () => {
@@ -273,7 +463,7 @@ test('a body on an agent frame that carries none is malformed', () => {
     { type: 'hello', protocol: 1, agentVersion: '1' },
     { type: 'ping', ts: 1 },
     { type: 'pong', ts: 1 },
-    // An ack carries a body only together with responseHeaders.
+    // An ack carries a body only together with responseHeaders or response.
     { type: 'ack', eventId: 'evt_1', outcome: 'delivered', durationMs: 1 },
   ];
   for (const fields of frames) {
@@ -396,6 +586,8 @@ const relayCases: Case[] = [
   ['welcome with window 0', { ...welcome, window: 0 }, 'welcome.window'],
   ['welcome with window MAX_WINDOW + 1', { ...welcome, window: MAX_WINDOW + 1 }, 'welcome.window'],
   ['welcome with window "8"', { ...welcome, window: '8' }, 'welcome.window'],
+  ['welcome with answers "yes"', { ...welcome, answers: 'yes' }, 'welcome.answers'],
+  ['welcome with answers null', { ...welcome, answers: null }, 'welcome.answers'],
   ['welcome without channels', without(welcome, 'channels'), 'welcome.channels'],
   ['welcome with channels {}', { ...welcome, channels: {} }, 'welcome.channels'],
   [

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { Attempt, EventUpdate } from '../../../server/store/types.ts';
 import {
   START,
   agent,
@@ -28,6 +29,73 @@ import {
 } from './support.ts';
 
 export function durabilityTests(backend: Backend): void {
+  test("durability: an attempt's answer and replay count come back as written, and after a reopen", async (t) => {
+    const h = await fresh(t, backend);
+    await appendAll(h.store, [payload(1), payload(2)]);
+    const got = await h.store.claim(claimRequest('r1', 'ch_a', START, { limit: 2 }));
+    const claimOf = (i: number) => {
+      const claim = got.claims.find((c) => c.event.id === eventId(i));
+      assert.ok(claim, `event ${i} claimed`);
+      return ref(claim);
+    };
+    const answered: Attempt = {
+      at: START + 1,
+      agentId: 'ag_1',
+      outcome: 'failed',
+      status: 500,
+      durationMs: 7,
+      error: 'app answered 500',
+      response: {
+        headers: [
+          ['content-type', 'application/octet-stream'],
+          ['x-dup', '1'],
+          ['x-dup', 'caf\u00e9'],
+          ['set-cookie', '[redacted]'],
+        ],
+        body: Buffer.from([0x00, 0xff, 0x7b, 0x22, 0x80]).toString('base64'),
+        bodyBytes: 5_000,
+        truncated: true,
+      },
+      replay: 3,
+    };
+    const empty: Attempt = {
+      at: START + 2,
+      agentId: 'ag_1',
+      outcome: 'delivered',
+      status: 204,
+      durationMs: 1,
+      error: null,
+      response: { headers: [], body: '', bodyBytes: 0, truncated: false },
+    };
+    const failed: EventUpdate = {
+      status: 'queued',
+      attemptCount: 1,
+      nextAttemptAt: START + 5_000,
+      attempt: answered,
+    };
+    const delivered: EventUpdate = {
+      status: 'delivered',
+      attemptCount: 1,
+      nextAttemptAt: 0,
+      attempt: empty,
+    };
+    assert.deepEqual((await h.store.settle(claimOf(1), failed, { lazy: true }))?.attempts, [
+      answered,
+    ]);
+    assert.deepEqual((await h.store.settle(claimOf(2), delivered))?.attempts, [empty]);
+    assert.deepEqual((await mustGet(h.store, eventId(1))).attempts, [answered]);
+    const listed = await listAll(h.store, {});
+    assert.deepEqual(
+      listed.map((e) => e.attempts),
+      [[empty], [answered]],
+    );
+
+    const store = await h.reopen();
+    assert.deepEqual((await mustGet(store, eventId(1))).attempts, [answered]);
+    assert.deepEqual((await mustGet(store, eventId(2))).attempts, [empty]);
+    assert.deepEqual(await listAll(store, {}), listed);
+  });
+
   test('durability: events, their states, payloads, dedup keys and control survive a reopen', async (t) => {
     const h = await fresh(t, backend);
     const payloads = [
