@@ -19,7 +19,12 @@ async function copy(text: string): Promise<boolean> {
   }
 }
 
-export function CopyButton(props: { text: string; label: string }) {
+export function CopyButton(props: {
+  text: string;
+  label: string;
+  /** The button's text; "Copy" by default. */
+  visibleLabel?: string;
+}) {
   const [state, setState] = useState<'idle' | 'copied' | 'failed'>('idle');
   return (
     <>
@@ -32,7 +37,7 @@ export function CopyButton(props: { text: string; label: string }) {
           setTimeout(() => setState('idle'), 2000);
         }}
       >
-        Copy
+        {props.visibleLabel ?? 'Copy'}
       </button>
       <span class="copy-note" aria-live="polite">
         {state === 'copied' ? 'Copied' : state === 'failed' ? 'Copy failed: select it' : ''}
