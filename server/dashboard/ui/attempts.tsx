@@ -57,7 +57,7 @@ export function AttemptsTimeline(props: { attempts: Attempt[]; agents: Agent[] |
         <p class="muted">No attempt yet.</p>
       ) : (
         <div class="scroll-x">
-          <table class="attempts">
+          <table class="attempts cards">
             <thead>
               <tr>
                 <th scope="col">#</th>
@@ -77,7 +77,7 @@ export function AttemptsTimeline(props: { attempts: Attempt[]; agents: Agent[] |
               {props.attempts.map((a, i) => (
                 <Fragment key={`${a.at ?? ''}-${i}`}>
                   <tr data-replay={a.replay}>
-                    <td>
+                    <td data-label="Attempt">
                       {i + 1}
                       {a.replay > 0 && (
                         <span class="badge badge-replay" title="made after this replay">
@@ -85,16 +85,25 @@ export function AttemptsTimeline(props: { attempts: Attempt[]; agents: Agent[] |
                         </span>
                       )}
                     </td>
-                    <td>
+                    <td data-label="At">
                       <time dateTime={a.at ?? undefined}>{formatTime(a.at)}</time>
                     </td>
-                    <td>{agentName(a.agentId)}</td>
-                    <td>
+                    <td data-label="Agent">{agentName(a.agentId)}</td>
+                    <td data-label="Outcome">
                       <StatusBadge status={a.outcome} />
                     </td>
-                    <td class="num">{a.status ?? '—'}</td>
-                    <td class="num">{formatDuration(a.durationMs)}</td>
-                    <td class="error-text">{a.error ?? ''}</td>
+                    <td class="num" data-label="HTTP status">
+                      {a.status ?? '—'}
+                    </td>
+                    <td class="num" data-label="Duration">
+                      {formatDuration(a.durationMs)}
+                    </td>
+                    {a.error !== null && (
+                      <td class="error-text" data-label="Error">
+                        {a.error}
+                      </td>
+                    )}
+                    {a.error === null && <td class="no-error" />}
                   </tr>
                   {a.response && (
                     <tr class="response-row">

@@ -56,7 +56,11 @@ const UNITS: [string, number][] = [
 export function formatDelays(delays: number[]): string {
   return delays
     .map((ms) => {
-      const unit = UNITS.find(([, size]) => ms !== 0 && ms % size === 0) ?? ['s', 1000];
+      // Hours at most, as the README writes the default schedule (…, 20h, 24h).
+      const unit = UNITS.find(([u, size]) => u !== 'd' && ms !== 0 && ms % size === 0) ?? [
+        's',
+        1000,
+      ];
       return `${ms / unit[1]}${unit[0]}`;
     })
     .join(', ');

@@ -30,7 +30,7 @@ export function CopyButton(props: {
     <>
       <button
         type="button"
-        class="small"
+        class={props.visibleLabel ? undefined : 'small'}
         aria-label={props.label}
         onClick={async () => {
           setState((await copy(props.text)) ? 'copied' : 'failed');
