@@ -12,6 +12,7 @@ import {
   decodeNewAgent,
   type Agent,
   type Channel,
+  type ChannelFields,
   type EventDetail,
   type EventPage,
   type EventView,
@@ -36,9 +37,6 @@ export interface EventFilter {
   before?: string;
   limit?: number;
 }
-
-/** The fields of `POST /api/channels` and `PATCH /api/channels/:id` (see the README). */
-export type ChannelFields = Record<string, unknown>;
 
 function errorOf(data: unknown, status: number): { code: string; message: string } {
   const error = isObj(data) ? data['error'] : undefined;

@@ -3,8 +3,7 @@
  * /api/channels/:id`. Secrets are write-only: the form starts with them empty, and an edit sends
  * `verify` (which replaces the whole config, secrets included) only when asked to.
  */
-import type { ChannelFields } from './api.ts';
-import type { Channel } from './model.ts';
+import type { Channel, ChannelFields } from './model.ts';
 
 /** The providers the relay verifies (server/verify/registry.ts), in the form's order. */
 export const PROVIDERS = [

@@ -41,6 +41,9 @@ export interface VerifyView {
   prefix: string | null;
 }
 
+/** The fields of `POST /api/channels` and `PATCH /api/channels/:id` (see the README). */
+export type ChannelFields = Record<string, unknown>;
+
 export type OrderingKey = { header: string } | { jsonField: string } | null;
 
 export interface Channel {
