@@ -177,6 +177,10 @@ test(
         },
       );
 
+      await page.goto(relay.url);
+      await page.getByLabel('Admin token').waitFor();
+      await assertNoSidewaysScroll(page, `login at ${width}`);
+      await shot('login');
       await logIn(page, relay.url, relay.token);
       await page.locator('.feed[data-state="live"]').waitFor({ timeout: 10_000 });
 

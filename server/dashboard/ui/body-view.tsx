@@ -17,7 +17,15 @@ export function BodyView(props: {
   /** Actions beside the heading (copy, download). */
   actions?: ComponentChildren;
 }) {
-  const bytes = useMemo(() => base64ToBytes(props.base64), [props.base64]);
+  // A body the relay sent in a form the page cannot decode is said so, not a broken page.
+  const decoded = useMemo(() => {
+    try {
+      return base64ToBytes(props.base64);
+    } catch {
+      return null;
+    }
+  }, [props.base64]);
+  const bytes = decoded ?? new Uint8Array();
   const view = useMemo(() => viewBody(bytes, props.contentType), [bytes, props.contentType]);
   const truncated = view.kind === 'text' || view.kind === 'binary' ? view.truncated : false;
   const id = props.id ?? 'body-heading';
@@ -31,7 +39,8 @@ export function BodyView(props: {
         </span>
       </h3>
       {props.actions && <p class="body-actions">{props.actions}</p>}
-      {view.kind === 'empty' && <p class="muted">No body.</p>}
+      {decoded === null && <p class="error">The body could not be decoded (not base64).</p>}
+      {decoded !== null && view.kind === 'empty' && <p class="muted">No body.</p>}
       {view.kind !== 'empty' && (
         <pre class={`body body-${view.kind}`} tabIndex={0} aria-label={title} data-kind={view.kind}>
           {view.kind === 'binary' ? view.dump : view.text}
