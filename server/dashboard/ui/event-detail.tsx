@@ -72,7 +72,13 @@ export function EventDetailView(props: { id: string }) {
 
   const contentType =
     event?.headers.find(([name]) => name.toLowerCase() === 'content-type')?.[1] ?? '';
-  const bytes = useMemo(() => (event ? base64ToBytes(event.body) : null), [event?.body]);
+  const bytes = useMemo(() => {
+    try {
+      return event ? base64ToBytes(event.body) : null;
+    } catch {
+      return null; // BodyView says the body could not be decoded
+    }
+  }, [event?.body]);
   const fileName = bodyFileName(props.id, contentType);
   const curl =
     event && bytes
