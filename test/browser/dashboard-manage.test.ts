@@ -68,6 +68,9 @@ test(
     await edit.getByLabel('JSON field (dotted path)').fill('repository.full_name');
     await edit.getByLabel('Rate limit (requests per second)').fill('5');
     await edit.getByLabel('Burst').fill('8');
+    await edit.getByLabel('Largest body (bytes)').fill('4096');
+    await edit.getByLabel('Methods').fill('post');
+    await edit.getByLabel('Paths').fill('"", /push, /github/*');
     await edit.getByRole('button', { name: 'Save changes' }).click();
     await textMatches(page.getByRole('status').filter({ hasText: 'hooks' }), /saved/, 'saved');
     const saved = (await relay.api('GET', `/api/channels/${hooks.id}`)) as Record<string, any>;
@@ -84,6 +87,9 @@ test(
     assert.equal(saved['ordered'], true);
     assert.deepEqual(saved['orderingKey'], { jsonField: 'repository.full_name' });
     assert.deepEqual(saved['rateLimit'], { perSecond: 5, burst: 8 });
+    assert.equal(saved['maxBodyBytes'], 4096);
+    assert.deepEqual(saved['methods'], ['POST']);
+    assert.deepEqual(saved['paths'], ['', '/push', '/github/*']);
     const row = page.locator(`tr[data-channel-id="${hooks.id}"]`);
     await textMatches(row, /hmac[\s\S]*sync \(2500 ms\)[\s\S]*1s, 10s, 2m/, 'the row');
 

@@ -322,6 +322,25 @@ describe('channel form', () => {
     });
   });
 
+  test('methods and paths as comma lists: "" or an empty item is the empty suffix', () => {
+    const d = draftOf(channel);
+    assert.deepEqual(channelFields({ ...d, methods: 'post, Get' }, channel), {
+      methods: ['POST', 'GET'],
+    });
+    assert.deepEqual(channelFields({ ...d, paths: '"", /push ,/github/*' }, channel), {
+      paths: ['', '/push', '/github/*'],
+    });
+    assert.deepEqual(channelFields({ ...d, paths: ', /push' }, channel), { paths: ['', '/push'] });
+    assert.throws(() => channelFields({ ...d, methods: 'POST,' }, channel), /Methods/);
+    assert.deepEqual(channelFields({ ...d, maxBodyBytes: '2048' }, channel), {
+      maxBodyBytes: 2048,
+    });
+    const withPaths = decodeChannel({ ...api, methods: ['POST'], paths: ['', '/push'] });
+    const shown = draftOf(withPaths);
+    assert.equal(shown.paths, '"", /push');
+    assert.deepEqual(channelFields(shown, withPaths), {}, 'shown as it was: no change');
+  });
+
   test('verification is sent whole, with its secrets, only when asked to change', () => {
     const d = { ...draftOf(channel), changeVerify: true };
     assert.throws(() => channelFields(d, channel), /Secret/);
@@ -358,6 +377,9 @@ describe('channel form', () => {
       ordered: false,
       orderingKey: null,
       rateLimit: null,
+      maxBodyBytes: 26_214_400,
+      methods: null,
+      paths: null,
     });
     assert.throws(() => channelFields({ ...d, name: ' ' }, null), /Name/);
     assert.throws(() => channelFields({ ...d, perSecond: 'ten' }, null), /Rate limit/);

@@ -40,9 +40,17 @@ export interface ChannelDraft {
   /** Empty for no limit. */
   perSecond: string;
   burst: string;
+  /** Bytes; larger bodies get 413. */
+  maxBodyBytes: string;
+  /** "POST, GET"; empty for the default (the provider's methods, or any). */
+  methods: string;
+  /** "/push, /github/*"; `""` is the empty suffix; empty for any path. */
+  paths: string;
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
+/** The relay's default and upper bound (shared/protocol.ts MAX_BODY_BYTES). */
+const DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024;
 const UNITS: [string, number][] = [
   ['d', 86_400_000],
   ['h', 3_600_000],
@@ -100,6 +108,9 @@ export function draftOf(c: Channel | null): ChannelDraft {
     keyValue: key === null ? '' : 'header' in key ? key.header : key.jsonField,
     perSecond: c?.rateLimit ? String(c.rateLimit.perSecond) : '',
     burst: c?.rateLimit ? String(c.rateLimit.burst) : '',
+    maxBodyBytes: String(c?.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES),
+    methods: c?.methods?.join(', ') ?? '',
+    paths: c?.paths?.map((p) => (p === '' ? '""' : p)).join(', ') ?? '',
   };
 }
 
@@ -129,6 +140,25 @@ function verifyOf(d: ChannelDraft): Record<string, unknown> | null {
   return v;
 }
 
+function methodsOf(text: string): string[] | null {
+  if (text.trim() === '') return null;
+  return text.split(',').map((m) => {
+    const method = m.trim().toUpperCase();
+    if (!/^[A-Z]{1,16}$/.test(method)) {
+      throw new Error(`Methods: "${m.trim()}" is not an HTTP method such as POST`);
+    }
+    return method;
+  });
+}
+
+function pathsOf(text: string): string[] | null {
+  if (text.trim() === '') return null;
+  return text.split(',').map((p) => {
+    const path = p.trim();
+    return path === '""' ? '' : path;
+  });
+}
+
 /** Every field the form sets, as the API takes them (`verify` only when it is to change). */
 function allFields(d: ChannelDraft): ChannelFields {
   const fields: ChannelFields = {
@@ -152,6 +182,9 @@ function allFields(d: ChannelDraft): ChannelFields {
             perSecond: int(d.perSecond, 'Rate limit'),
             burst: d.burst.trim() === '' ? int(d.perSecond, 'Rate limit') : int(d.burst, 'Burst'),
           },
+    maxBodyBytes: int(d.maxBodyBytes, 'Largest body'),
+    methods: methodsOf(d.methods),
+    paths: pathsOf(d.paths),
   };
   if (d.changeVerify) fields['verify'] = verifyOf(d);
   return fields;

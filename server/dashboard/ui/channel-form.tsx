@@ -246,6 +246,20 @@ export function ChannelForm(props: {
           text('burst', 'Burst', { inputMode: 'numeric', hint: 'Empty: the same as the rate.' })}
       </fieldset>
 
+      <fieldset>
+        <legend>Ingress</legend>
+        {text('maxBodyBytes', 'Largest body (bytes)', {
+          inputMode: 'numeric',
+          hint: 'Up to 26214400 (25 MiB); larger requests get 413.',
+        })}
+        {text('methods', 'Methods', {
+          hint: 'e.g. POST, GET; others get 405. Empty: the provider’s own, or any without verification.',
+        })}
+        {text('paths', 'Paths', {
+          hint: 'After the ingress URL, e.g. /push, /github/*; "" is no suffix. Empty: any path.',
+        })}
+      </fieldset>
+
       {error && (
         <p class="error" role="alert">
           {error}
