@@ -80,17 +80,21 @@ export function EventDetailView(props: { id: string }) {
     }
   }, [event?.body]);
   const fileName = bodyFileName(props.id, contentType);
-  const curl =
-    event && bytes
-      ? curlCommand({
-          method: event.method,
-          url: event.originalUrl,
-          headers: event.headers,
-          bodyText: inlineBodyText(bytes),
-          bodyBytes: bytes.length,
-          bodyFile: fileName,
-        })
-      : '';
+  // Method, URL, headers and body never change: built once, not on each live update.
+  const curl = useMemo(
+    () =>
+      event && bytes
+        ? curlCommand({
+            method: event.method,
+            url: event.originalUrl,
+            headers: event.headers,
+            bodyText: inlineBodyText(bytes),
+            bodyBytes: bytes.length,
+            bodyFile: fileName,
+          })
+        : '',
+    [bytes, event?.method, event?.originalUrl, event?.headers, fileName],
+  );
   const download = () => {
     if (!bytes) return;
     // A blob URL of this origin, saved as a file: the browser never renders the bytes.
