@@ -21,7 +21,7 @@ import {
   waitForEventStatus,
 } from '../helpers/processes.ts';
 
-const SCREENSHOT = path.join(ROOT, 'test-artifacts', 'dashboard.png');
+const SCREENSHOT = path.join(ROOT, 'test', 'artifacts', 'dashboard.png');
 
 /** Waits until the locator's text matches. */
 async function textMatches(locator: Locator, re: RegExp, what: string): Promise<string> {
@@ -80,7 +80,7 @@ test('dashboard: login, live events, detail, replay', { timeout: 90_000 }, async
 
   const browser = await launchChromium();
   t.after(() => browser.close());
-  const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   // Script errors and Content-Security-Policy violations fail the test.
   const problems: string[] = [];
   page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
@@ -124,7 +124,7 @@ test('dashboard: login, live events, detail, replay', { timeout: 90_000 }, async
   // The event's detail: request, pretty JSON body, headers as received, one failed attempt.
   await row.getByRole('link').click();
   await page.getByRole('heading', { name: new RegExp(`Event ${id}`) }).waitFor();
-  const body = page.locator('pre.body');
+  const body = page.locator('section[aria-labelledby="body-heading"] pre.body');
   assert.equal(await body.getAttribute('data-kind'), 'json');
   assert.equal(await body.innerText(), JSON.stringify(payload, null, 2));
   const header = (name: string) => page.locator('table.headers tbody tr', { hasText: name });
@@ -132,7 +132,7 @@ test('dashboard: login, live events, detail, replay', { timeout: 90_000 }, async
   assert.equal(await header('x-test-trace').locator('td').innerText(), 'dashboard-e2e');
   assert.equal(await header('content-type').locator('td').innerText(), 'application/json');
   await textMatches(page.locator('.request-line'), /^POST \/push\?ref=main$/, 'request line');
-  const attempts = page.locator('table.attempts tbody tr');
+  const attempts = page.locator('table.attempts > tbody > tr:not(.response-row)');
   await textMatches(attempts, /failed/, 'the first attempt');
   assert.equal(await attempts.count(), 1);
   const first = await attempts.first().innerText();

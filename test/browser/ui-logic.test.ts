@@ -5,6 +5,25 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { base64ToBytes, hexDump, viewBody } from '../../server/dashboard/ui/body-format.ts';
+import {
+  channelFields,
+  draftOf,
+  formatDelays,
+  parseDelays,
+} from '../../server/dashboard/ui/channel-draft.ts';
+import {
+  bodyFileName,
+  curlCommand,
+  inlineBodyText,
+  shellQuote,
+} from '../../server/dashboard/ui/curl.ts';
+import {
+  canReplay,
+  decodeChannel,
+  decodeEvent,
+  STATUSES,
+  type Channel,
+} from '../../server/dashboard/ui/model.ts';
 import { applyLive, appendPage, type EventsList } from '../../server/dashboard/ui/events-state.ts';
 import type { EventView } from '../../server/dashboard/ui/model.ts';
 import { SseParser, type SseMessage } from '../../server/dashboard/ui/sse-parser.ts';
@@ -124,6 +143,7 @@ describe('applyLive', () => {
     attemptCount: 0,
     nextAttemptAt: null,
     reason: null,
+    waiting: null,
     attempts: [],
     ...over,
   });
@@ -177,5 +197,234 @@ describe('applyLive', () => {
     const out = appendPage(list, { rows: [ev(4), ev(3)], next: null });
     assert.deepEqual(ids(out), ['evt_0005', 'evt_0004', 'evt_0003']);
     assert.equal(out.next, null);
+  });
+});
+
+describe('event model', () => {
+  const base = {
+    id: 'evt_1',
+    channelId: 'ch_a',
+    status: 'queued',
+    receivedAt: '2025-01-01T00:00:00.000Z',
+    method: 'POST',
+    path: '/x',
+    query: '',
+    size: 2,
+    attemptCount: 1,
+    nextAttemptAt: null,
+  };
+
+  test('waiting, attempt answers and replay numbers are read; absent ones are null and 0', () => {
+    const e = decodeEvent({
+      ...base,
+      waiting: {
+        reason: 'retry',
+        message: 'Retrying at 10:00 after: app answered 500',
+        retryAt: 5,
+      },
+      attempts: [
+        { at: null, agentId: 'ag_1', outcome: 'failed', status: 500, durationMs: 3, error: 'x' },
+        {
+          at: null,
+          agentId: 'ag_1',
+          outcome: 'failed',
+          status: 500,
+          durationMs: 3,
+          error: 'x',
+          replay: 2,
+          response: { headers: [['a', 'b']], body: 'aGk=', bodyBytes: 2, truncated: false },
+        },
+      ],
+    });
+    assert.equal(e.waiting?.message, 'Retrying at 10:00 after: app answered 500');
+    assert.equal(e.waiting?.retryAt, 5);
+    assert.equal(e.waiting?.blockedBy, null);
+    assert.equal(e.attempts[0]!.replay, 0);
+    assert.equal(e.attempts[0]!.response, null);
+    assert.equal(e.attempts[1]!.replay, 2);
+    assert.deepEqual(e.attempts[1]!.response?.headers, [['a', 'b']]);
+    assert.equal(decodeEvent(base).waiting, null);
+  });
+
+  test('malformed answers are refused, naming the field', () => {
+    assert.throws(() => decodeEvent({ ...base, waiting: { reason: 'retry' } }), /message/);
+    const attempt = { at: null, agentId: 'a', outcome: 'failed', status: 1, durationMs: 1 };
+    assert.throws(
+      () => decodeEvent({ ...base, attempts: [{ ...attempt, response: { headers: [[1, 2]] } }] }),
+      /headers\[0\]/,
+    );
+  });
+
+  test('filtered is offered as a status; rejected and delivering events cannot be replayed', () => {
+    assert.ok((STATUSES as readonly string[]).includes('filtered'));
+    assert.deepEqual(
+      STATUSES.filter((s) => !canReplay(s)),
+      ['delivering', 'rejected'],
+    );
+  });
+});
+
+describe('channel form', () => {
+  const api = {
+    id: 'ch_1',
+    name: 'github',
+    ingressUrl: 'http://localhost:8080/h/ch_1',
+    verify: {
+      provider: 'hmac',
+      header: 'X-Sig',
+      algorithm: 'sha1',
+      encoding: 'base64',
+      rotating: true,
+    },
+    response: { mode: 'sync', timeoutMs: 5000 },
+    retry: { delaysMs: [5000, 300_000, 86_400_000] },
+    ordered: true,
+    orderingKey: { jsonField: 'repository.full_name' },
+    rateLimit: { perSecond: 10, burst: 20 },
+    maxBodyBytes: 1024,
+    methods: null,
+    paths: null,
+    createdAt: '2025-01-01T00:00:00.000Z',
+  };
+  const channel: Channel = decodeChannel(api);
+
+  test('delays read and written with units', () => {
+    assert.equal(
+      formatDelays([5000, 300_000, 1_800_000, 7_200_000, 86_400_000, 250]),
+      '5s, 5m, 30m, 2h, 24h, 250ms',
+    );
+    assert.deepEqual(
+      parseDelays('5s, 5m 1.5h,250ms 1d 2min'),
+      [5000, 300_000, 5_400_000, 250, 86_400_000, 120_000],
+    );
+    assert.deepEqual(parseDelays('  '), []);
+    assert.throws(() => parseDelays('5s, 10'), /"10" is not a delay/);
+  });
+
+  test('an unchanged form changes nothing; each change sends only its field', () => {
+    const d = draftOf(channel);
+    assert.equal(d.secret, '', 'secrets are never filled in');
+    assert.equal(d.changeVerify, false);
+    assert.deepEqual(channelFields(d, channel), {});
+    assert.deepEqual(channelFields({ ...d, retry: '1s, 1m' }, channel), {
+      retry: { delaysMs: [1000, 60_000] },
+    });
+    assert.deepEqual(channelFields({ ...d, ordered: false }, channel), {
+      ordered: false,
+      orderingKey: null,
+    });
+    assert.deepEqual(channelFields({ ...d, perSecond: '' }, channel), { rateLimit: null });
+    assert.deepEqual(channelFields({ ...d, mode: 'async' }, channel), {
+      response: { mode: 'async', timeoutMs: 10_000 },
+    });
+    assert.deepEqual(channelFields({ ...d, keyKind: 'header', keyValue: 'X-Repo' }, channel), {
+      orderingKey: { header: 'X-Repo' },
+    });
+  });
+
+  test('methods and paths as comma lists: "" or an empty item is the empty suffix', () => {
+    const d = draftOf(channel);
+    assert.deepEqual(channelFields({ ...d, methods: 'post, Get' }, channel), {
+      methods: ['POST', 'GET'],
+    });
+    assert.deepEqual(channelFields({ ...d, paths: '"", /push ,/github/*' }, channel), {
+      paths: ['', '/push', '/github/*'],
+    });
+    assert.deepEqual(channelFields({ ...d, paths: ', /push' }, channel), { paths: ['', '/push'] });
+    assert.throws(() => channelFields({ ...d, methods: 'POST,' }, channel), /Methods/);
+    assert.deepEqual(channelFields({ ...d, maxBodyBytes: '2048' }, channel), {
+      maxBodyBytes: 2048,
+    });
+    const withPaths = decodeChannel({ ...api, methods: ['POST'], paths: ['', '/push'] });
+    const shown = draftOf(withPaths);
+    assert.equal(shown.paths, '"", /push');
+    assert.deepEqual(channelFields(shown, withPaths), {}, 'shown as it was: no change');
+  });
+
+  test('verification is sent whole, with its secrets, only when asked to change', () => {
+    const d = { ...draftOf(channel), changeVerify: true };
+    assert.throws(() => channelFields(d, channel), /Secret/);
+    assert.deepEqual(channelFields({ ...d, secret: 's3cret', prefix: 'sha1=' }, channel), {
+      verify: {
+        provider: 'hmac',
+        secret: 's3cret',
+        header: 'X-Sig',
+        algorithm: 'sha1',
+        encoding: 'base64',
+        prefix: 'sha1=',
+      },
+    });
+    assert.deepEqual(channelFields({ ...d, provider: '' }, channel), { verify: null });
+    assert.throws(
+      () => channelFields({ ...d, provider: 'meta', secret: 'a' }, channel),
+      /Verify token/,
+    );
+    assert.deepEqual(
+      channelFields(
+        { ...d, provider: 'stripe', secret: 'whsec_new', previousSecret: 'whsec_old' },
+        channel,
+      ),
+      { verify: { provider: 'stripe', secret: 'whsec_new', previousSecret: 'whsec_old' } },
+    );
+  });
+
+  test('a new channel sends every field, and no verify when none is chosen', () => {
+    const d = { ...draftOf(null), name: 'new', retry: '' };
+    assert.deepEqual(channelFields(d, null), {
+      name: 'new',
+      response: { mode: 'async', timeoutMs: 10_000 },
+      retry: { delaysMs: [] },
+      ordered: false,
+      orderingKey: null,
+      rateLimit: null,
+      maxBodyBytes: 26_214_400,
+      methods: null,
+      paths: null,
+    });
+    assert.throws(() => channelFields({ ...d, name: ' ' }, null), /Name/);
+    assert.throws(() => channelFields({ ...d, perSecond: 'ten' }, null), /Rate limit/);
+  });
+});
+
+describe('copy as curl', () => {
+  test('every argument is single-quoted, quotes inside too', () => {
+    assert.equal(shellQuote("it's"), "'it'\\''s'");
+    const cmd = curlCommand({
+      method: 'POST',
+      url: 'http://localhost:8080/h/ch_1/x?a=1&b=2',
+      headers: [
+        ['host', 'localhost:8080'],
+        ['Content-Length', '5'],
+        ['x-evil', '$(rm -rf ~)'],
+      ],
+      bodyText: "a'b\n",
+      bodyBytes: 4,
+      bodyFile: 'evt_1.txt',
+    });
+    assert.equal(
+      cmd,
+      "curl -X 'POST' 'http://localhost:8080/h/ch_1/x?a=1&b=2' -H 'x-evil: $(rm -rf ~)' " +
+        "--data-binary 'a'\\''b\n'",
+    );
+  });
+
+  test('binary or large bodies come from the downloaded file; an empty body sends none', () => {
+    const binary = new Uint8Array([0x00, 0xff]);
+    assert.equal(inlineBodyText(binary), null);
+    assert.equal(inlineBodyText(new Uint8Array(70_000).fill(0x61)), null);
+    assert.equal(inlineBodyText(new TextEncoder().encode('é\n')), 'é\n');
+    const base = { method: 'GET', url: 'http://h/', headers: [], bodyFile: 'f.bin' };
+    assert.equal(
+      curlCommand({ ...base, bodyText: null, bodyBytes: 2 }),
+      "curl -X 'GET' 'http://h/' --data-binary '@f.bin'",
+    );
+    assert.equal(curlCommand({ ...base, bodyText: '', bodyBytes: 0 }), "curl -X 'GET' 'http://h/'");
+  });
+
+  test('the download is named after the event, by content type', () => {
+    assert.equal(bodyFileName('evt_1', 'application/json; charset=utf-8'), 'evt_1.json');
+    assert.equal(bodyFileName('evt_1', 'application/x-www-form-urlencoded'), 'evt_1.txt');
+    assert.equal(bodyFileName('evt_1', ''), 'evt_1.bin');
+    assert.equal(bodyFileName('../x', ''), '___x.bin');
   });
 });

@@ -1,8 +1,8 @@
 /** The "add agent" form: a name and the channels it may serve; shows the one-time pairing code. */
 import { useState } from 'preact/hooks';
-import { CopyButton } from './copy-button.tsx';
-import { errorText, formatTime } from './format.ts';
+import { errorText } from './format.ts';
 import type { NewAgent } from './model.ts';
+import { PairingNotice } from './pairing-notice.tsx';
 import { useSession } from './session.ts';
 
 export function AddAgent(props: { onAdded: () => void }) {
@@ -38,33 +38,16 @@ export function AddAgent(props: { onAdded: () => void }) {
     }
   };
 
-  // The relay's public URL is what its ingress URLs start with; this page's origin otherwise.
-  const granted = channels?.find((c) => added?.agent.channels.includes(c.id));
-  const relayUrl = granted?.ingressUrl.replace(/\/h\/[^/]+$/, '') ?? location.origin;
-  const pairCommand = added
-    ? `npm run agent -- pair --relay ${relayUrl} --code ${added.pairingCode}`
-    : '';
   return (
     <section aria-labelledby="add-agent-heading" class="panel">
       <h3 id="add-agent-heading">Add agent</h3>
       {added && (
-        <div class="pairing" role="status">
-          <p>
-            Pairing code for <strong>{added.agent.name}</strong>, shown only once, valid until{' '}
-            {formatTime(added.expiresAt)}:
-          </p>
-          <p>
-            <code class="code" data-testid="pairing-code">
-              {added.pairingCode}
-            </code>{' '}
-            <CopyButton text={added.pairingCode} label="Copy pairing code" />
-          </p>
-          <p>On the agent's host:</p>
-          <pre>{pairCommand}</pre>
-          <button type="button" class="small" onClick={() => setAdded(null)}>
-            Done
-          </button>
-        </div>
+        <PairingNotice
+          added={added}
+          channels={channels}
+          again={false}
+          onDone={() => setAdded(null)}
+        />
       )}
       <form onSubmit={submit} class="stack">
         <label for="agent-name">Name</label>

@@ -12,6 +12,7 @@ import {
   decodeNewAgent,
   type Agent,
   type Channel,
+  type ChannelFields,
   type EventDetail,
   type EventPage,
   type EventView,
@@ -35,12 +36,6 @@ export interface EventFilter {
   status?: string;
   before?: string;
   limit?: number;
-}
-
-export interface NewChannel {
-  name: string;
-  /** A GitHub webhook secret: the channel then checks `X-Hub-Signature-256`. */
-  githubSecret?: string;
 }
 
 function errorOf(data: unknown, status: number): { code: string; message: string } {
@@ -100,12 +95,15 @@ export class Api {
     return list(obj(await this.#call('GET', 'api/channels'), 'answer'), 'channels', decodeChannel);
   }
 
-  async createChannel(input: NewChannel): Promise<Channel> {
-    const body = {
-      name: input.name,
-      ...(input.githubSecret ? { verify: { provider: 'github', secret: input.githubSecret } } : {}),
-    };
-    return decodeChannel(await this.#call('POST', 'api/channels', body));
+  async createChannel(fields: ChannelFields): Promise<Channel> {
+    return decodeChannel(await this.#call('POST', 'api/channels', fields));
+  }
+
+  /** Changes only the fields given; a `verify` given replaces the whole config, secrets too. */
+  async updateChannel(id: string, fields: ChannelFields): Promise<Channel> {
+    return decodeChannel(
+      await this.#call('PATCH', `api/channels/${encodeURIComponent(id)}`, fields),
+    );
   }
 
   async deleteChannel(id: string): Promise<void> {
@@ -118,6 +116,20 @@ export class Api {
 
   async addAgent(name: string, channels: string[]): Promise<NewAgent> {
     return decodeNewAgent(await this.#call('POST', 'api/agents', { name, channels }));
+  }
+
+  /** Changes the channels an agent is granted (ids or names). */
+  async updateAgent(id: string, channels: string[]): Promise<Agent> {
+    return decodeAgent(
+      await this.#call('PATCH', `api/agents/${encodeURIComponent(id)}`, { channels }),
+    );
+  }
+
+  /** A new one-time pairing code for an existing agent (pairing again replaces its key). */
+  async newPairingCode(id: string): Promise<NewAgent> {
+    return decodeNewAgent(
+      await this.#call('POST', `api/agents/${encodeURIComponent(id)}/pairing-code`),
+    );
   }
 
   async revokeAgent(id: string): Promise<void> {

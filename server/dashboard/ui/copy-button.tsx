@@ -19,20 +19,25 @@ async function copy(text: string): Promise<boolean> {
   }
 }
 
-export function CopyButton(props: { text: string; label: string }) {
+export function CopyButton(props: {
+  text: string;
+  label: string;
+  /** The button's text; "Copy" by default. */
+  visibleLabel?: string;
+}) {
   const [state, setState] = useState<'idle' | 'copied' | 'failed'>('idle');
   return (
     <>
       <button
         type="button"
-        class="small"
+        class={props.visibleLabel ? undefined : 'small'}
         aria-label={props.label}
         onClick={async () => {
           setState((await copy(props.text)) ? 'copied' : 'failed');
           setTimeout(() => setState('idle'), 2000);
         }}
       >
-        Copy
+        {props.visibleLabel ?? 'Copy'}
       </button>
       <span class="copy-note" aria-live="polite">
         {state === 'copied' ? 'Copied' : state === 'failed' ? 'Copy failed: select it' : ''}

@@ -1,11 +1,17 @@
-/** One event: request line, metadata, headers, body and attempts, kept live; replay button. */
-import { useEffect, useState } from 'preact/hooks';
+/**
+ * One event: request line, why it waits, metadata, headers, body and attempts, kept live;
+ * replay (where the relay allows it), copy as curl, download the body.
+ */
+import { useEffect, useMemo, useState } from 'preact/hooks';
 import { AttemptsTimeline } from './attempts.tsx';
+import { base64ToBytes } from './body-format.ts';
 import { BodyView } from './body-view.tsx';
+import { CopyButton } from './copy-button.tsx';
+import { bodyFileName, curlCommand, inlineBodyText } from './curl.ts';
 import { requestLine } from './events-table.tsx';
 import { errorText, formatBytes, formatTime } from './format.ts';
 import { HeadersTable } from './headers-table.tsx';
-import type { Agent, EventDetail, EventView } from './model.ts';
+import { canReplay, type Agent, type EventDetail, type EventView } from './model.ts';
 import { href } from './route.ts';
 import { channelName, useLiveEvents, useSession } from './session.ts';
 import { StatusBadge } from './status-badge.tsx';
@@ -18,6 +24,7 @@ function withState(detail: EventDetail, e: EventView): EventDetail {
     attemptCount: e.attemptCount,
     nextAttemptAt: e.nextAttemptAt,
     reason: e.reason,
+    waiting: e.waiting,
     attempts: e.attempts,
   };
 }
@@ -65,6 +72,42 @@ export function EventDetailView(props: { id: string }) {
 
   const contentType =
     event?.headers.find(([name]) => name.toLowerCase() === 'content-type')?.[1] ?? '';
+  const bytes = useMemo(() => {
+    try {
+      return event ? base64ToBytes(event.body) : null;
+    } catch {
+      return null; // BodyView says the body could not be decoded
+    }
+  }, [event?.body]);
+  const fileName = bodyFileName(props.id, contentType);
+  // Method, URL, headers and body never change: built once, not on each live update.
+  const curl = useMemo(
+    () =>
+      event && bytes
+        ? curlCommand({
+            method: event.method,
+            url: event.originalUrl,
+            headers: event.headers,
+            bodyText: inlineBodyText(bytes),
+            bodyBytes: bytes.length,
+            bodyFile: fileName,
+          })
+        : '',
+    [bytes, event?.method, event?.originalUrl, event?.headers, fileName],
+  );
+  const download = () => {
+    if (!bytes) return;
+    // A blob URL of this origin, saved as a file: the browser never renders the bytes.
+    const url = URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' }));
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = fileName;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  };
+  const replayed = event?.attempts.some((a) => a.replay > 0) ?? false;
   return (
     <section aria-labelledby="event-heading">
       <p>
@@ -86,10 +129,37 @@ export function EventDetailView(props: { id: string }) {
       {!event && !error && <p class="muted">Loading…</p>}
       {event && (
         <>
+          {event.waiting && (
+            <p class="waiting" data-reason={event.waiting.reason}>
+              <strong>Waiting:</strong> {event.waiting.message}
+              {event.waiting.blockedBy && (
+                <>
+                  {' '}
+                  (
+                  <a href={href({ view: 'event', id: event.waiting.blockedBy })}>
+                    open {event.waiting.blockedBy}
+                  </a>
+                  )
+                </>
+              )}
+            </p>
+          )}
           <div class="actions">
-            <button type="button" class="primary" onClick={replay} disabled={replaying}>
-              Replay this event
-            </button>
+            {canReplay(event.status) && (
+              <button type="button" class="primary" onClick={replay} disabled={replaying}>
+                Replay this event
+              </button>
+            )}
+            {event.status !== 'rejected' && (
+              <span class="copy-curl">
+                <CopyButton text={curl} label="Copy as curl" visibleLabel="Copy as curl" />
+              </span>
+            )}
+            {bytes && bytes.length > 0 && (
+              <button type="button" onClick={download}>
+                Download body
+              </button>
+            )}
             <p class="note" role="status">
               {note}
             </p>
@@ -116,7 +186,7 @@ export function EventDetailView(props: { id: string }) {
             </dd>
             <dt>Next attempt</dt>
             <dd>{event.nextAttemptAt ? formatTime(event.nextAttemptAt) : '—'}</dd>
-            <dt>Attempts counted</dt>
+            <dt>{replayed ? 'Attempts since the last replay' : 'Attempts counted'}</dt>
             <dd>{event.attemptCount}</dd>
             <dt>Size</dt>
             <dd>{formatBytes(event.size)}</dd>

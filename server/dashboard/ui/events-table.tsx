@@ -16,7 +16,7 @@ export function EventsTable(props: {
   fresh: ReadonlySet<string>;
 }) {
   return (
-    <table class="events">
+    <table class="events cards">
       <caption class="visually-hidden">Events, newest first</caption>
       <thead>
         <tr>
@@ -35,21 +35,26 @@ export function EventsTable(props: {
       <tbody>
         {props.rows.map((e) => (
           <tr key={e.id} data-event-id={e.id} class={props.fresh.has(e.id) ? 'fresh' : undefined}>
-            <td>
+            <td data-label="Received">
               <time dateTime={e.receivedAt ?? undefined}>{formatTime(e.receivedAt)}</time>
             </td>
-            <td>{channelName(props.channels, e.channelId)}</td>
-            <td class="request">
+            <td data-label="Channel">{channelName(props.channels, e.channelId)}</td>
+            <td class="request" data-label="Request">
               <a href={href({ view: 'event', id: e.id })} title={`Open event ${e.id}`}>
                 {requestLine(e)}
               </a>
             </td>
-            <td>
+            <td data-label="Status">
               <StatusBadge status={e.status} />
               {e.reason && <span class="muted"> {e.reason}</span>}
+              {e.waiting && <div class="waiting-line muted">{e.waiting.message}</div>}
             </td>
-            <td class="num">{e.attemptCount}</td>
-            <td class="num">{formatBytes(e.size)}</td>
+            <td class="num" data-label="Attempts">
+              {e.attemptCount}
+            </td>
+            <td class="num" data-label="Size">
+              {formatBytes(e.size)}
+            </td>
           </tr>
         ))}
       </tbody>

@@ -1,8 +1,16 @@
-/** The request headers exactly as received: names and values, in order, repeats kept. */
-export function HeadersTable(props: { headers: [string, string][] }) {
+/** Headers exactly as received: names and values, in order, repeats kept. */
+export function HeadersTable(props: {
+  headers: [string, string][];
+  title?: string;
+  /** The heading's id (unique on the page). */
+  id?: string;
+}) {
+  const id = props.id ?? 'headers-heading';
   return (
-    <section aria-labelledby="headers-heading">
-      <h3 id="headers-heading">Headers ({props.headers.length})</h3>
+    <section aria-labelledby={id}>
+      <h3 id={id}>
+        {props.title ?? 'Headers'} ({props.headers.length})
+      </h3>
       <table class="headers">
         <thead>
           <tr>

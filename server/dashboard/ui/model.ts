@@ -13,7 +13,38 @@ import {
 } from './decode.ts';
 
 /** Event statuses, in the order the filter offers them. */
-export const STATUSES = ['queued', 'delivering', 'delivered', 'failed', 'rejected'] as const;
+export const STATUSES = [
+  'queued',
+  'delivering',
+  'delivered',
+  'failed',
+  'filtered',
+  'rejected',
+] as const;
+
+/** Statuses the relay refuses to replay (no body kept, or a delivery under way). */
+const NOT_REPLAYABLE: ReadonlySet<string> = new Set(['rejected', 'delivering']);
+
+export function canReplay(status: string): boolean {
+  return !NOT_REPLAYABLE.has(status);
+}
+
+/** A channel's `verify` as the API shows it: every field but the secrets. */
+export interface VerifyView {
+  provider: string;
+  /** A previous secret is accepted too (a rotation is under way). */
+  rotating: boolean;
+  /** `hmac` only. */
+  header: string | null;
+  algorithm: string | null;
+  encoding: string | null;
+  prefix: string | null;
+}
+
+/** The fields of `POST /api/channels` and `PATCH /api/channels/:id` (see the README). */
+export type ChannelFields = Record<string, unknown>;
+
+export type OrderingKey = { header: string } | { jsonField: string } | null;
 
 export interface Channel {
   id: string;
@@ -21,9 +52,17 @@ export interface Channel {
   ingressUrl: string;
   /** Verification provider, or null when the channel checks no signature. */
   provider: string | null;
+  verify: VerifyView | null;
   mode: string;
   timeoutMs: number | null;
+  /** Waits before the 2nd, 3rd, … attempt; null when the answer did not say. */
+  retryDelaysMs: number[] | null;
   ordered: boolean;
+  orderingKey: OrderingKey;
+  rateLimit: { perSecond: number; burst: number } | null;
+  maxBodyBytes: number | null;
+  methods: string[] | null;
+  paths: string[] | null;
   createdAt: string | null;
 }
 
@@ -43,6 +82,19 @@ export interface NewAgent {
   agent: Agent;
   pairingCode: string;
   expiresAt: string | null;
+  /** The relay's public URL, for the agent's `pair --relay`. */
+  relayUrl: string | null;
+}
+
+/** The app's answer to one attempt, bounded by the agent (see the README). */
+export interface AttemptResponse {
+  headers: [string, string][];
+  /** base64 of the first bytes of the body. */
+  body: string;
+  /** Bytes of the body the agent read. */
+  bodyBytes: number;
+  /** The body (or the headers) went past the bound: only the start is kept. */
+  truncated: boolean;
 }
 
 export interface Attempt {
@@ -52,6 +104,20 @@ export interface Attempt {
   status: number | null;
   durationMs: number | null;
   error: string | null;
+  response: AttemptResponse | null;
+  /** The event's replay count when the attempt was made; 0 for the original delivery. */
+  replay: number;
+}
+
+/** Why an unfinished event waits (the relay sets it on queued and delivering events). */
+export interface Waiting {
+  reason: string;
+  message: string;
+  retryAt: number | null;
+  lastError: string | null;
+  agentId: string | null;
+  agentName: string | null;
+  blockedBy: string | null;
 }
 
 export interface EventView {
@@ -66,6 +132,7 @@ export interface EventView {
   attemptCount: number;
   nextAttemptAt: string | null;
   reason: string | null;
+  waiting: Waiting | null;
   attempts: Attempt[];
 }
 
@@ -82,19 +149,66 @@ export interface EventPage {
   next: string | null;
 }
 
+function present(o: Obj, key: string): boolean {
+  return o[key] !== null && o[key] !== undefined;
+}
+
+function pairs(o: Obj, key: string): [string, string][] {
+  return list(o, key, (pair, i): [string, string] => {
+    const name: unknown = Array.isArray(pair) ? pair[0] : undefined;
+    const v: unknown = Array.isArray(pair) ? pair[1] : undefined;
+    if (typeof name !== 'string' || typeof v !== 'string') {
+      throw new DecodeError(`${key}[${i}]: expected a [name, value] pair of strings`);
+    }
+    return [name, v];
+  });
+}
+
+function decodeVerify(value: unknown): VerifyView {
+  const v = obj(value, 'verify');
+  return {
+    provider: str(v, 'provider'),
+    rotating: v['rotating'] === undefined ? false : bool(v, 'rotating'),
+    header: optStr(v, 'header'),
+    algorithm: optStr(v, 'algorithm'),
+    encoding: optStr(v, 'encoding'),
+    prefix: optStr(v, 'prefix'),
+  };
+}
+
+function decodeOrderingKey(o: Obj): OrderingKey {
+  if (!present(o, 'orderingKey')) return null;
+  const k = obj(o['orderingKey'], 'orderingKey');
+  if (typeof k['header'] === 'string') return { header: k['header'] };
+  return { jsonField: str(k, 'jsonField') };
+}
+
 export function decodeChannel(value: unknown): Channel {
   const o = obj(value, 'channel');
-  const verify =
-    o['verify'] === null || o['verify'] === undefined ? null : obj(o['verify'], 'verify');
-  const response = o['response'] === undefined ? null : obj(o['response'], 'response');
+  const verify = present(o, 'verify') ? decodeVerify(o['verify']) : null;
+  const response = present(o, 'response') ? obj(o['response'], 'response') : null;
+  const retry = present(o, 'retry') ? obj(o['retry'], 'retry') : null;
+  const rate = present(o, 'rateLimit') ? obj(o['rateLimit'], 'rateLimit') : null;
   return {
     id: str(o, 'id'),
     name: str(o, 'name'),
     ingressUrl: str(o, 'ingressUrl'),
-    provider: verify ? str(verify, 'provider') : null,
+    provider: verify ? verify.provider : null,
+    verify,
     mode: response ? str(response, 'mode') : 'async',
     timeoutMs: response ? optNum(response, 'timeoutMs') : null,
+    retryDelaysMs: retry
+      ? list(retry, 'delaysMs', (d, i) => {
+          if (typeof d !== 'number') throw new DecodeError(`delaysMs[${i}]: expected a number`);
+          return d;
+        })
+      : null,
     ordered: o['ordered'] === undefined ? false : bool(o, 'ordered'),
+    orderingKey: decodeOrderingKey(o),
+    rateLimit: rate ? { perSecond: num(rate, 'perSecond'), burst: num(rate, 'burst') } : null,
+    maxBodyBytes: optNum(o, 'maxBodyBytes'),
+    methods: present(o, 'methods') ? strings(o, 'methods') : null,
+    paths: present(o, 'paths') ? strings(o, 'paths') : null,
     createdAt: optStr(o, 'createdAt'),
   };
 }
@@ -120,6 +234,17 @@ export function decodeNewAgent(value: unknown): NewAgent {
     agent: decodeAgent(o),
     pairingCode: str(o, 'pairingCode'),
     expiresAt: optStr(o, 'expiresAt'),
+    relayUrl: optStr(o, 'relayUrl'),
+  };
+}
+
+function decodeResponse(value: unknown): AttemptResponse {
+  const o = obj(value, 'response');
+  return {
+    headers: pairs(o, 'headers'),
+    body: str(o, 'body'),
+    bodyBytes: num(o, 'bodyBytes'),
+    truncated: bool(o, 'truncated'),
   };
 }
 
@@ -132,6 +257,21 @@ function decodeAttempt(value: unknown): Attempt {
     status: optNum(o, 'status'),
     durationMs: optNum(o, 'durationMs'),
     error: optStr(o, 'error'),
+    response: present(o, 'response') ? decodeResponse(o['response']) : null,
+    replay: optNum(o, 'replay') ?? 0,
+  };
+}
+
+function decodeWaiting(value: unknown): Waiting {
+  const o = obj(value, 'waiting');
+  return {
+    reason: str(o, 'reason'),
+    message: str(o, 'message'),
+    retryAt: optNum(o, 'retryAt'),
+    lastError: optStr(o, 'lastError'),
+    agentId: optStr(o, 'agentId'),
+    agentName: optStr(o, 'agentName'),
+    blockedBy: optStr(o, 'blockedBy'),
   };
 }
 
@@ -148,6 +288,7 @@ function eventFields(o: Obj): EventView {
     attemptCount: num(o, 'attemptCount'),
     nextAttemptAt: optStr(o, 'nextAttemptAt'),
     reason: optStr(o, 'reason'),
+    waiting: present(o, 'waiting') ? decodeWaiting(o['waiting']) : null,
     attempts: o['attempts'] === undefined ? [] : list(o, 'attempts', decodeAttempt),
   };
 }
@@ -162,14 +303,7 @@ export function decodeEventDetail(value: unknown): EventDetail {
     ...eventFields(o),
     originalUrl: optStr(o, 'originalUrl') ?? '',
     remoteAddress: optStr(o, 'remoteAddress') ?? '',
-    headers: list(o, 'headers', (pair, i): [string, string] => {
-      const name: unknown = Array.isArray(pair) ? pair[0] : undefined;
-      const v: unknown = Array.isArray(pair) ? pair[1] : undefined;
-      if (typeof name !== 'string' || typeof v !== 'string') {
-        throw new DecodeError(`headers[${i}]: expected a [name, value] pair of strings`);
-      }
-      return [name, v];
-    }),
+    headers: pairs(o, 'headers'),
     body: str(o, 'body'),
   };
 }
