@@ -149,6 +149,7 @@ function pairSteps(c: Context, a: Obj): string {
     `One-time pairing code (expires ${str(a['expiresAt'])}): ${code}\n` +
     `On the agent's host:\n` +
     `  ${c.agentProgram} pair --relay ${relayUrl} --code ${code} --state-dir ./agent-state\n` +
+    `then, with its routes in agent.yaml (see the README, "Agent"):\n` +
     `  ${c.agentProgram} run --config agent.yaml --state-dir ./agent-state\n`
   );
 }
