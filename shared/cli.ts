@@ -3,6 +3,7 @@
  * flag and the nearest valid one, the same for commands, and the name a user started the
  * program by (so that printed next steps work as printed).
  */
+import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError } from './errors.ts';
 
@@ -127,25 +128,36 @@ export type Program = 'relay' | 'agent';
 
 /**
  * The command a user started `which` by, for printed next steps: `npm run relay --` under
- * `npm run`, `npx postern-relay` under npx, `node dist/postern-relay.mjs` for a bundle run
- * by path, else the bin name. `as` gives the same way of starting the other program.
+ * `npm run` (or the sources run through tsx), `npx postern-relay` under npx, the bare name when
+ * run from a directory on PATH, `node dist/postern-relay.mjs` for a bundle run by path, else
+ * the path as run (`./bin/postern-relay.mjs`, `./postern-agent`). `as` gives the same way of
+ * starting the other program.
  */
 export function invokedAs(
   which: Program,
   env: NodeJS.ProcessEnv,
   argv1: string | undefined,
   as: Program = which,
+  cwd = process.cwd(),
 ): string {
   const event = env['npm_lifecycle_event'];
   if (event === 'relay' || event === 'agent' || event === 'start') return `npm run ${as} --`;
   if (event === 'npx') return `npx postern-${as}`;
   const script = argv1 ?? '';
-  if (/postern-(relay|agent)(\.mjs)?$/.test(script) && !/[\\/]bin[\\/]postern-/.test(script)) {
-    if (script.endsWith('.mjs'))
-      return `node ${script.replace(/postern-(relay|agent)\.mjs$/, `postern-${as}.mjs`)}`;
-  }
   if (/[\\/](server|agent)[\\/]main\.ts$/.test(script)) return `npm run ${as} --`;
-  return `postern-${as}`;
+  const file = /^postern-(relay|agent)(\.mjs)?$/.exec(path.basename(script));
+  if (!file) return `postern-${as}`;
+  const dir = path.dirname(script);
+  const onPath = (env['PATH'] ?? '')
+    .split(path.delimiter)
+    .some((d) => d && path.resolve(d) === dir);
+  if (onPath) return `postern-${as}`;
+  const rel = path.relative(cwd, path.join(dir, `postern-${as}${file[2] ?? ''}`));
+  const shown =
+    rel.startsWith('..') || path.isAbsolute(rel)
+      ? path.join(dir, `postern-${as}${file[2] ?? ''}`)
+      : `./${rel}`;
+  return path.basename(dir) === 'dist' ? `node ${shellQuote(shown)}` : shellQuote(shown);
 }
 
 /** A value quoted for a POSIX shell when it needs it. */

@@ -163,8 +163,7 @@ const COMMANDS: Record<string, Command> = {
       const body: Obj = { name: need(c.arg, 'channel NAME'), ...channelOptions(withSecret(c)) };
       const ch = await c.client.call('POST', '/api/channels', body);
       c.out(
-        `Created channel ${str(ch['name'])} (${str(ch['id'])})\nIngress URL: ${str(ch['ingressUrl'])}\n` +
-          `Next: grant an agent: ${c.program} agent add NAME --channel ${shellQuote(str(ch['name']))}\n`,
+        `Created channel ${str(ch['name'])} (${str(ch['id'])})\nIngress URL: ${str(ch['ingressUrl'])}\n`,
         ch,
       );
     },
