@@ -52,7 +52,7 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'pair') {
     const parsed = parseFlags(rest, PAIR_FLAGS, 'pair', `${program} pair --help`);
     if (parsed.help) return void process.stdout.write(usage(program));
-    const values = parsed.values as { [K in keyof typeof PAIR_FLAGS]?: string };
+    const { values } = parsed;
     if (!values.relay || !values.code)
       throw new ConfigError('pair needs --relay URL and --code CODE');
     readHttpUrl('--relay', values.relay);
@@ -68,7 +68,7 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'run') {
     const parsed = parseFlags(rest, RUN_FLAGS, 'run', `${program} run --help`);
     if (parsed.help) return void process.stdout.write(usage(program));
-    const values = parsed.values as { [K in keyof typeof RUN_FLAGS]?: string };
+    const { values } = parsed;
     if (!values.config) throw new ConfigError('run needs --config agent.yaml');
     const config = await loadAgentConfig(values.config);
     const identity = await loadIdentity(values['state-dir'] ?? defaultStateDir(process.env));

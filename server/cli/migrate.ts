@@ -28,7 +28,7 @@ export async function runMigrate(
   if (parsed.positionals.length > 0) {
     throw new ConfigError(`migrate: unexpected argument "${parsed.positionals[0]}" (${help})`);
   }
-  const values = parsed.values as { 'database-url'?: string; print?: boolean };
+  const { values } = parsed;
   if (values.print) {
     out(migrationSql());
     return;

@@ -39,11 +39,7 @@ export async function serve(args: string[], program: string, usage: string): Pro
       `serve: unexpected argument "${parsed.positionals[0]}" (${program} serve --help)`,
     );
   }
-  const values = parsed.values as {
-    [K in keyof typeof SERVE_FLAGS]?: (typeof SERVE_FLAGS)[K]['type'] extends 'boolean'
-      ? boolean
-      : string;
-  };
+  const { values } = parsed;
   const config = parseRelayConfig(
     {
       host: values.host,
