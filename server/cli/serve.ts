@@ -2,10 +2,12 @@
  * `postern-relay serve`: parses the flags and environment, runs the relay until a signal. Loaded
  * only for `serve` (main.ts imports it on demand), so that admin commands start fast.
  */
-import { parseFlags } from '../../shared/cli.ts';
+import path from 'node:path';
+import { parseFlags, shellQuote } from '../../shared/cli.ts';
 import { ConfigError } from '../../shared/errors.ts';
 import { createLogger } from '../../shared/logging.ts';
 import { VERSION } from '../../shared/version.ts';
+import { ADMIN_TOKEN_FILE } from '../admin-token.ts';
 import { parseRelayConfig } from '../config.ts';
 import { createRelay } from '../relay.ts';
 import { redactUrl } from '../store/postgres/url.ts';
@@ -88,20 +90,26 @@ export async function serve(args: string[], program: string, usage: string): Pro
     config.databaseUrl === null
       ? `Data dir: ${config.dataDir}\n`
       : `Store: PostgreSQL at ${redactUrl(config.databaseUrl)} (data dir ${config.dataDir})\n`;
+  // The first admin command, as it works from this shell (the relay's own address, the token).
+  const adminUrl = relay.url.replace(/\/\/(0\.0\.0\.0|\[::\])(?=:)/, '//localhost');
+  const relayFlag = adminUrl === 'http://localhost:8080' ? '' : ` --relay ${adminUrl}`;
+  const tryIt = (tokenFlag: string) => `Try: ${program} channel list${relayFlag}${tokenFlag}\n\n`;
+  const banner =
+    `\nPostern relay ${VERSION} on ${relay.url} (public URL ${relay.publicUrl})\n` + where;
   if (relay.adminTokenFile) {
     process.stderr.write(
-      `\nPostern relay ${VERSION} on ${relay.url} (public URL ${relay.publicUrl})\n` +
-        where +
+      banner +
         `Admin token generated and written to ${relay.adminTokenFile} (mode 0600).\n` +
-        `Admin commands take it with: --token-file ${relay.adminTokenFile}\n\n`,
+        tryIt(` --token-file ${shellQuote(relay.adminTokenFile)}`),
     );
+  } else if (config.adminToken) {
+    process.stderr.write(banner + 'Admin token: the value of POSTERN_ADMIN_TOKEN.\n' + tryIt(''));
   } else {
+    const file = path.join(config.dataDir, ADMIN_TOKEN_FILE);
     process.stderr.write(
-      `\nPostern relay ${VERSION} on ${relay.url} (public URL ${relay.publicUrl})\n` +
-        where +
-        (config.adminToken
-          ? 'Admin token: the value of POSTERN_ADMIN_TOKEN.\n\n'
-          : `Admin token: in ${config.dataDir}/admin-token, written on first start.\n\n`),
+      banner +
+        `Admin token: in ${file}, written on first start.\n` +
+        tryIt(` --token-file ${shellQuote(file)}`),
     );
   }
 }

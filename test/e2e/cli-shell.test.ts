@@ -14,7 +14,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { ROOT, removeDir, startRelay, type RelayHandle } from '../helpers/processes.ts';
+import { ROOT, eventually, removeDir, startRelay, type RelayHandle } from '../helpers/processes.ts';
 import { test as storeTest } from '../helpers/store.ts';
 
 const run = promisify(execFile);
@@ -343,6 +343,27 @@ storeTest(
   'agents by name wherever ids are taken; a shared name is refused with the ids; next steps name the state dir',
   async () => {
     relay = await startRelay();
+    const started = relay;
+    // The relay's own first step works as printed, from a shell with nothing set.
+    const tryLine = await eventually(
+      () => started.proc.raw.find((l) => l.startsWith('Try: ')),
+      20_000,
+      'the first admin command in the banner',
+    );
+    assert.match(
+      tryLine,
+      /^Try: npm run relay -- channel list --relay http:\/\/127\.0\.0\.1:\d+ --token-file \S+admin-token$/,
+    );
+    const clean = Object.fromEntries(
+      Object.entries(process.env).filter(
+        ([k]) => !k.startsWith('POSTERN_') && !k.startsWith('npm_'),
+      ),
+    );
+    const tried = await run('/bin/sh', ['-c', tryLine.slice('Try: '.length)], {
+      cwd: ROOT,
+      env: clean,
+    });
+    assert.match(tried.stdout, /^\(none\)$/m);
     const env = { POSTERN_RELAY_URL: relay.url, POSTERN_ADMIN_TOKEN: relay.token };
     assert.equal((await relayCli(['channel', 'create', 'names-a'], env)).code, 0);
     assert.equal((await relayCli(['channel', 'create', 'names-b'], env)).code, 0);
