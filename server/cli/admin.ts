@@ -500,6 +500,7 @@ async function tail(client: Client, channel: string | undefined, json: boolean):
   const q = channel ? `?channel=${encodeURIComponent(channel)}` : '';
   let announced = false;
   let names: Names = new Map();
+  const looked = new Set<string>();
   for (;;) {
     try {
       if (!json) names = await channelNames(client);
@@ -527,7 +528,9 @@ async function tail(client: Client, channel: string | undefined, json: boolean):
             continue;
           }
           // A channel created since the stream opened: learn its name once.
-          if (typeof e['channelId'] === 'string' && !names.has(e['channelId'])) {
+          const id = e['channelId'];
+          if (typeof id === 'string' && !names.has(id) && !looked.has(id)) {
+            looked.add(id); // a deleted channel is looked for once, not on every line
             names = await channelNames(client).catch(() => names);
           }
           process.stdout.write(`${eventRow(e, names).join('  ').trimEnd()}\n`);
