@@ -57,6 +57,8 @@ export function parseFlags<F extends Flags>(
   flags: F,
   what: string,
   help: string,
+  /** Flags other commands of the program take: named as such rather than "unknown". */
+  elsewhere: readonly string[] = [],
 ): {
   values: ReturnType<typeof parseArgs<{ options: F; allowPositionals: true }>>['values'];
   positionals: string[];
@@ -79,6 +81,9 @@ export function parseFlags<F extends Flags>(
     if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
       const flag = /'([^']+)'/.exec(message)?.[1] ?? '?';
       const name = flag.replace(/^-+/, '').split('=')[0]!;
+      if (elsewhere.includes(name)) {
+        throw new ConfigError(`${what}: --${name} is not a flag of this command (${help})`);
+      }
       const near = nearest(name, Object.keys(flags));
       throw new ConfigError(
         `${what}: unknown flag ${flag}${near === undefined ? '' : `; did you mean --${near}?`} (${help})`,

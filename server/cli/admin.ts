@@ -459,7 +459,14 @@ export async function runAdminCommand(
     );
   }
   const help = `${program.relay} ${key} --help`;
-  const { values, positionals } = parseFlags(rest, { ...COMMON, ...cmd.flags }, key, help);
+  const elsewhere = Object.values(COMMANDS).flatMap((c) => Object.keys(c.flags));
+  const { values, positionals } = parseFlags(
+    rest,
+    { ...COMMON, ...cmd.flags },
+    key,
+    help,
+    elsewhere,
+  );
   if (wantsHelp) return void process.stdout.write(commandHelp(program.relay, key));
   if (positionals.length > 1) {
     throw new ConfigError(`${key}: unexpected argument "${printable(positionals[1]!)}" (${help})`);

@@ -22,6 +22,10 @@ test('parseFlags: an unknown flag names the nearest; --help wins over everything
   );
   assert.throws(() => parseFlags(['--json=1'], flags, 'tail', 'h'), /tail: --json takes no value/);
   assert.equal(parseFlags(['--bogus', '--help'], flags, 'tail', 'h').help, true);
+  assert.throws(
+    () => parseFlags(['--status', 'x'], flags, 'tail', 'h', ['status']),
+    /^ConfigError: tail: --status is not a flag of this command \(h\)$/,
+  );
   const ok = parseFlags(['a', '--channel', 'c'], flags, 'tail', 'h');
   assert.deepEqual([ok.values['channel'], ok.positionals], ['c', ['a']]);
 });
