@@ -63,6 +63,14 @@ async function main(argv: string[]): Promise<void> {
     agent: invokedAs('relay', process.env, process.argv[1], 'agent'),
   };
   const [command, ...rest] = argv;
+  if (command !== 'serve') {
+    // `events list | head`: a reader that goes away ends the command quietly, as with other
+    // Unix tools (not the relay itself, whose log is stdout: it keeps failing loudly).
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(0);
+      throw err;
+    });
+  }
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(usage(program.relay));
     return;

@@ -152,7 +152,10 @@ before(async () => {
       return send(200, { agents: [{ id: 'ag_one', name: 'laptop', channels: ['ch_one'] }] });
     }
     if (url.pathname === '/api/events') {
-      return send(200, { events: Object.values(EVENTS), next: null });
+      // ?limit=500: a page long enough to fill a pipe (500 copies of the first fixture).
+      const many = url.searchParams.get('limit') === '500';
+      const events = many ? Array(500).fill(EVENTS['evt_queued']) : Object.values(EVENTS);
+      return send(200, { events, next: null });
     }
     const one = /^\/api\/events\/([\w]+)$/.exec(url.pathname);
     if (one && EVENTS[one[1]!]) return send(200, EVENTS[one[1]!]);
@@ -218,6 +221,19 @@ test('events list: channel names and the why-waiting line', async () => {
     /^evt_queued\s+\S+\s+github\s+queued\s+1\s+POST\s+\/push\?a=1\s+25\s+waiting for a retry at 00:01:00 after: app answered 500$/m,
   );
   assert.match(r.stdout, /^evt_binary\s+\S+\s+github\s+delivered\s+1\s+PUT\s+\/\s+9$/m);
+});
+
+test('a reader that goes away (| head) ends the command quietly', async () => {
+  const r = await run(
+    '/bin/bash',
+    [
+      '-c',
+      `set -o pipefail; "${process.execPath}" --import tsx server/main.ts events list --limit 500 | head -1`,
+    ],
+    { cwd: ROOT, env: { ...process.env, ...toStub() } },
+  );
+  assert.match(r.stdout, /^ID\s+RECEIVED/);
+  assert.equal(r.stderr, '');
 });
 
 test('--help on every subcommand, for both programs', async () => {
