@@ -342,7 +342,7 @@ test('the package bin entries exist and run', async () => {
     const r = await run(process.execPath, [path.join(ROOT, file), '--version'], { cwd: ROOT });
     assert.equal(r.stdout.trim(), pkg.version, name);
     const help = await run(process.execPath, [path.join(ROOT, file), '--help'], { cwd: ROOT });
-    assert.match(help.stdout, new RegExp(`^Usage: ${name} <command>`), name);
+    assert.match(help.stdout, new RegExp(`^Usage: \\./bin/${name}\\.mjs <command>`), name);
   }
 });
 
