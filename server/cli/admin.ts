@@ -14,15 +14,10 @@ import { ConfigError } from '../../shared/errors.ts';
 import { isObject, type Obj } from '../../shared/fields.ts';
 import { channelOptions } from './channel-options.ts';
 import { Client, resolveChannelSecret, resolveToken } from './client.ts';
-import {
-  EVENT_COLUMNS,
-  eventRow,
-  list,
-  printable,
-  renderEvent,
-  str,
-  type Names,
-} from './render.ts';
+import { flagLines } from './flag-help.ts';
+import { agentId, agentNames, channelNames } from './lookup.ts';
+import { EVENT_COLUMNS, eventRow, list, printable, renderEvent, str } from './render.ts';
+import { tail } from './tail.ts';
 import { table } from './table.ts';
 
 export { resolveChannelSecret, resolveToken } from './client.ts';
@@ -50,36 +45,6 @@ const CHANNEL_FLAGS: Flags = {
   'max-body-bytes': { type: 'string' },
   methods: { type: 'string' },
   paths: { type: 'string' },
-};
-
-const FLAG_HELP: Record<string, string> = {
-  relay: 'relay to talk to (POSTERN_RELAY_URL, default http://localhost:8080)',
-  'token-file':
-    'file holding the admin token (POSTERN_ADMIN_TOKEN_FILE); or the token in POSTERN_ADMIN_TOKEN; default <data-dir>/admin-token',
-  'data-dir': 'where that default file is (POSTERN_DATA_DIR, default ./data)',
-  token: 'the token itself: visible to every local user in the process list',
-  json: 'print JSON only (the API answer) instead of tables',
-  verify:
-    'PROVIDER: github, stripe, slack, shopify, twilio, standard-webhooks, with --secret-file (meta, hmac: use the API)',
-  'secret-file': "file holding the provider's secret",
-  secret: "the provider's secret itself (visible in the process list)",
-  'sync-timeout-ms': "N: sync channel, hold the provider's request up to N ms",
-  async: 'back to async',
-  'retry-delays': 'MS,MS,…: the retry schedule',
-  ordered: 'one event in flight at a time, in arrival order',
-  unordered: 'events in parallel',
-  'ordering-key': 'header:NAME | json:PATH: order per key',
-  'rate-limit': 'PER_SECOND[/BURST]',
-  'max-body-bytes': 'N: larger bodies get 413',
-  methods: "M,M,… | default: HTTP methods taken (default: the provider's, or any)",
-  paths: '/a,/b/*,… | any: path suffixes taken ("" item: none; /x/*: a prefix)',
-  channel: 'ID|NAME (repeat for several)',
-  status: 'queued, delivering, delivered, failed, rejected, filtered',
-  limit: 'N: events per page (1 to 500, default 50)',
-  before: 'ID: the page after this event (as printed under the table)',
-  since: 'ISO: received at or after',
-  until: 'ISO: received before',
-  raw: 'print the body exactly as received (bytes, nothing else)',
 };
 
 interface Context {
@@ -112,34 +77,6 @@ function need(value: string | undefined, what: string): string {
 const strings = (v: unknown): string[] =>
   Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
 const text = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
-
-/** Channel names by id (for lists that carry ids). */
-async function channelNames(client: Client): Promise<Names> {
-  const r = await client.call('GET', '/api/channels');
-  return new Map(list(r['channels']).map((c) => [str(c['id']), str(c['name'])]));
-}
-
-async function agentNames(client: Client): Promise<Names> {
-  const r = await client.call('GET', '/api/agents');
-  return new Map(list(r['agents']).map((a) => [str(a['id']), str(a['name'])]));
-}
-
-/**
- * An agent's id from its id or name. The API takes ids; agent names need not be unique, so a
- * name shared by several agents is refused with their ids.
- */
-async function agentId(client: Client, idOrName: string): Promise<string> {
-  const agents = list((await client.call('GET', '/api/agents'))['agents']);
-  if (agents.some((a) => a['id'] === idOrName)) return idOrName;
-  const matches = agents.filter((a) => a['name'] === idOrName);
-  if (matches.length === 1) return str(matches[0]!['id']);
-  if (matches.length > 1) {
-    throw new ConfigError(
-      `${matches.length} agents are named "${idOrName}" (${matches.map((a) => str(a['id'])).join(', ')}): give the id`,
-    );
-  }
-  throw new ConfigError(`no agent with the id or name "${idOrName}" (agent list shows them)`);
-}
 
 /** The commands an operator types after `agent add` or `agent code`, working as printed. */
 function pairSteps(c: Context, a: Obj): string {
@@ -382,15 +319,6 @@ const COMMANDS: Record<string, Command> = {
   },
 };
 
-function flagLines(flags: Flags): string {
-  return Object.entries(flags)
-    .map(([name, f]) => {
-      const left = `    --${name}${f.type === 'string' ? ' V' : ''}`;
-      return `${left.padEnd(24)} ${FLAG_HELP[name] ?? ''}`.trimEnd();
-    })
-    .join('\n');
-}
-
 export const ADMIN_USAGE = `Admin commands (talk to a running relay; COMMAND --help for its flags):
 ${Object.entries(COMMANDS)
   .map(([name, c]) => `  ${`${name} ${c.args}`.trimEnd()}\n      ${c.summary}`)
@@ -497,57 +425,4 @@ export async function runAdminCommand(
     out: (human, json) =>
       void process.stdout.write(values['json'] ? `${JSON.stringify(json, null, 2)}\n` : human),
   });
-}
-
-/**
- * Follows `GET /api/stream` and prints one line per event as it arrives or changes state, with
- * the channel's name. Reconnects (after a short pause) when the relay restarts; Ctrl-C stops it.
- */
-async function tail(client: Client, channel: string | undefined, json: boolean): Promise<void> {
-  const q = channel ? `?channel=${encodeURIComponent(channel)}` : '';
-  let announced = false;
-  let names: Names = new Map();
-  const looked = new Set<string>();
-  for (;;) {
-    try {
-      if (!json) names = await channelNames(client);
-      const chunks = await client.stream(`/api/stream${q}`);
-      if (!announced) process.stderr.write('tailing events live (Ctrl-C to stop)…\n');
-      announced = true;
-      const decoder = new TextDecoder();
-      let buffered = '';
-      for await (const chunk of chunks) {
-        buffered += decoder.decode(chunk, { stream: true });
-        let end: number;
-        while ((end = buffered.indexOf('\n\n')) >= 0) {
-          const message = buffered.slice(0, end);
-          buffered = buffered.slice(end + 2);
-          const data = message
-            .split('\n')
-            .filter((line) => line.startsWith('data: '))
-            .map((line) => line.slice(6))
-            .join('\n');
-          if (!data) continue;
-          const e: unknown = JSON.parse(data);
-          if (!isObject(e)) continue;
-          if (json) {
-            process.stdout.write(`${JSON.stringify(e)}\n`);
-            continue;
-          }
-          // A channel created since the stream opened: learn its name once.
-          const id = e['channelId'];
-          if (typeof id === 'string' && !names.has(id) && !looked.has(id)) {
-            looked.add(id); // a deleted channel is looked for once, not on every line
-            names = await channelNames(client).catch(() => names);
-          }
-          process.stdout.write(`${eventRow(e, names).join('  ').trimEnd()}\n`);
-        }
-      }
-      process.stderr.write('the relay closed the stream; reconnecting…\n');
-    } catch (err) {
-      if (err instanceof ConfigError && !announced) throw err;
-      process.stderr.write(`stream interrupted (${(err as Error).message}); reconnecting…\n`);
-    }
-    await new Promise((r) => setTimeout(r, 2000));
-  }
 }
