@@ -2,7 +2,7 @@
  * The agent binary: `pair`, `run`, `--version`. The only agent module that reads argv and the
  * environment.
  */
-import { parseArgs } from 'node:util';
+import { parseFlags, readHttpUrl, shellQuote, unknownCommand } from '../shared/cli.ts';
 import { ConfigError, isPosternError } from '../shared/errors.ts';
 import { createLogger } from '../shared/logging.ts';
 import { VERSION } from '../shared/version.ts';
@@ -15,10 +15,25 @@ import {
   type RouteFlag,
 } from './config.ts';
 import { defaultStateDir, homeStateDir, loadIdentity } from './identity.ts';
-import { programName, shellQuote, stateDirArgs } from './next-steps.ts';
+import { programName, stateDirArgs } from './next-steps.ts';
 import { pair } from './pair.ts';
 
-const USAGE = `Usage: postern-agent <command> [options]
+/** Each command's flags: one line per flag (parseArgs options). */
+const PAIR_FLAGS = {
+  relay: { type: 'string' },
+  code: { type: 'string' },
+  'state-dir': { type: 'string' },
+  force: { type: 'boolean' },
+} as const;
+const RUN_FLAGS = {
+  config: { type: 'string' },
+  route: { type: 'string', multiple: true },
+  'state-dir': { type: 'string' },
+  'log-level': { type: 'string' },
+} as const;
+const COMMANDS = ['pair', 'run', '--version'];
+
+const usage = (program: string) => `Usage: ${program} <command> [options]
 
   pair --relay URL --code CODE [--state-dir DIR] [--force]
         make this agent's key pair and pair it with the relay using a one-time code
@@ -31,28 +46,27 @@ const USAGE = `Usage: postern-agent <command> [options]
 
   --state-dir defaults to POSTERN_AGENT_STATE_DIR or ~/.postern-agent
   --log-level defaults to POSTERN_LOG_LEVEL or info
+  ${program} <command> --help prints this too
 `;
 
 async function main(argv: string[]): Promise<void> {
+  const program = programName(process.argv, process.env, process.cwd());
   const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(usage(program));
+    return;
+  }
   if (command === '--version' || command === 'version') {
     process.stdout.write(`${VERSION}\n`);
     return;
   }
-  const program = programName(process.argv, process.env, process.cwd());
   if (command === 'pair') {
-    const { values } = parseArgs({
-      args: rest,
-      options: {
-        relay: { type: 'string' },
-        code: { type: 'string' },
-        'state-dir': { type: 'string' },
-        force: { type: 'boolean' },
-      },
-      strict: true,
-    });
+    const parsed = parseFlags(rest, PAIR_FLAGS, 'pair', `${program} pair --help`);
+    if (parsed.help) return void process.stdout.write(usage(program));
+    const { values } = parsed;
     if (!values.relay || !values.code)
       throw new ConfigError('pair needs --relay URL and --code CODE');
+    readHttpUrl('--relay', values.relay);
     const stateDir = values['state-dir'] ?? defaultStateDir(process.env);
     const { identity, channels } = await pair(values.relay, values.code, stateDir, {
       force: values.force === true,
@@ -70,16 +84,9 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (command === 'run') {
-    const { values } = parseArgs({
-      args: rest,
-      options: {
-        config: { type: 'string' },
-        route: { type: 'string', multiple: true },
-        'state-dir': { type: 'string' },
-        'log-level': { type: 'string' },
-      },
-      strict: true,
-    });
+    const parsed = parseFlags(rest, RUN_FLAGS, 'run', `${program} run --help`);
+    if (parsed.help) return void process.stdout.write(usage(program));
+    const { values } = parsed;
     const flags = (values.route ?? []).map(parseRouteFlag);
     const file = values.config;
     const load = (): Promise<AgentConfig> =>
@@ -115,10 +122,7 @@ async function main(argv: string[]): Promise<void> {
     });
     return;
   }
-  process.stdout.write(USAGE);
-  if (command !== undefined && command !== '--help' && command !== '-h' && command !== 'help') {
-    process.exitCode = 2;
-  }
+  unknownCommand(program, command, COMMANDS);
 }
 
 /**

@@ -4,6 +4,7 @@
  * and with the state dir when it is not the default, so that each works as printed.
  */
 import path from 'node:path';
+import { shellQuote } from '../shared/cli.ts';
 
 /** How to call this program again from the same shell. */
 export function programName(argv: readonly string[], env: NodeJS.ProcessEnv, cwd: string): string {
@@ -23,12 +24,6 @@ export function programName(argv: readonly string[], env: NodeJS.ProcessEnv, cwd
 function relative(cwd: string, file: string): string {
   const rel = path.relative(cwd, file);
   return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : file;
-}
-
-/** Quotes a word for a POSIX shell when it holds anything but safe characters. */
-export function shellQuote(word: string): string {
-  if (/^[A-Za-z0-9_@%+=:,./~-]+$/.test(word) && !word.startsWith('~')) return word;
-  return `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
 /** `--state-dir DIR`, unless DIR is where the agent looks by default (then nothing). */

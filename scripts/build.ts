@@ -7,6 +7,9 @@
  * - dist/postern-agent: a Node single executable application (SEA). Node 20 embeds exactly one
  *   CommonJS file, so the agent is bundled a second time as CJS and injected with postject.
  *
+ * `--bundles` (the `prepare` script, run by `npm install`) builds the two ESM bundles only, which
+ * the package's `bin` commands run; it needs no network.
+ *
  * The agent bundle must hold no server code: the build fails if any input comes from server/,
  * koa or lowdb. The relay bundle embeds the dashboard, built here once: it needs neither
  * esbuild nor the UI sources at run time.
@@ -171,6 +174,7 @@ async function main(): Promise<void> {
   });
   assertNoServerCode(agentEsm.metafile!, 'dist/postern-agent.mjs');
   process.stdout.write('built dist/postern-agent.mjs\n');
+  if (process.argv.includes('--bundles')) return;
 
   const cjs = path.join(DIST, 'postern-agent.cjs');
   const agentCjs = await build({ ...common('agent/main.ts'), format: 'cjs', outfile: cjs });

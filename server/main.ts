@@ -2,19 +2,13 @@
  * The relay binary: `serve` runs the relay; every other subcommand talks to a running relay's
  * admin API (see `cli/admin.ts`). The only module that reads argv and the environment.
  */
-import { parseArgs } from 'node:util';
+import { invokedAs, unknownCommand } from '../shared/cli.ts';
 import { ConfigError, isPosternError } from '../shared/errors.ts';
-import { createLogger } from '../shared/logging.ts';
 import { VERSION } from '../shared/version.ts';
-import { runAdminCommand, ADMIN_USAGE } from './cli/admin.ts';
-import { MIGRATE_USAGE, runMigrate } from './cli/migrate.ts';
-import { parseRelayConfig } from './config.ts';
-import { createRelay } from './relay.ts';
-import { redactUrl } from './store/postgres/url.ts';
+import { ADMIN_GROUPS, ADMIN_USAGE, runAdminCommand } from './cli/admin.ts';
+import { MIGRATE_USAGE } from './cli/migrate-usage.ts';
 
-const USAGE = `Usage: postern-relay <command> [options]
-
-  serve                 run the relay
+const SERVE_USAGE = `  serve                 run the relay
     --host HOST           address to listen on       (POSTERN_HOST, default 0.0.0.0)
     --port PORT           port to listen on          (POSTERN_PORT, default 8080)
     --data-dir DIR        where state is kept        (POSTERN_DATA_DIR, default ./data)
@@ -52,116 +46,51 @@ const USAGE = `Usage: postern-relay <command> [options]
                           open refuse every request until their secrets are set again
     The admin token comes from POSTERN_ADMIN_TOKEN, or is generated on first start and
     written to <data-dir>/admin-token. One relay per data dir: <data-dir>/relay.lock.
+`;
 
+const usage = (program: string) => `Usage: ${program} <command> [options]
+
+${SERVE_USAGE}
 ${MIGRATE_USAGE}
 
 ${ADMIN_USAGE}
   --version             print the version
 `;
 
-async function serve(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      host: { type: 'string' },
-      port: { type: 'string' },
-      'data-dir': { type: 'string' },
-      'database-url': { type: 'string' },
-      'database-pool-size': { type: 'string' },
-      'public-url': { type: 'string' },
-      'heartbeat-ms': { type: 'string' },
-      'lease-ms': { type: 'string' },
-      'retention-hours': { type: 'string' },
-      'trust-proxy': { type: 'boolean' },
-      'header-timeout-ms': { type: 'string' },
-      'max-connections-per-address': { type: 'string' },
-      'log-level': { type: 'string' },
-      'secrets-key-file': { type: 'string' },
-      'forget-lost-secrets': { type: 'boolean' },
-    },
-    strict: true,
-  });
-  const config = parseRelayConfig(
-    {
-      host: values.host,
-      port: values.port,
-      dataDir: values['data-dir'],
-      databaseUrl: values['database-url'],
-      databasePoolSize: values['database-pool-size'],
-      publicUrl: values['public-url'],
-      heartbeatMs: values['heartbeat-ms'],
-      leaseMs: values['lease-ms'],
-      retentionHours: values['retention-hours'],
-      trustProxy: values['trust-proxy'],
-      headerTimeoutMs: values['header-timeout-ms'],
-      maxConnectionsPerAddress: values['max-connections-per-address'],
-      logLevel: values['log-level'],
-      secretsKeyFile: values['secrets-key-file'],
-      forgetLostSecrets: values['forget-lost-secrets'],
-    },
-    process.env,
-  );
-  const logger = createLogger('postern-relay', config.logLevel);
-  const relay = createRelay(config, { logger });
-  // Set before start: a relay waiting for its database stops on a signal too.
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'signal received');
-    relay.stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
-  try {
-    await relay.start();
-  } catch (err) {
-    if (stopping) return; // stopped while waiting for the store: shutdown exits
-    throw err;
-  }
-  const where =
-    config.databaseUrl === null
-      ? `Data dir: ${config.dataDir}\n`
-      : `Store: PostgreSQL at ${redactUrl(config.databaseUrl)} (data dir ${config.dataDir})\n`;
-  if (relay.adminTokenFile) {
-    process.stderr.write(
-      `\nPostern relay ${VERSION} on ${relay.url} (public URL ${relay.publicUrl})\n` +
-        where +
-        `Admin token generated and written to ${relay.adminTokenFile} (mode 0600).\n` +
-        `Admin commands take it with: --token-file ${relay.adminTokenFile}\n\n`,
-    );
-  } else {
-    process.stderr.write(
-      `\nPostern relay ${VERSION} on ${relay.url} (public URL ${relay.publicUrl})\n` +
-        where +
-        (config.adminToken
-          ? 'Admin token: the value of POSTERN_ADMIN_TOKEN.\n\n'
-          : `Admin token: in ${config.dataDir}/admin-token, written on first start.\n\n`),
-    );
-  }
-}
-
 async function main(argv: string[]): Promise<void> {
+  const program = {
+    relay: invokedAs('relay', process.env, process.argv[1]),
+    agent: invokedAs('relay', process.env, process.argv[1], 'agent'),
+  };
   const [command, ...rest] = argv;
+  if (command !== 'serve') {
+    // `events list | head`: a reader that goes away ends the command quietly, as with other
+    // Unix tools (not the relay itself, whose log is stdout: it keeps failing loudly).
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(0);
+      throw err;
+    });
+  }
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(USAGE);
+    process.stdout.write(usage(program.relay));
     return;
   }
-  if (command === '--version') {
+  if (command === '--version' || command === 'version') {
     process.stdout.write(`${VERSION}\n`);
     return;
   }
-  if (command === 'serve') return serve(rest);
-  if (command === 'migrate') {
-    return runMigrate(rest, process.env, (text) => process.stdout.write(text));
+  if (command === 'serve') {
+    const { serve } = await import('./cli/serve.ts');
+    return serve(rest, program.relay, SERVE_USAGE);
   }
-  return runAdminCommand(command, rest, process.env);
+  if (command === 'migrate') {
+    const { runMigrate } = await import('./cli/migrate.ts');
+    return runMigrate(rest, process.env, (text) => process.stdout.write(text), program.relay);
+  }
+  if (!ADMIN_GROUPS.includes(command)) {
+    unknownCommand(program.relay, command, ['serve', 'migrate', ...ADMIN_GROUPS, '--version']);
+  }
+  return runAdminCommand(command, rest, process.env, program);
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {

@@ -3,27 +3,32 @@
  * serving (under the same advisory lock as a relay's start), and says what it applied;
  * `--print` prints the SQL instead and connects to nothing.
  */
-import { parseArgs } from 'node:util';
+import { parseFlags } from '../../shared/cli.ts';
 import { ConfigError, PosternError } from '../../shared/errors.ts';
 import { parseDatabaseUrl } from '../config.ts';
 import { applyMigrations, loadMigrations, migrationSql } from '../store/postgres/migrate.ts';
 import { createPool, scrubError } from '../store/postgres/pool.ts';
 import { redactUrl } from '../store/postgres/url.ts';
-
-export const MIGRATE_USAGE = `  migrate               apply the PostgreSQL schema migrations and exit
-    --database-url URL    the database (POSTERN_DATABASE_URL)
-    --print               print the SQL instead; connects to nothing`;
+import { MIGRATE_USAGE } from './migrate-usage.ts';
 
 export async function runMigrate(
   args: string[],
   env: NodeJS.ProcessEnv,
   out: (text: string) => void,
+  program = 'postern-relay',
 ): Promise<void> {
-  const { values } = parseArgs({
+  const help = `${program} migrate --help`;
+  const parsed = parseFlags(
     args,
-    options: { 'database-url': { type: 'string' }, print: { type: 'boolean' } },
-    strict: true,
-  });
+    { 'database-url': { type: 'string' }, print: { type: 'boolean' } } as const,
+    'migrate',
+    help,
+  );
+  if (parsed.help) return out(`Usage: ${program} migrate [options]\n${MIGRATE_USAGE}\n`);
+  if (parsed.positionals.length > 0) {
+    throw new ConfigError(`migrate: unexpected argument "${parsed.positionals[0]}" (${help})`);
+  }
+  const { values } = parsed;
   if (values.print) {
     out(migrationSql());
     return;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { programName, shellQuote, stateDirArgs } from '../../agent/next-steps.ts';
+import { programName, stateDirArgs } from '../../agent/next-steps.ts';
+import { shellQuote } from '../../shared/cli.ts';
 
 const CWD = '/home/me/postern';
 
