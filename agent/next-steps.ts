@@ -4,7 +4,7 @@
  * and with the state dir when it is not the default, so that each works as printed.
  */
 import path from 'node:path';
-import { shellQuote } from '../shared/cli.ts';
+import { invokedAs, shellQuote } from '../shared/cli.ts';
 
 /** How to call this program again from the same shell. */
 export function programName(argv: readonly string[], env: NodeJS.ProcessEnv, cwd: string): string {
@@ -12,10 +12,11 @@ export function programName(argv: readonly string[], env: NodeJS.ProcessEnv, cwd
   if (env['npm_lifecycle_event'] === 'agent') return 'npm run agent --';
   const script = argv[1] ?? '';
   const base = path.basename(script);
-  // The bin entry (node_modules/.bin/postern-agent, a global install) or the single executable.
-  if (base === 'postern-agent' || base === 'postern-agent.exe') {
-    return env['npm_lifecycle_event'] === 'npx' ? 'npx postern-agent' : 'postern-agent';
-  }
+  // The package command (node_modules/.bin/postern-agent, bin/postern-agent.mjs, a global
+  // install) or a bundle: named as the relay's commands name it.
+  const launcher = base === 'postern-agent.mjs' && path.basename(path.dirname(script)) === 'bin';
+  if (base === 'postern-agent' || launcher) return invokedAs('agent', env, script, 'agent', cwd);
+  if (base === 'postern-agent.exe') return 'postern-agent';
   if (/\.(m?js|cjs)$/.test(base)) return `node ${shellQuote(relative(cwd, script))}`;
   if (base.endsWith('.ts')) return `node --import tsx ${shellQuote(relative(cwd, script))}`;
   return 'postern-agent';

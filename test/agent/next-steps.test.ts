@@ -9,13 +9,23 @@ test('the program name follows the way the agent was started', () => {
   const node = '/usr/bin/node';
   const cases: [string[], NodeJS.ProcessEnv, string][] = [
     [[node, `${CWD}/agent/main.ts`], { npm_lifecycle_event: 'agent' }, 'npm run agent --'],
-    [[node, `${CWD}/node_modules/.bin/postern-agent`], {}, 'postern-agent'],
+    [[node, `${CWD}/node_modules/.bin/postern-agent`], {}, './node_modules/.bin/postern-agent'],
     [
       [node, `${CWD}/node_modules/.bin/postern-agent`],
       { npm_lifecycle_event: 'npx' },
       'npx postern-agent',
     ],
-    [['/usr/local/bin/postern-agent', '/usr/local/bin/postern-agent'], {}, 'postern-agent'],
+    [
+      ['/usr/local/bin/postern-agent', '/usr/local/bin/postern-agent'],
+      {},
+      '/usr/local/bin/postern-agent',
+    ],
+    [
+      ['/usr/local/bin/postern-agent', '/usr/local/bin/postern-agent'],
+      { PATH: '/usr/bin:/usr/local/bin' },
+      'postern-agent',
+    ],
+    [[node, `${CWD}/bin/postern-agent.mjs`], {}, './bin/postern-agent.mjs'],
     [[node, `${CWD}/dist/postern-agent.mjs`], {}, 'node dist/postern-agent.mjs'],
     [
       [node, '/opt/postern agent/postern-agent.mjs'],
