@@ -16,7 +16,15 @@ import { channelOptions } from './channel-options.ts';
 import { Client, resolveChannelSecret, resolveToken } from './client.ts';
 import { flagLines } from './flag-help.ts';
 import { agentId, agentNames, channelNames } from './lookup.ts';
-import { EVENT_COLUMNS, eventRow, list, printable, renderEvent, str } from './render.ts';
+import {
+  EVENT_COLUMNS,
+  eventRow,
+  list,
+  printable,
+  renderChannel,
+  renderEvent,
+  str,
+} from './render.ts';
 import { tail } from './tail.ts';
 import { table } from './table.ts';
 
@@ -146,7 +154,7 @@ const COMMANDS: Record<string, Command> = {
         'GET',
         `/api/channels/${enc(need(c.arg, 'channel ID or NAME'))}`,
       );
-      c.out(`${JSON.stringify(ch, null, 2)}\n`, ch);
+      c.out(renderChannel(ch), ch);
     },
   },
   'channel delete': {

@@ -194,3 +194,71 @@ export function renderEvent(e: Obj, channels: Names, agents: Names): string {
   attempts.forEach((a, i) => (out += attemptLines(a, i + 1, agents)));
   return out;
 }
+
+/** A duration in ms as a person writes it: 500 ms, 5 s, 5 min, 2 h, 1 d. */
+export function humanMs(ms: number): string {
+  const units: [number, string][] = [
+    [86_400_000, 'd'],
+    [3_600_000, 'h'],
+    [60_000, 'min'],
+    [1_000, 's'],
+  ];
+  for (const [size, unit] of units)
+    if (ms >= size && ms % size === 0) return `${ms / size} ${unit}`;
+  return `${ms} ms`;
+}
+
+/** `channel show`: the channel's settings, one per line (secrets are never in the answer). */
+export function renderChannel(ch: Obj): string {
+  const lines: [string, string][] = [
+    ['Channel', `${printable(str(ch['name']))} (${str(ch['id'])})`],
+    ['Ingress URL', str(ch['ingressUrl'])],
+  ];
+  const v = ch['verify'];
+  if (isObject(v)) {
+    const extra = ['header', 'algorithm', 'encoding', 'prefix']
+      .filter((k) => typeof v[k] === 'string')
+      .map((k) => `${k} ${printable(String(v[k]))}`);
+    const rotating = v['rotating'] === true ? '; rotating (a previous secret is accepted too)' : '';
+    lines.push([
+      'Verify',
+      `${str(v['provider'])}${extra.length ? ` (${extra.join(', ')})` : ''}${rotating}`,
+    ]);
+  } else {
+    lines.push(['Verify', 'none (every request is accepted)']);
+  }
+  const r = ch['response'];
+  if (isObject(r)) {
+    lines.push([
+      'Response',
+      r['mode'] === 'sync'
+        ? `sync: the provider waits up to ${humanMs(Number(r['timeoutMs']))} for the app's answer`
+        : 'async: 202 once stored',
+    ]);
+  }
+  const retry = ch['retry'];
+  if (isObject(retry) && Array.isArray(retry['delaysMs'])) {
+    const delays = retry['delaysMs'].map((d) => humanMs(Number(d)));
+    lines.push(['Retries', delays.length ? `${delays.length}: ${delays.join(', ')}` : 'none']);
+  }
+  const key = ch['orderingKey'];
+  const keyText = isObject(key)
+    ? typeof key['header'] === 'string'
+      ? `, key from header ${printable(key['header'])}`
+      : `, key from JSON field ${printable(str(key['jsonField']))}`
+    : '';
+  lines.push(['Ordering', ch['ordered'] === true ? `ordered${keyText}` : 'unordered']);
+  const rate = ch['rateLimit'];
+  lines.push([
+    'Rate limit',
+    isObject(rate) ? `${str(rate['perSecond'])}/s, burst ${str(rate['burst'])}` : 'none',
+  ]);
+  lines.push(['Largest body', `${str(ch['maxBodyBytes'])} bytes`]);
+  const words = (x: unknown, none: string) =>
+    Array.isArray(x) ? x.map((w) => printable(String(w))).join(', ') || '(none)' : none;
+  lines.push(['Methods', words(ch['methods'], "the provider's, or any")]);
+  lines.push(['Paths', words(ch['paths'], 'any')]);
+  lines.push(['Created', str(ch['createdAt'])]);
+  const width = Math.max(...lines.map(([k]) => k.length));
+  return lines.map(([k, v2]) => `${`${k}:`.padEnd(width + 2)}${v2}\n`).join('');
+}

@@ -57,6 +57,22 @@ const agentCli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
 const JSON_BODY = '{"action":"opened","n":1}';
 const BINARY = Buffer.from([0x00, 0x01, 0xff, 0xfe, 0x80, 0x41, 0x42, 0x00, 0x10]);
 
+const CHANNEL = {
+  id: 'ch_one',
+  name: 'github',
+  ingressUrl: 'https://hooks.example.com/h/ch_one',
+  verify: { provider: 'hmac', rotating: true, header: 'X-Sig', algorithm: 'sha256' },
+  response: { mode: 'sync', timeoutMs: 5000 },
+  retry: { delaysMs: [5000, 300000, 7200000] },
+  ordered: true,
+  orderingKey: { jsonField: 'repo.id' },
+  rateLimit: { perSecond: 10, burst: 20 },
+  maxBodyBytes: 1048576,
+  methods: ['POST'],
+  paths: null,
+  createdAt: '2026-01-01T00:00:00.000Z',
+};
+
 const EVENTS: Record<string, unknown> = {
   evt_queued: {
     id: 'evt_queued',
@@ -157,6 +173,7 @@ before(async () => {
       const events = many ? Array(500).fill(EVENTS['evt_queued']) : Object.values(EVENTS);
       return send(200, { events, next: null });
     }
+    if (url.pathname === '/api/channels/github') return send(200, CHANNEL);
     const one = /^\/api\/events\/([\w]+)$/.exec(url.pathname);
     if (one && EVENTS[one[1]!]) return send(200, EVENTS[one[1]!]);
     send(404, { error: { code: 'ERR_NOT_FOUND', message: 'no such event' } });
@@ -221,6 +238,30 @@ test('events list: channel names and the why-waiting line', async () => {
     /^evt_queued\s+\S+\s+github\s+queued\s+1\s+POST\s+\/push\?a=1\s+25\s+waiting for a retry at 00:01:00 after: app answered 500$/m,
   );
   assert.match(r.stdout, /^evt_binary\s+\S+\s+github\s+delivered\s+1\s+PUT\s+\/\s+9$/m);
+});
+
+test('channel show: the settings one per line; --json the resource', async () => {
+  const r = await relayCli(['channel', 'show', 'github'], toStub());
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(
+    r.stdout,
+    [
+      'Channel:      github (ch_one)',
+      'Ingress URL:  https://hooks.example.com/h/ch_one',
+      'Verify:       hmac (header X-Sig, algorithm sha256); rotating (a previous secret is accepted too)',
+      "Response:     sync: the provider waits up to 5 s for the app's answer",
+      'Retries:      3: 5 s, 5 min, 2 h',
+      'Ordering:     ordered, key from JSON field repo.id',
+      'Rate limit:   10/s, burst 20',
+      'Largest body: 1048576 bytes',
+      'Methods:      POST',
+      'Paths:        any',
+      'Created:      2026-01-01T00:00:00.000Z',
+      '',
+    ].join('\n'),
+  );
+  const j = await relayCli(['channel', 'show', 'github', '--json'], toStub());
+  assert.deepEqual(JSON.parse(j.stdout), CHANNEL);
 });
 
 test('a reader that goes away (| head) ends the command quietly', async () => {
