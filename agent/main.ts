@@ -33,21 +33,29 @@ const RUN_FLAGS = {
 } as const;
 const COMMANDS = ['pair', 'run', '--version'];
 
+const PAIR_USAGE = `pair --relay URL --code CODE [--state-dir DIR] [--force]
+        make this agent's key pair and pair it with the relay using a one-time code
+        (--force: replace an identity already in the state dir)`;
+const RUN_USAGE = `run [--config agent.yaml] [--route CHANNEL=URL ...] [--state-dir DIR] [--log-level LEVEL]
+        connect to the relay and deliver webhooks to the routes in the config file and/or
+        the --route flags (repeatable); SIGHUP reloads the config file`;
+const DEFAULTS = `  --state-dir defaults to POSTERN_AGENT_STATE_DIR or ~/.postern-agent
+  --log-level defaults to POSTERN_LOG_LEVEL or info`;
+
 const usage = (program: string) => `Usage: ${program} <command> [options]
 
-  pair --relay URL --code CODE [--state-dir DIR] [--force]
-        make this agent's key pair and pair it with the relay using a one-time code
-        (--force: replace an identity already in the state dir)
-  run [--config agent.yaml] [--route CHANNEL=URL ...] [--state-dir DIR] [--log-level LEVEL]
-        connect to the relay and deliver webhooks to the routes in the config file and/or
-        the --route flags (repeatable); SIGHUP reloads the config file
+  ${PAIR_USAGE}
+  ${RUN_USAGE}
   --version
         print the version
 
-  --state-dir defaults to POSTERN_AGENT_STATE_DIR or ~/.postern-agent
-  --log-level defaults to POSTERN_LOG_LEVEL or info
-  ${program} <command> --help prints this too
+${DEFAULTS}
+  ${program} <command> --help prints that command's options
 `;
+
+/** `pair --help`, `run --help`: that command alone. */
+const commandUsage = (program: string, text: string) =>
+  `Usage: ${program} ${text}\n\n${DEFAULTS}\n`;
 
 async function main(argv: string[]): Promise<void> {
   const program = programName(process.argv, process.env, process.cwd());
@@ -62,7 +70,7 @@ async function main(argv: string[]): Promise<void> {
   }
   if (command === 'pair') {
     const parsed = parseFlags(rest, PAIR_FLAGS, 'pair', `${program} pair --help`);
-    if (parsed.help) return void process.stdout.write(usage(program));
+    if (parsed.help) return void process.stdout.write(commandUsage(program, PAIR_USAGE));
     const { values } = parsed;
     if (!values.relay || !values.code)
       throw new ConfigError('pair needs --relay URL and --code CODE');
@@ -85,7 +93,7 @@ async function main(argv: string[]): Promise<void> {
   }
   if (command === 'run') {
     const parsed = parseFlags(rest, RUN_FLAGS, 'run', `${program} run --help`);
-    if (parsed.help) return void process.stdout.write(usage(program));
+    if (parsed.help) return void process.stdout.write(commandUsage(program, RUN_USAGE));
     const { values } = parsed;
     const flags = (values.route ?? []).map(parseRouteFlag);
     const file = values.config;

@@ -293,10 +293,14 @@ test('--help on every subcommand, for both programs', async () => {
     assert.match(r.stdout, new RegExp(`^Usage: \\S.* ${words.join(' ')}`), words.join(' '));
     assert.equal(r.stderr, '');
   }
-  for (const words of [['pair'], ['run'], []]) {
-    const r = await agentCli([...words, '--help']);
+  const all = await agentCli(['--help']);
+  assert.equal(all.code, 0, all.stderr);
+  assert.match(all.stdout, /^Usage: .*<command>/);
+  for (const word of ['pair', 'run']) {
+    const r = await agentCli([word, '--help']);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^Usage: .*<command>/);
+    assert.match(r.stdout, new RegExp(`^Usage: \\S.* ${word} `), word);
+    assert.doesNotMatch(r.stdout, word === 'pair' ? /\brun\b/ : /\bpair\b/, word);
   }
 });
 
