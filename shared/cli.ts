@@ -50,7 +50,8 @@ export function unknownCommand(program: string, given: string, valid: readonly s
 
 /**
  * parseArgs with `--help`/`-h` always known, and its errors rewritten as one line: an unknown
- * flag names the nearest flag `what` takes, a missing value names the flag.
+ * flag names the nearest flag `what` takes when one is near (else one of another command, as
+ * such), a missing value names the flag.
  */
 export function parseFlags<F extends Flags>(
   args: string[],
@@ -84,10 +85,22 @@ export function parseFlags<F extends Flags>(
       if (elsewhere.includes(name)) {
         throw new ConfigError(`${what}: --${name} is not a flag of this command (${help})`);
       }
-      const near = nearest(name, Object.keys(flags));
-      throw new ConfigError(
-        `${what}: unknown flag ${flag}${near === undefined ? '' : `; did you mean --${near}?`} (${help})`,
-      );
+      // A suggestion only when it is near: a far-off one misleads more than none.
+      const near = (candidates: readonly string[]) => {
+        const c = nearest(name, candidates);
+        return c !== undefined && distance(name, c) <= Math.max(2, Math.floor(name.length / 3))
+          ? c
+          : undefined;
+      };
+      const own = near(Object.keys(flags));
+      const other = own === undefined ? near(elsewhere) : undefined;
+      const hint =
+        own !== undefined
+          ? `; did you mean --${own}?`
+          : other !== undefined
+            ? `; --${other} is not a flag of this command`
+            : '';
+      throw new ConfigError(`${what}: unknown flag ${flag}${hint} (${help})`);
     }
     if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
       const flag = /'(--?[\w-]+)/.exec(message)?.[1] ?? 'a flag';

@@ -319,6 +319,16 @@ test('an unknown command or flag: one line naming it and the nearest valid one',
       /^postern-relay: tail: unknown flag --chanel; did you mean --channel\? \(.*tail --help\)\n$/,
     ],
     [
+      // `channel list` takes no channel: the near flag is another command's, named as such.
+      await relayCli(['channel', 'list', '--chanel', 'x']),
+      /^postern-relay: channel list: unknown flag --chanel; --channel is not a flag of this command \(.*channel list --help\)\n$/,
+    ],
+    [
+      // Nothing near: no suggestion rather than a misleading one.
+      await relayCli(['channel', 'list', '--zzzzzz']),
+      /^postern-relay: channel list: unknown flag --zzzzzz \(.*channel list --help\)\n$/,
+    ],
+    [
       await relayCli(['events', 'list', '--stauts', 'failed']),
       /^postern-relay: events list: unknown flag --stauts; did you mean --status\?/,
     ],
