@@ -24,7 +24,7 @@ import type { StatsRange, StatsSeries } from './stats-model.ts';
 const POLL_MS = 30_000;
 const WIDTH = 640;
 const HEIGHT = 220;
-const FRAME: Frame = { left: 72, top: 14, width: WIDTH - 72 - 14, height: HEIGHT - 14 - 40 };
+const FRAME: Frame = { left: 88, top: 14, width: WIDTH - 88 - 14, height: HEIGHT - 14 - 40 };
 
 const RANGES: { range: StatsRange; title: string; per: string }[] = [
   { range: 'hour', title: 'Last hour', per: 'per minute' },
@@ -207,8 +207,8 @@ export function ChartsView() {
         Charts
       </h2>
       <p class="muted">
-        Counted by the relay's store as events go through (every relay of it). Latency: from receipt
-        to the end of the delivering attempt, first deliveries only.
+        Counted by the store as events go through, for every relay that shares it. Latency: from
+        receipt to the end of the attempt that delivered, first deliveries only.
       </p>
       {error && (
         <p class="error" role="alert">
