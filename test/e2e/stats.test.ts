@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
 import { startApp, type TestApp } from '../helpers/app.ts';
+import { checkAnswer, loadOpenApi } from '../helpers/openapi.ts';
 import {
   pairAgent,
   removeDir,
@@ -131,6 +132,7 @@ test('the last day: 96 quarter-hour points; a given range, in ms or ISO 8601', a
 
 test('bad ranges are refused with 400', async () => {
   const r = need(relay, 'relay');
+  const doc = loadOpenApi();
   for (const query of [
     'range=week',
     'range=hour&since=0',
@@ -143,7 +145,9 @@ test('bad ranges are refused with 400', async () => {
       headers: { authorization: `Bearer ${r.token}` },
     });
     assert.equal(res.status, 400, query);
-    const body = (await res.json()) as { error: { code: string } };
+    const text = await res.text();
+    checkAnswer(doc, 'GET', `/api/stats?${query}`, res.status, text);
+    const body = JSON.parse(text) as { error: { code: string } };
     assert.equal(body.error.code, 'ERR_BAD_REQUEST', query);
   }
   const res = await fetch(`${r.url}/api/stats`);
