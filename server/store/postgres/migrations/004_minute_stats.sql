@@ -24,6 +24,7 @@ $$;
 
 -- 003's settle, which now also counts its deliveries and failures in their minute (the
 -- `minuted` step, and `upd` returned by `changed` for it); the rest is unchanged.
+--
 -- Records outcomes of claimed events (settle). `p_items`: [{id, epoch, update}]; returns, in
 -- the same order, each event's new summary or null when its claim no longer holds (a second
 -- item for one event is refused: the first ended the claim).
