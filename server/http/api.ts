@@ -10,6 +10,7 @@ import { channelRoutes } from './api/channels.ts';
 import { eventRoutes } from './api/events.ts';
 import { openApiRoutes } from './api/openapi.ts';
 import { pairRoutes } from './api/pair.ts';
+import { statsRoutes } from './api/stats.ts';
 import type { RelayContext } from './context.ts';
 
 /** The one admin path open without the token (it needs a pairing code instead). */
@@ -41,6 +42,7 @@ export function apiRouter(relay: RelayContext): Router {
   channelRoutes(router, relay);
   agentRoutes(router, relay);
   eventRoutes(router, relay);
+  statsRoutes(router, relay);
   openApiRoutes(router);
   return router;
 }

@@ -17,6 +17,7 @@ import { ControlDocument } from './control.ts';
 import { openDataDir, type DataDirOptions, type StoreLog } from './data-dir.ts';
 import {
   absorbFailedCommits,
+  addMinutes,
   commit,
   EVENTS_FILE,
   openEventDb,
@@ -28,6 +29,7 @@ import {
 } from './event-db.ts';
 import { applyUpdate, initialSummary } from './event-state.ts';
 import { importJournal } from './journal-import.ts';
+import { minuteOf, outcomeDelta, receivedDelta, type MinuteDelta } from './minute-stats.ts';
 import type { DataDirLock } from './lock.ts';
 import { decodeRecord, encodeEventRecord, STATUSES } from './records.ts';
 import type { SecretsKeySource } from './secrets-key.ts';
@@ -45,6 +47,7 @@ import {
   type EventSummary,
   type EventUpdate,
   type ListPage,
+  type MinuteStats,
   type Store,
   type StoreChange,
   type StoreHealth,
@@ -88,6 +91,8 @@ interface Waiter {
 interface Lazy {
   states: EventSummary[];
   waiters: Waiter[];
+  /** The statistics of the settles among them. */
+  minutes: MinuteDelta[];
 }
 
 interface Held {
@@ -140,6 +145,7 @@ export class EmbeddedStore implements Store {
   /** Lazy changes waiting for a commit to ride along with (see settle). */
   readonly #lazy = new Map<string, EventSummary>();
   #lazyWaiters: Waiter[] = [];
+  #lazyMinutes: MinuteDelta[] = [];
   #lazyTimer: NodeJS.Timeout | null = null;
   /** Refusals stored per channel, to keep them bounded (loaded on a channel's first one). */
   readonly #rejectedCount = new Map<string, number>();
@@ -228,11 +234,13 @@ export class EmbeddedStore implements Store {
     const dedupKey = payload.rejected ? undefined : payload.dedupKey;
     let forgotten: string | undefined;
     if (payload.rejected) this.#countRejected(payload.channelId);
-    let lazy: Lazy = { states: [], waiters: [] };
+    let lazy: Lazy = { states: [], waiters: [], minutes: [] };
+    const received = receivedDelta(summary);
     const committed = commit(db, () => {
       // Delivery outcomes waiting for a commit ride along with this one.
       lazy = this.#takeLazy();
       writeStates(db, lazy.states);
+      addMinutes(db, received ? [...lazy.minutes, received] : lazy.minutes);
       db.payloads.putSync(payload.id, record);
       putState(db, summary, undefined);
       if (dedupKey !== undefined) {
@@ -295,7 +303,7 @@ export class EmbeddedStore implements Store {
     }
     // A replay starts afresh: a claim it had is over (its settle is refused).
     if (update.replays !== undefined) this.#unclaim(id);
-    return this.#change(current, update, false);
+    return this.#change(current, update, false, null);
   }
 
   /** The latest state of an event: a change under way, else what is on disk. */
@@ -308,11 +316,18 @@ export class EmbeddedStore implements Store {
    * state), durable when the promise resolves. A lazy one rides along with the next commit
    * (or one LAZY_FLUSH_MS later): losing it in a crash only means the event is offered again.
    */
-  async #change(current: EventSummary, update: EventUpdate, lazy: boolean): Promise<EventSummary> {
+  async #change(
+    current: EventSummary,
+    update: EventUpdate,
+    lazy: boolean,
+    /** A settle's outcome: counted in its minute, in the commit that writes it. */
+    outcome: ((next: EventSummary) => MinuteDelta | null) | null,
+  ): Promise<EventSummary> {
     const db = this.#events;
     const id = current.id;
     // `delivering` is what a claim shows, not a state to store.
     const next = applyUpdate(current, { ...update, status: storedStatus(update.status) });
+    const delta = outcome?.(next) ?? null;
     if (next.status !== 'queued') this.#unclaim(id);
     const before = this.#effective(current);
     this.#counts[before]--;
@@ -323,13 +338,17 @@ export class EmbeddedStore implements Store {
     if (lazy) {
       await new Promise<void>((resolve, reject) => {
         this.#lazy.set(id, next);
+        if (delta) this.#lazyMinutes.push(delta);
         this.#lazyWaiters.push({ resolve, reject });
         this.#lazyTimer ??= setTimeout(() => void this.#flushLazy(), LAZY_FLUSH_MS);
       });
     } else {
       // This state supersedes a lazy one still waiting: that one must not be written after it.
       this.#lazy.delete(id);
-      await commit(db, () => writeStates(db, [next]));
+      await commit(db, () => {
+        writeStates(db, [next]);
+        if (delta) addMinutes(db, [delta]);
+      });
       // Committed: the indexes claims read now hold it. Pending again, or out of its lane (a
       // skipped head frees its key): claims may find work.
       if (next.status === 'queued' || current.status === 'queued') {
@@ -344,9 +363,14 @@ export class EmbeddedStore implements Store {
   #takeLazy(): Lazy {
     if (this.#lazyTimer) clearTimeout(this.#lazyTimer);
     this.#lazyTimer = null;
-    const taken = { states: [...this.#lazy.values()], waiters: this.#lazyWaiters };
+    const taken = {
+      states: [...this.#lazy.values()],
+      waiters: this.#lazyWaiters,
+      minutes: this.#lazyMinutes,
+    };
     this.#lazy.clear();
     this.#lazyWaiters = [];
+    this.#lazyMinutes = [];
     return taken;
   }
 
@@ -370,10 +394,11 @@ export class EmbeddedStore implements Store {
     this.#lazyTimer = null;
     if (this.#lazy.size === 0 && this.#lazyWaiters.length === 0) return;
     const db = this.#events;
-    let taken: Lazy = { states: [], waiters: [] };
+    let taken: Lazy = { states: [], waiters: [], minutes: [] };
     await commit(db, () => {
       taken = this.#takeLazy();
       writeStates(db, taken.states);
+      addMinutes(db, taken.minutes);
     }).then(
       () => this.#settleLazy(taken, null),
       (err: unknown) => this.#settleLazy(taken, err),
@@ -595,7 +620,9 @@ export class EmbeddedStore implements Store {
     this.#unclaim(ref.id);
     if (!current) return null;
     const channelId = current.channelId;
-    const settled = this.#change(current, update, opts.lazy ?? false);
+    const settled = this.#change(current, update, opts.lazy ?? false, (next) =>
+      outcomeDelta(next, update, Date.now()),
+    );
     // A key freed, or room on the channel: claims may find more.
     if (update.status !== 'queued') this.#emit({ type: 'work', channelId });
     return settled;
@@ -613,7 +640,7 @@ export class EmbeddedStore implements Store {
         attemptCount: current.attemptCount,
         nextAttemptAt: opts.notBefore,
       };
-      await this.#change(current, update, false);
+      await this.#change(current, update, false, null);
       return true;
     }
     this.#readyMayBeBehind(current.channelId);
@@ -801,7 +828,33 @@ export class EmbeddedStore implements Store {
       }
     }
     await this.#pruneDedup();
+    await this.#pruneMinutes(cutoff);
     return removed;
+  }
+
+  /** Forgets the statistics of minutes that ended before the retention's cutoff. */
+  async #pruneMinutes(cutoff: number): Promise<void> {
+    const db = this.#events;
+    const end = minuteOf(cutoff);
+    for (;;) {
+      const keys = Array.from(db.minutes.getKeys({ end, limit: REMOVE_BATCH }), Number);
+      if (keys.length === 0) return;
+      await commit(db, () => {
+        for (const minute of keys) db.minutes.removeSync(minute);
+      });
+      if (keys.length < REMOVE_BATCH) return;
+    }
+  }
+
+  async minuteStats(range: { since: number; until: number }): Promise<MinuteStats[]> {
+    const db = this.#events;
+    // Lazy settles are visible to reads at once (rule 2): their counts are written first.
+    await this.#flushLazy();
+    const out: MinuteStats[] = [];
+    for (const { value } of db.minutes.getRange({ start: range.since, end: range.until })) {
+      out.push(structuredClone(value));
+    }
+    return out;
   }
 
   /** Forgets dedup keys older than any replay window asks about. */

@@ -13,6 +13,8 @@
  *   oldest of a key is its lane's head, for claims of ordered channels);
  * - `dedup` [channel, key] → [event id, receivedAt] and `dedupByTime` [receivedAt, channel,
  *   key]: replay protection, pruned by age;
+ * - `minutes`: minute start → its statistics (minute-stats.ts), changed in the transactions
+ *   that append and settle events; no layout change (an older file just has none);
  * - `meta`: the layout version (`layout`), for data written by an earlier release.
  *
  * Commits are fsynced before their promise resolves (`overlappingSync: false`: with it, LMDB
@@ -22,7 +24,8 @@
 import { constants } from 'node:os';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { PosternError } from '../../shared/errors.ts';
-import type { EventStatus, EventSummary } from './types.ts';
+import { addDelta, emptyMinute, type MinuteDelta } from './minute-stats.ts';
+import type { EventStatus, EventSummary, MinuteStats } from './types.ts';
 
 export const EVENTS_FILE = 'events.mdb';
 
@@ -37,6 +40,7 @@ export interface EventDb {
   dedupByTime: Database<1, Key>;
   pending: Database<1, Key>;
   lanes: Database<1, Key>;
+  minutes: Database<MinuteStats, number>;
   meta: Database<number, string>;
 }
 
@@ -63,6 +67,7 @@ export function openEventDb(file: string): EventDb {
     dedupByTime: index('dedupByTime'),
     pending: index('pending'),
     lanes: index('lanes'),
+    minutes: root.openDB<MinuteStats, number>({ name: 'minutes', encoding: 'msgpack' }),
     meta: root.openDB<number, string>({ name: 'meta', encoding: 'msgpack' }),
   };
 }
@@ -104,6 +109,20 @@ function indexPending(db: EventDb, e: EventSummary): void {
 function unindexPending(db: EventDb, e: EventSummary): void {
   db.pending.removeSync([e.channelId, e.nextAttemptAt, e.id]);
   db.lanes.removeSync([e.channelId, e.orderKey, e.id]);
+}
+
+/** Adds deltas to their minutes; runs inside a write transaction. */
+export function addMinutes(db: EventDb, deltas: readonly MinuteDelta[]): void {
+  const changed = new Map<number, MinuteStats>();
+  for (const d of deltas) {
+    let m = changed.get(d.minute);
+    if (!m) {
+      m = db.minutes.get(d.minute) ?? emptyMinute(d.minute);
+      changed.set(d.minute, m);
+    }
+    addDelta(m, d);
+  }
+  for (const m of changed.values()) db.minutes.putSync(m.minute, m);
 }
 
 /** Removes an event and its index entries; runs inside a write transaction. */

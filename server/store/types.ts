@@ -300,6 +300,23 @@ export interface ListPage {
   next: string | null;
 }
 
+/**
+ * One minute of delivery statistics (see minute-stats.ts): kept by the store as events go
+ * through, forgotten with the events of that age (retention).
+ */
+export interface MinuteStats {
+  /** The minute's start, ms since epoch. */
+  minute: number;
+  /** Events appended (not those refused at the edge). */
+  received: number;
+  /** Settles that delivered an event (a replay's included), in the minute its attempt ended. */
+  delivered: number;
+  /** Settles that gave an event up (retries exhausted). */
+  failed: number;
+  /** First deliveries by latency (receivedAt → end of the attempt), one count per bucket. */
+  latency: number[];
+}
+
 /** Refused requests kept per channel (metadata only); the oldest are forgotten first. */
 export const MAX_REJECTED_PER_CHANNEL = 1_000;
 
@@ -426,4 +443,12 @@ export interface Store {
   putPresence(owner: string, agents: readonly string[], until: number): Promise<void>;
   /** Every relay's presence still valid at `now`. */
   readPresence(now: number): Promise<Presence[]>;
+
+  // statistics
+  /**
+   * The minutes starting at or after `since` and before `until` that have something, oldest
+   * first, as of every write that resolved (every relay's). Retention forgets minutes before
+   * its cutoff.
+   */
+  minuteStats(range: { since: number; until: number }): Promise<MinuteStats[]>;
 }

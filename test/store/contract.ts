@@ -11,6 +11,7 @@ import { feedTests } from './contract/feed.ts';
 import { listTests } from './contract/lists.ts';
 import { orderedTests } from './contract/ordered.ts';
 import { sharedTests } from './contract/shared.ts';
+import { statsTests } from './contract/stats.ts';
 import type { Backend } from './contract/support.ts';
 
 export type { Backend, BackendInstance } from './contract/support.ts';
@@ -26,5 +27,6 @@ export function storeContract(name: string, backend: Backend): void {
     controlTests(backend);
     durabilityTests(backend);
     sharedTests(backend);
+    statsTests(backend);
   });
 }

@@ -18,6 +18,7 @@ import {
   type EventView,
   type NewAgent,
 } from './model.ts';
+import { decodeStats, type StatsRange, type StatsSeries } from './stats-model.ts';
 
 export class ApiError extends Error {
   override name = 'ApiError';
@@ -152,6 +153,11 @@ export class Api {
   /** Queues one event again (same id, fresh retry budget). */
   async replay(id: string): Promise<EventView> {
     return decodeEvent(await this.#call('POST', `api/events/${encodeURIComponent(id)}/replay`));
+  }
+
+  /** The store's statistics of the last hour (per minute) or day (per 15 minutes). */
+  async stats(range: StatsRange): Promise<StatsSeries> {
+    return decodeStats(await this.#call('GET', `api/stats?range=${range}`));
   }
 
   /** Queues every failed event of a channel again; answers how many. */

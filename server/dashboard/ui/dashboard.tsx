@@ -3,6 +3,7 @@ import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks'
 import { AgentsView } from './agents.tsx';
 import { Api } from './api.ts';
 import { ChannelsView } from './channels.tsx';
+import { ChartsView } from './charts.tsx';
 import { EventDetailView } from './event-detail.tsx';
 import { EventsView } from './events.tsx';
 import { openLiveFeed } from './live.ts';
@@ -16,6 +17,7 @@ const SECTIONS: { route: Route; label: string }[] = [
   { route: { view: 'events' }, label: 'Events' },
   { route: { view: 'agents' }, label: 'Agents' },
   { route: { view: 'channels' }, label: 'Channels' },
+  { route: { view: 'charts' }, label: 'Charts' },
 ];
 
 function FeedIndicator() {
@@ -95,6 +97,7 @@ export function Dashboard(props: { token: string; onLogout: (why?: string) => vo
         {route.view === 'event' && <EventDetailView key={route.id} id={route.id} />}
         {route.view === 'agents' && <AgentsView />}
         {route.view === 'channels' && <ChannelsView />}
+        {route.view === 'charts' && <ChartsView />}
       </main>
     </SessionContext.Provider>
   );

@@ -1,17 +1,22 @@
 /**
  * Which view is shown, kept in the URL fragment (`#/events`, `#/event/<id>`, `#/agents`,
- * `#/channels`), so that links, Back and reload work and nothing reaches the server.
+ * `#/channels`, `#/charts`), so that links, Back and reload work and nothing reaches the server.
  */
 import { useEffect, useState } from 'preact/hooks';
 
 export type Route =
-  { view: 'events' } | { view: 'event'; id: string } | { view: 'agents' } | { view: 'channels' };
+  | { view: 'events' }
+  | { view: 'event'; id: string }
+  | { view: 'agents' }
+  | { view: 'channels' }
+  | { view: 'charts' };
 
 export function parseRoute(hash: string): Route {
   const parts = hash.replace(/^#\/?/, '').split('/');
   if (parts[0] === 'event' && parts[1]) return { view: 'event', id: decodeURIComponent(parts[1]) };
   if (parts[0] === 'agents') return { view: 'agents' };
   if (parts[0] === 'channels') return { view: 'channels' };
+  if (parts[0] === 'charts') return { view: 'charts' };
   return { view: 'events' };
 }
 

@@ -24,6 +24,7 @@ import {
   type EventSummary,
   type EventUpdate,
   type ListPage,
+  type MinuteStats,
   type Store,
   type StoreChange,
   type StoreHealth,
@@ -35,6 +36,7 @@ import { AtRest } from './at-rest.ts';
 import { GroupCommit } from './batch.ts';
 import { eventNotes, Feed, note, type RemoteChange } from './feed.ts';
 import { applyMigrations } from './migrate.ts';
+import { foldMinutes, readMinutes } from './minutes.ts';
 import { DAY_MS, Days, pruneDedup, removeFinished } from './partitions.ts';
 import { clientConfig, createPool, scrubError } from './pool.ts';
 import { parseSummary, toJsonb } from './rows.ts';
@@ -503,6 +505,10 @@ export class PostgresStore implements Store {
           SET event_id = excluded.event_id, received_at = excluded.received_at
       ), ct AS (
         INSERT INTO postern_counts (status, n) SELECT status, count(*) FROM input GROUP BY status
+      ), ms AS (
+        INSERT INTO postern_minutes (minute, received)
+        SELECT received_at - received_at % 60000, count(*) FROM input
+         WHERE status <> 'rejected' GROUP BY 1
       ), nt AS (
         SELECT pg_notify('postern_feed', x) FROM unnest($16::text[]) AS x
       )
@@ -722,6 +728,7 @@ export class PostgresStore implements Store {
       for (const day of removed.droppedDays) this.#days.forget(day);
       await pruneDedup(this.#db);
       await this.#compactCounts();
+      await foldMinutes(this.#db, cutoff);
       let n = 0;
       for (const [status, count] of removed.byStatus) {
         if (FINISHED_STATUSES.has(status as EventStatus)) n += count;
@@ -730,6 +737,15 @@ export class PostgresStore implements Store {
         this.#log.info({ days: removed.droppedDays.length }, 'retention: dropped whole days');
       }
       return n;
+    } catch (err) {
+      throw this.#wrap(err);
+    }
+  }
+
+  async minuteStats(range: { since: number; until: number }): Promise<MinuteStats[]> {
+    await this.#seeLazy();
+    try {
+      return await readMinutes(this.#db, range);
     } catch (err) {
       throw this.#wrap(err);
     }
