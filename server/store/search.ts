@@ -8,8 +8,12 @@
 import { PosternError } from '../../shared/errors.ts';
 import type { EventPayload, EventSearch, EventSummary, SearchPage, Store } from './types.ts';
 
-/** Events whose requests are read together. */
+/** Events listed together. */
 const SCAN_PAGE = 200;
+/** Bytes of bodies read together at most (one event at least). */
+const READ_BYTES = 8 * 1024 * 1024;
+/** Bytes of bodies examined per call at most, unless `maxBytes` says otherwise. */
+export const MAX_SEARCH_BYTES = 64 * 1024 * 1024;
 
 /** What an event id looks like (`evt_` and a ULID). */
 const EVENT_ID = /^evt_[0-9a-z]{26}$/;
@@ -32,11 +36,24 @@ function inFilter(e: EventSummary, search: EventSearch): boolean {
   );
 }
 
+/** An event's request, or undefined when it was removed since it was listed (retention). */
+async function readOrNothing(
+  store: Pick<Store, 'readPayload'>,
+  id: string,
+): Promise<EventPayload | undefined> {
+  try {
+    return await store.readPayload(id);
+  } catch (err) {
+    if (err instanceof PosternError && err.code === 'ERR_NOT_FOUND') return undefined;
+    throw err;
+  }
+}
+
 export async function searchEvents(
   store: Pick<Store, 'listEvents' | 'readPayload' | 'getEvent'>,
   search: EventSearch,
 ): Promise<SearchPage> {
-  const { text, maxExamined, limit, before, ...filter } = search;
+  const { text, maxExamined, limit, before, maxBytes = MAX_SEARCH_BYTES, ...filter } = search;
   const events: EventSummary[] = [];
   if (limit < 1 || maxExamined < 1) return { events, next: null, examined: 0 };
   if (before === undefined && EVENT_ID.test(text)) {
@@ -45,6 +62,7 @@ export async function searchEvents(
   }
   const needle = text.toLowerCase();
   let examined = 0;
+  let bytes = 0;
   let cursor = before;
   for (;;) {
     const page = await store.listEvents({
@@ -52,24 +70,26 @@ export async function searchEvents(
       ...(cursor === undefined ? {} : { before: cursor }),
       limit: Math.min(SCAN_PAGE, maxExamined - examined),
     });
-    const payloads = await Promise.all(
-      page.events.map((e) =>
-        store.readPayload(e.id).catch((err: unknown) => {
-          // Removed since it was listed (retention): it matches nothing.
-          if (err instanceof PosternError && err.code === 'ERR_NOT_FOUND') return undefined;
-          throw err;
-        }),
-      ),
-    );
-    for (const [i, e] of page.events.entries()) {
-      examined++;
-      const payload = payloads[i];
-      if (!payload || !payloadMatches(payload, needle)) continue;
-      events.push(e);
-      if (events.length === limit) {
-        const last = page.next === null && i === page.events.length - 1;
-        return { events, next: last ? null : e.id, examined };
+    const rows = page.events;
+    for (let i = 0; i < rows.length;) {
+      // A group of events read together, bounded in bytes.
+      let j = i + 1;
+      let group = rows[i]!.size;
+      while (j < rows.length && group + rows[j]!.size <= READ_BYTES) group += rows[j++]!.size;
+      const payloads = await Promise.all(rows.slice(i, j).map((e) => readOrNothing(store, e.id)));
+      for (let k = i; k < j; k++) {
+        const e = rows[k]!;
+        examined++;
+        bytes += e.size;
+        const payload = payloads[k - i];
+        const last = page.next === null && k === rows.length - 1;
+        if (payload && payloadMatches(payload, needle)) {
+          events.push(e);
+          if (events.length === limit) return { events, next: last ? null : e.id, examined };
+        }
+        if (bytes >= maxBytes && !last) return { events, next: e.id, examined };
       }
+      i = j;
     }
     if (page.next === null || page.events.length === 0) return { events, next: null, examined };
     if (examined >= maxExamined) return { events, next: page.events.at(-1)!.id, examined };

@@ -239,12 +239,17 @@ export interface EventSearch extends EventFilter {
   text: string;
   /** At most this many events examined (their requests read) before the answer. */
   maxExamined: number;
+  /**
+   * Stops after the event whose body brings the bytes examined to this many (the events'
+   * `size`); 64 MiB when not given. Like `maxExamined`, `next` then goes on from there.
+   */
+  maxBytes?: number;
 }
 
 export interface SearchPage extends ListPage {
   /**
-   * How many events were examined. When `maxExamined` ran out before `limit` matches, `next`
-   * is the last event examined: passed as `before`, the search goes on from there.
+   * How many events were examined. When `maxExamined` or `maxBytes` ran out before `limit`
+   * matches, `next` is the last event examined: passed as `before`, the search goes on from there.
    */
   examined: number;
 }

@@ -181,6 +181,28 @@ export function searchTests(backend: Backend): void {
     const all = await searchAll(store, { text: 'HIT', limit: 50, maxExamined: 7 });
     assert.deepEqual(all.ids, [25, 15, 5].map(eventId));
     assert.deepEqual(all.examined, [7, 7, 7, 7, 2], 'every event examined once');
+    // A budget in bytes of bodies too: 'miss' is 4 bytes, 'hit' 3.
+    const bytes = await store.searchEvents({
+      text: 'hit',
+      limit: 50,
+      maxExamined: 100,
+      maxBytes: 10,
+    });
+    assert.equal(bytes.examined, 3, 'events 30, 29 and 28 make 12 bytes');
+    assert.deepEqual(bytes.events, []);
+    assert.equal(bytes.next, eventId(28));
+    const byBytes = await searchAll(store, {
+      text: 'hit',
+      limit: 50,
+      maxExamined: 100,
+      maxBytes: 10,
+    });
+    assert.deepEqual(byBytes.ids, [25, 15, 5].map(eventId));
+    assert.equal(
+      byBytes.examined.reduce((a, b) => a + b, 0),
+      30,
+      'every event examined once',
+    );
     const one = await searchAll(store, { text: 'hit', limit: 1, maxExamined: 100 });
     assert.deepEqual(one.ids, [25, 15, 5].map(eventId));
     assert.deepEqual(one.examined, [6, 10, 10, 4]);
