@@ -31,7 +31,7 @@ import { importJournal } from './journal-import.ts';
 import type { DataDirLock } from './lock.ts';
 import { decodeRecord, encodeEventRecord, STATUSES } from './records.ts';
 import type { SecretsKeySource } from './secrets-key.ts';
-import { searchEvents } from './search.ts';
+import { readEach, searchEvents } from './search.ts';
 import { SharedMemory } from './shared-memory.ts';
 import {
   MAX_REJECTED_PER_CHANNEL,
@@ -712,7 +712,14 @@ export class EmbeddedStore implements Store {
   }
 
   async searchEvents(search: EventSearch): Promise<SearchPage> {
-    return searchEvents(this, search);
+    return searchEvents(
+      {
+        listEvents: (filter) => this.listEvents(filter),
+        getEvent: (id) => this.getEvent(id),
+        readPayloads: (ids) => readEach(this, ids),
+      },
+      search,
+    );
   }
 
   /**

@@ -36,23 +36,30 @@ function inFilter(e: EventSummary, search: EventSearch): boolean {
   );
 }
 
-/** An event's request, or undefined when it was removed since it was listed (retention). */
-async function readOrNothing(
-  store: Pick<Store, 'readPayload'>,
-  id: string,
-): Promise<EventPayload | undefined> {
-  try {
-    return await store.readPayload(id);
-  } catch (err) {
-    if (err instanceof PosternError && err.code === 'ERR_NOT_FOUND') return undefined;
-    throw err;
-  }
+/** What a search needs of a store. */
+export interface SearchSource extends Pick<Store, 'listEvents' | 'getEvent'> {
+  /** The requests of these events, in order; undefined for one removed since it was listed. */
+  readPayloads(ids: readonly string[]): Promise<(EventPayload | undefined)[]>;
 }
 
-export async function searchEvents(
-  store: Pick<Store, 'listEvents' | 'readPayload' | 'getEvent'>,
-  search: EventSearch,
-): Promise<SearchPage> {
+/** `readPayloads` through a store's `readPayload`, one event at a time. */
+export async function readEach(
+  store: Pick<Store, 'readPayload'>,
+  ids: readonly string[],
+): Promise<(EventPayload | undefined)[]> {
+  return Promise.all(
+    ids.map(async (id) => {
+      try {
+        return await store.readPayload(id);
+      } catch (err) {
+        if (err instanceof PosternError && err.code === 'ERR_NOT_FOUND') return undefined;
+        throw err;
+      }
+    }),
+  );
+}
+
+export async function searchEvents(store: SearchSource, search: EventSearch): Promise<SearchPage> {
   const { text, maxExamined, limit, before, maxBytes = MAX_SEARCH_BYTES, ...filter } = search;
   const events: EventSummary[] = [];
   if (limit < 1 || maxExamined < 1) return { events, next: null, examined: 0 };
@@ -76,7 +83,7 @@ export async function searchEvents(
       let j = i + 1;
       let group = rows[i]!.size;
       while (j < rows.length && group + rows[j]!.size <= READ_BYTES) group += rows[j++]!.size;
-      const payloads = await Promise.all(rows.slice(i, j).map((e) => readOrNothing(store, e.id)));
+      const payloads = await store.readPayloads(rows.slice(i, j).map((e) => e.id));
       for (let k = i; k < j; k++) {
         const e = rows[k]!;
         examined++;

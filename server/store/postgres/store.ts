@@ -683,7 +683,20 @@ export class PostgresStore implements Store {
   }
 
   async searchEvents(search: EventSearch): Promise<SearchPage> {
-    return searchEvents(this, search);
+    return searchEvents(
+      {
+        listEvents: (filter) => this.listEvents(filter),
+        getEvent: (id) => this.getEvent(id),
+        // One query per group, beside dispatch's batched reads (its prefetched ones untouched).
+        readPayloads: async (ids) =>
+          (await this.#readBatch([...ids])).map((buf) => {
+            if (!buf) return undefined;
+            const record = decodeRecord(buf);
+            return record.kind === 'event' ? record.payload : undefined;
+          }),
+      },
+      search,
+    );
   }
 
   async countByStatus(): Promise<Record<EventStatus, number>> {
