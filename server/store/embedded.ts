@@ -81,6 +81,8 @@ const FINISHED: readonly EventStatus[] = ['delivered', 'failed', 'rejected', 'fi
 const TOP = '\uffff';
 /** How far an event id's time may be from its `receivedAt` for a time range to find it. */
 const TIME_MARGIN_MS = 60_000;
+/** The last millisecond an event id's 48 bits of time hold. */
+const MAX_ID_TIME = 2 ** 48 - 1;
 
 /** Longest a lazy change waits for a commit to ride along with. */
 export const LAZY_FLUSH_MS = 50;
@@ -761,10 +763,13 @@ export class EmbeddedStore implements Store {
     const { channelId, status } = filter;
     // A time range is a range of ids (ULIDs of their arrival), with a margin: the exact test on
     // `receivedAt` is listEvents'.
-    const top = filter.until === undefined ? TOP : eventIdFloor(filter.until + TIME_MARGIN_MS);
+    const idTime = (ms: number) => eventIdFloor(Math.min(ms, MAX_ID_TIME));
+    const top =
+      filter.until === undefined || filter.until + TIME_MARGIN_MS >= MAX_ID_TIME
+        ? TOP
+        : idTime(filter.until + TIME_MARGIN_MS);
     const below = filter.before !== undefined && filter.before < top ? filter.before : top;
-    const floor =
-      filter.since === undefined ? undefined : eventIdFloor(filter.since - TIME_MARGIN_MS);
+    const floor = filter.since === undefined ? undefined : idTime(filter.since - TIME_MARGIN_MS);
     if (status === 'delivering') {
       const ids = [...this.#claims.keys()]
         .filter((id) => id < below && (floor === undefined || id >= floor))

@@ -89,6 +89,10 @@ export function searchTests(backend: Backend): void {
     assert.deepEqual(await list({ since: at(6) - 1, until: at(6) }), newestFirst(6));
     assert.deepEqual(await list({ since: at(6), until: at(7) }), []);
     assert.deepEqual(await list({ since: at(0), until: at(0) }), []);
+    const FAR = 2 ** 48 + 1_000; // beyond the 48 bits of an id's time (year 10889)
+    assert.deepEqual(await list({ until: FAR }), newestFirst(7, 6, 5, 4, 3, 2, 1, 0));
+    assert.deepEqual(await list({ since: FAR }), []);
+    assert.deepEqual(await list({ since: -FAR, until: at(1) }), newestFirst(0));
     assert.deepEqual(await list({ since: at(1), status: 'delivered' }), newestFirst(1));
     assert.deepEqual(await list({ since: at(1), status: 'delivering' }), []);
     assert.deepEqual(await list({ until: at(2), status: 'delivering' }), newestFirst(0));
