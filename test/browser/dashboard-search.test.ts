@@ -101,6 +101,7 @@ test(
       await page.getByLabel('Search', { exact: true }).fill('orders/paid');
       await page.getByLabel('Search', { exact: true }).press('Enter');
       await rowsBecome(page, [second, first], `${width}: the search`);
+      await textMatches(page.locator('.live-count'), /search again for events that arrive/, 'live');
       await textMatches(
         page.locator('.search-note'),
         /Searched 3 events, back to the oldest/,

@@ -263,9 +263,11 @@ export function EventsView() {
         {replayNote}
       </p>
       <p class="live-count" aria-live="polite" aria-atomic="true">
-        {liveCount === 0
-          ? 'New events appear here as they arrive.'
-          : `${plural(liveCount, 'new event')} received live.`}
+        {filter.q
+          ? 'A search shows what the relay found: search again for events that arrive later.'
+          : liveCount === 0
+            ? 'New events appear here as they arrive.'
+            : `${plural(liveCount, 'new event')} received live.`}
       </p>
       {error && (
         <p class="error" role="alert">
