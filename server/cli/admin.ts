@@ -242,25 +242,34 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   'events list': {
-    args: '[--channel ID|NAME] [--status S] [--limit N] [--before ID]',
+    args: '[--channel ID|NAME] [--status S] [--since T] [--until T] [--search TEXT] [--limit N] [--before ID]',
     summary: 'events, newest first, with why each unfinished one waits',
     flags: {
       channel: { type: 'string' },
       status: { type: 'string' },
+      since: { type: 'string' },
+      until: { type: 'string' },
+      search: { type: 'string' },
       limit: { type: 'string' },
       before: { type: 'string' },
     },
     run: async (c) => {
       const q = new URLSearchParams();
-      for (const k of ['channel', 'status', 'limit', 'before']) {
+      for (const k of ['channel', 'status', 'since', 'until', 'search', 'limit', 'before']) {
         const v = text(c.values[k]);
-        if (v) q.set(k, v);
+        if (v) q.set(k === 'search' ? 'q' : k, v);
       }
       const r = await c.client.call('GET', `/api/events?${q}`);
       if (c.values['json']) return c.out('', r);
       const names = await channelNames(c.client);
       const rows = list(r['events']).map((e) => eventRow(e, names));
-      const more = r['next'] ? `(more: --before ${str(r['next'])})\n` : '';
+      const examined =
+        typeof r['examined'] === 'number' ? `examined ${r['examined']} events; ` : '';
+      const more = r['next']
+        ? `(${examined}more: --before ${str(r['next'])})\n`
+        : examined
+          ? `(${examined}no more)\n`
+          : '';
       c.out(table(EVENT_COLUMNS, rows) + more, r);
     },
   },

@@ -26,8 +26,9 @@ export const FLAG_HELP: Record<string, string> = {
   status: 'queued, delivering, delivered, failed, rejected, filtered',
   limit: 'N: events per page (1 to 500, default 50)',
   before: 'ID: the page after this event (as printed under the table)',
-  since: 'ISO: received at or after',
-  until: 'ISO: received before',
+  since: 'T: received at or after (ISO 8601; events list: or ms since the epoch)',
+  until: 'T: received before (ISO 8601; events list: or ms since the epoch)',
+  search: "TEXT: an event id, or text in the requests' header values and bodies (any case)",
   raw: 'print the body exactly as received (bytes, nothing else)',
 };
 

@@ -33,6 +33,7 @@ import { minuteOf, outcomeDelta, receivedDelta, type MinuteDelta } from './minut
 import type { DataDirLock } from './lock.ts';
 import { decodeRecord, encodeEventRecord, STATUSES } from './records.ts';
 import type { SecretsKeySource } from './secrets-key.ts';
+import { readEach, searchEvents } from './search.ts';
 import { SharedMemory } from './shared-memory.ts';
 import {
   MAX_REJECTED_PER_CHANNEL,
@@ -42,6 +43,8 @@ import {
   type ClaimResult,
   type ControlState,
   type EventFilter,
+  type EventSearch,
+  type SearchPage,
   type EventPayload,
   type EventStatus,
   type EventSummary,
@@ -79,6 +82,10 @@ const REMOVE_BATCH = 1_000;
 const FINISHED: readonly EventStatus[] = ['delivered', 'failed', 'rejected', 'filtered'];
 /** Above every event id: the end of a range of ids. */
 const TOP = '\uffff';
+/** How far an event id's time may be from its `receivedAt` for a time range to find it. */
+const TIME_MARGIN_MS = 60_000;
+/** The last millisecond an event id's 48 bits of time hold. */
+const MAX_ID_TIME = 2 ** 48 - 1;
 
 /** Longest a lazy change waits for a commit to ride along with. */
 export const LAZY_FLUSH_MS = 50;
@@ -725,10 +732,23 @@ export class EmbeddedStore implements Store {
       // The indexes hold what is committed: a change under way is checked against the filter.
       if (filter.channelId !== undefined && summary.channelId !== filter.channelId) continue;
       if (filter.status !== undefined && summary.status !== filter.status) continue;
+      if (filter.since !== undefined && summary.receivedAt < filter.since) continue;
+      if (filter.until !== undefined && summary.receivedAt >= filter.until) continue;
       if (events.length === limit) return { events, next: events.at(-1)!.id };
       events.push(summary);
     }
     return { events, next: null };
+  }
+
+  async searchEvents(search: EventSearch): Promise<SearchPage> {
+    return searchEvents(
+      {
+        listEvents: (filter) => this.listEvents(filter),
+        getEvent: (id) => this.getEvent(id),
+        readPayloads: (ids) => readEach(this, ids),
+      },
+      search,
+    );
   }
 
   /**
@@ -737,12 +757,15 @@ export class EmbeddedStore implements Store {
    */
   *#withOverlay(filter: EventFilter, indexed: Iterable<string>): Iterable<string> {
     const below = filter.before ?? TOP;
+    const { since, until } = filter;
     const late = [...this.#overlay.values()]
       .filter(
         (e) =>
           e.id < below &&
           (filter.channelId === undefined || e.channelId === filter.channelId) &&
-          (filter.status === undefined || this.#effective(e) === filter.status),
+          (filter.status === undefined || this.#effective(e) === filter.status) &&
+          (since === undefined || e.receivedAt >= since) &&
+          (until === undefined || e.receivedAt < until),
       )
       .map((e) => e.id)
       .sort()
@@ -764,16 +787,26 @@ export class EmbeddedStore implements Store {
   /** Candidate ids for a listing, newest first, below the cursor. */
   *#newestFirst(filter: EventFilter): Iterable<string> {
     const db = this.#events;
-    const below = filter.before ?? TOP;
     const { channelId, status } = filter;
+    // A time range is a range of ids (ULIDs of their arrival), with a margin: the exact test on
+    // `receivedAt` is listEvents'.
+    const idTime = (ms: number) => eventIdFloor(Math.min(ms, MAX_ID_TIME));
+    const top =
+      filter.until === undefined || filter.until + TIME_MARGIN_MS >= MAX_ID_TIME
+        ? TOP
+        : idTime(filter.until + TIME_MARGIN_MS);
+    const below = filter.before !== undefined && filter.before < top ? filter.before : top;
+    const floor = filter.since === undefined ? undefined : idTime(filter.since - TIME_MARGIN_MS);
     if (status === 'delivering') {
-      const ids = [...this.#claims.keys()].filter((id) => id < below).sort();
+      const ids = [...this.#claims.keys()]
+        .filter((id) => id < below && (floor === undefined || id >= floor))
+        .sort();
       for (let i = ids.length - 1; i >= 0; i--) yield ids[i]!;
       return;
     }
     const range = <K extends unknown[]>(prefix: K, at: number) => ({
       start: [...prefix, below],
-      end: prefix,
+      end: floor === undefined ? prefix : [...prefix, floor],
       reverse: true,
       pick: (key: unknown) => String((key as unknown[])[at]),
     });
@@ -787,7 +820,8 @@ export class EmbeddedStore implements Store {
             ? { db: db.byStatus, ...range([stored], 1) }
             : null;
     if (source === null) {
-      for (const id of db.states.getKeys({ start: below, reverse: true })) {
+      const range = floor === undefined ? {} : { end: floor };
+      for (const id of db.states.getKeys({ start: below, reverse: true, ...range })) {
         if (id !== below) yield id;
       }
       return;

@@ -222,7 +222,36 @@ export interface EventFilter {
   status?: EventStatus;
   /** Only events older than this one (cursor). */
   before?: string;
+  /** Only events received at or after this time (ms since epoch). */
+  since?: number;
+  /** Only events received before this time (ms since epoch). */
+  until?: number;
   limit: number;
+}
+
+/** A listing that also looks into each event's request (`searchEvents`). */
+export interface EventSearch extends EventFilter {
+  /**
+   * An event id (exact: that event alone, when it passes the other filters and no `before` is
+   * given), or text looked for, case-insensitively, in the header values and the body (read as
+   * UTF-8) of each event.
+   */
+  text: string;
+  /** At most this many events examined (their requests read) before the answer. */
+  maxExamined: number;
+  /**
+   * Stops after the event whose body brings the bytes examined to this many (the events'
+   * `size`); 64 MiB when not given. Like `maxExamined`, `next` then goes on from there.
+   */
+  maxBytes?: number;
+}
+
+export interface SearchPage extends ListPage {
+  /**
+   * How many events were examined. When `maxExamined` or `maxBytes` ran out before `limit`
+   * matches, `next` is the last event examined: passed as `before`, the search goes on from there.
+   */
+  examined: number;
 }
 
 /** A tunnel token id already used, kept until the token could no longer be valid. */
@@ -369,9 +398,16 @@ export interface Store {
   readPayload(id: string): Promise<EventPayload>;
   /**
    * Newest first, by `channelId` and `status` when given, older than `before` (a cursor from a
-   * page before; ERR_BAD_REQUEST, 400, when it names no event); at most `limit`.
+   * page before; ERR_BAD_REQUEST, 400, when it names no event), received in `[since, until)`
+   * when given; at most `limit`. The embedded store bounds a time range by the ids' time (event
+   * ids are ULIDs of their arrival, see ids.ts) give or take a minute, then by `receivedAt`.
    */
   listEvents(filter: EventFilter): Promise<ListPage>;
+  /**
+   * Like `listEvents`, keeping the events that match `search.text` (see EventSearch), newest
+   * first; examines at most `search.maxExamined` events.
+   */
+  searchEvents(search: EventSearch): Promise<SearchPage>;
   /** Events by status (`delivering`: claimed), for metrics and readiness. */
   countByStatus(): Promise<Record<EventStatus, number>>;
   /**

@@ -24,7 +24,13 @@ import {
   STATUSES,
   type Channel,
 } from '../../server/dashboard/ui/model.ts';
-import { applyLive, appendPage, type EventsList } from '../../server/dashboard/ui/events-state.ts';
+import {
+  applyLive,
+  appendPage,
+  localTimeValue,
+  parseLocalTime,
+  type EventsList,
+} from '../../server/dashboard/ui/events-state.ts';
 import type { EventView } from '../../server/dashboard/ui/model.ts';
 import { SseParser, type SseMessage } from '../../server/dashboard/ui/sse-parser.ts';
 
@@ -197,6 +203,41 @@ describe('applyLive', () => {
     const out = appendPage(list, { rows: [ev(4), ev(3)], next: null });
     assert.deepEqual(ids(out), ['evt_0005', 'evt_0004', 'evt_0003']);
     assert.equal(out.next, null);
+    assert.equal(out.examined, undefined, 'not a search');
+  });
+
+  test('a search adds no live event (only the relay reads requests); a range checks its time', () => {
+    const list = { rows: [ev(5)], next: null };
+    const at = (iso: string) => ev(6, { receivedAt: iso });
+    assert.equal(applyLive(list, ev(6), { ...all, q: 'x' }).change, 'ignored');
+    assert.equal(applyLive(list, ev(6), { ...all, q: '' }).change, 'added');
+    const range = {
+      ...all,
+      since: Date.parse('2025-01-01T00:00:00Z'),
+      until: Date.parse('2025-01-02T00:00:00Z'),
+    };
+    assert.equal(applyLive(list, at('2025-01-01T00:00:00.000Z'), range).change, 'added');
+    assert.equal(applyLive(list, at('2025-01-02T00:00:00.000Z'), range).change, 'ignored');
+    assert.equal(applyLive(list, at('2024-12-31T23:59:59.999Z'), range).change, 'ignored');
+    assert.equal(applyLive(list, ev(6), range).change, 'ignored', 'no receivedAt: not in a range');
+  });
+
+  test('appendPage adds up the events a search examined', () => {
+    const list = { rows: [ev(5)], next: 'evt_0005', examined: 5000 };
+    const out = appendPage(list, { rows: [], next: 'evt_0001', examined: 5000 });
+    assert.equal(out.examined, 10_000);
+    assert.equal(out.next, 'evt_0001');
+  });
+
+  test('datetime-local values: local time both ways, anything else is no bound', () => {
+    const ms = new Date(2026, 10, 30, 1, 2, 3).getTime();
+    assert.equal(localTimeValue(ms), '2026-11-30T01:02:03');
+    assert.equal(parseLocalTime('2026-11-30T01:02:03'), ms);
+    assert.equal(parseLocalTime('2026-11-30T01:02'), ms - 3000);
+    assert.equal(localTimeValue(null), '');
+    for (const bad of ['', 'yesterday', '2026-11-30', '2026-13-45T99:99']) {
+      assert.equal(parseLocalTime(bad), null, bad);
+    }
   });
 });
 

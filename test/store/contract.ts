@@ -10,6 +10,7 @@ import { eventTests } from './contract/events.ts';
 import { feedTests } from './contract/feed.ts';
 import { listTests } from './contract/lists.ts';
 import { orderedTests } from './contract/ordered.ts';
+import { searchTests } from './contract/search.ts';
 import { sharedTests } from './contract/shared.ts';
 import { statsTests } from './contract/stats.ts';
 import type { Backend } from './contract/support.ts';
@@ -21,6 +22,7 @@ export function storeContract(name: string, backend: Backend): void {
   describe(`store contract: ${name}`, () => {
     eventTests(backend);
     listTests(backend);
+    searchTests(backend);
     claimTests(backend);
     orderedTests(backend);
     feedTests(backend);

@@ -37,6 +37,11 @@ export interface EventFilter {
   status?: string;
   before?: string;
   limit?: number;
+  /** An event id, or text in header values and bodies. */
+  q?: string;
+  /** Received at or after / before (ms since the epoch). */
+  since?: number | null;
+  until?: number | null;
 }
 
 function errorOf(data: unknown, status: number): { code: string; message: string } {
@@ -142,6 +147,9 @@ export class Api {
     if (filter.channel) q.set('channel', filter.channel);
     if (filter.status) q.set('status', filter.status);
     if (filter.before) q.set('before', filter.before);
+    if (filter.q) q.set('q', filter.q);
+    if (typeof filter.since === 'number') q.set('since', String(filter.since));
+    if (typeof filter.until === 'number') q.set('until', String(filter.until));
     q.set('limit', String(filter.limit ?? 50));
     return decodeEventPage(await this.#call('GET', `api/events?${q.toString()}`));
   }

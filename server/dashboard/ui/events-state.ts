@@ -10,18 +10,48 @@ export interface EventsFilter {
   channel: string;
   /** Status, or '' for every status. */
   status: string;
+  /** A search (an event id, or text in header values and bodies), or '' for none. */
+  q?: string;
+  /** Received at or after / before (ms since the epoch), or null for no bound. */
+  since?: number | null;
+  until?: number | null;
 }
 
 export interface EventsList {
   rows: EventView[];
   /** Cursor for older events, or null when the oldest is loaded. */
   next: string | null;
+  /** A search: how many events the relay examined for the pages loaded. */
+  examined?: number;
 }
 
 export function matches(e: EventView, f: EventsFilter): boolean {
+  // A search matches requests the page does not have: only the relay can tell.
+  if (f.q) return false;
+  const at = e.receivedAt === null ? Number.NaN : Date.parse(e.receivedAt);
+  if (typeof f.since === 'number' && !(at >= f.since)) return false;
+  if (typeof f.until === 'number' && !(at < f.until)) return false;
   return (
     (f.channel === '' || e.channelId === f.channel) && (f.status === '' || e.status === f.status)
   );
+}
+
+/** Ms since the epoch as a `datetime-local` input's value (local time), or '' for null. */
+export function localTimeValue(ms: number | null): string {
+  if (ms === null) return '';
+  const d = new Date(ms);
+  const two = (n: number) => String(n).padStart(2, '0');
+  return (
+    `${String(d.getFullYear()).padStart(4, '0')}-${two(d.getMonth() + 1)}-${two(d.getDate())}` +
+    `T${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`
+  );
+}
+
+/** A `datetime-local` input's value (local time) as ms since the epoch, or null. */
+export function parseLocalTime(value: string): number | null {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?$/.test(value)) return null;
+  const ms = new Date(value).getTime();
+  return Number.isNaN(ms) ? null : ms;
 }
 
 export type LiveChange = 'updated' | 'added' | 'ignored';
@@ -52,5 +82,7 @@ export function applyLive(
 /** Appends an older page, skipping rows a live change already inserted. */
 export function appendPage(list: EventsList, page: EventsList): EventsList {
   const seen = new Set(list.rows.map((r) => r.id));
-  return { rows: [...list.rows, ...page.rows.filter((r) => !seen.has(r.id))], next: page.next };
+  const rows = [...list.rows, ...page.rows.filter((r) => !seen.has(r.id))];
+  if (list.examined === undefined && page.examined === undefined) return { rows, next: page.next };
+  return { rows, next: page.next, examined: (list.examined ?? 0) + (page.examined ?? 0) };
 }

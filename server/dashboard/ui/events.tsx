@@ -1,17 +1,26 @@
 /**
- * The events view: filters, the live-updated list, paging to older events, and bulk replay of
- * a channel's failed events.
+ * The events view: filters (channel, status, a search and a time range), the live-updated
+ * list, paging to older events, and bulk replay of a channel's failed events.
  */
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { EventsTable } from './events-table.tsx';
-import { applyLive, appendPage, type EventsFilter, type EventsList } from './events-state.ts';
+import {
+  applyLive,
+  appendPage,
+  localTimeValue,
+  parseLocalTime,
+  type EventsFilter,
+  type EventsList,
+} from './events-state.ts';
 import { errorText, plural } from './format.ts';
 import { STATUSES, type EventView } from './model.ts';
 import { channelName, useFeedState, useLiveEvents, useSession } from './session.ts';
 
 const PAGE_SIZE = 50;
 /** Kept across views, so coming back from an event's detail keeps the filter. */
-let lastFilter: EventsFilter = { channel: '', status: '' };
+let lastFilter: EventsFilter = { channel: '', status: '', q: '', since: null, until: null };
+/** The longest search the relay takes. */
+const MAX_SEARCH = 256;
 
 export function EventsView() {
   const { api, channels } = useSession();
@@ -23,6 +32,7 @@ export function EventsView() {
   const [fresh, setFresh] = useState<ReadonlySet<string>>(new Set());
   const [replayNote, setReplayNote] = useState<string | null>(null);
   const [replaying, setReplaying] = useState(false);
+  const [searchDraft, setSearchDraft] = useState(lastFilter.q ?? '');
 
   // The list as a ref too: live changes are applied to the latest one, outside of rendering.
   const listRef = useRef<EventsList | null>(null);
@@ -47,9 +57,13 @@ export function EventsView() {
     pending.current = [];
     setError(null);
     try {
-      const page = await api.events({ channel: f.channel, status: f.status, limit: PAGE_SIZE });
+      const page = await api.events({ ...f, limit: PAGE_SIZE });
       if (gen !== generation.current) return;
-      let l: EventsList = { rows: page.events, next: page.next };
+      let l: EventsList = {
+        rows: page.events,
+        next: page.next,
+        ...(page.examined === null ? {} : { examined: page.examined }),
+      };
       for (const e of pending.current) l = applyLive(l, e, f).list;
       setList(l);
     } catch (err) {
@@ -103,7 +117,13 @@ export function EventsView() {
       const page = await api.events({ ...f, before: current.next, limit: PAGE_SIZE });
       const latest = listRef.current;
       if (gen === generation.current && latest) {
-        setList(appendPage(latest, { rows: page.events, next: page.next }));
+        setList(
+          appendPage(latest, {
+            rows: page.events,
+            next: page.next,
+            ...(page.examined === null ? {} : { examined: page.examined }),
+          }),
+        );
       }
     } catch (err) {
       setError(`Could not load older events: ${errorText(err)}`);
@@ -134,7 +154,52 @@ export function EventsView() {
       <h2 id="events-heading" tabIndex={-1}>
         Events
       </h2>
-      <form class="toolbar" onSubmit={(e) => e.preventDefault()}>
+      <form
+        class="toolbar"
+        role="search"
+        onSubmit={(e) => {
+          e.preventDefault();
+          setFilter({ ...filter, q: searchDraft.trim() });
+        }}
+      >
+        <div class="field search-field">
+          <label for="filter-q">Search</label>
+          <div class="search-row">
+            <input
+              id="filter-q"
+              type="search"
+              value={searchDraft}
+              maxLength={MAX_SEARCH}
+              placeholder="Event id, header value or body text"
+              aria-describedby="search-help"
+              onInput={(e) => setSearchDraft(e.currentTarget.value)}
+            />
+            <button type="submit">Search</button>
+          </div>
+          <span id="search-help" class="hint">
+            any case; the relay looks at up to 5,000 events at a time
+          </span>
+        </div>
+        <div class="field">
+          <label for="filter-since">From</label>
+          <input
+            id="filter-since"
+            type="datetime-local"
+            step={1}
+            value={localTimeValue(filter.since ?? null)}
+            onChange={(e) => setFilter({ ...filter, since: parseLocalTime(e.currentTarget.value) })}
+          />
+        </div>
+        <div class="field">
+          <label for="filter-until">To</label>
+          <input
+            id="filter-until"
+            type="datetime-local"
+            step={1}
+            value={localTimeValue(filter.until ?? null)}
+            onChange={(e) => setFilter({ ...filter, until: parseLocalTime(e.currentTarget.value) })}
+          />
+        </div>
         <div class="field">
           <label for="filter-channel">Channel</label>
           <select
@@ -165,6 +230,19 @@ export function EventsView() {
             ))}
           </select>
         </div>
+        {(filter.q || filter.since != null || filter.until != null) && (
+          <div class="field">
+            <button
+              type="button"
+              onClick={() => {
+                setSearchDraft('');
+                setFilter({ ...filter, q: '', since: null, until: null });
+              }}
+            >
+              Clear search and range
+            </button>
+          </div>
+        )}
         <div class="field">
           <button
             type="button"
@@ -185,9 +263,11 @@ export function EventsView() {
         {replayNote}
       </p>
       <p class="live-count" aria-live="polite" aria-atomic="true">
-        {liveCount === 0
-          ? 'New events appear here as they arrive.'
-          : `${plural(liveCount, 'new event')} received live.`}
+        {filter.q
+          ? 'A search shows what the relay found: search again for events that arrive later.'
+          : liveCount === 0
+            ? 'New events appear here as they arrive.'
+            : `${plural(liveCount, 'new event')} received live.`}
       </p>
       {error && (
         <p class="error" role="alert">
@@ -195,9 +275,24 @@ export function EventsView() {
         </p>
       )}
       {list === null && !error && <p class="muted">Loading…</p>}
+      {list?.examined !== undefined && (
+        <p class="muted search-note" role="status">
+          {list.next
+            ? `Searched the ${plural(list.examined, 'newest event')} so far: search older events for more.`
+            : `Searched ${plural(list.examined, 'event')}, back to the oldest.`}
+        </p>
+      )}
       {list && list.rows.length === 0 && (
         <p class="empty">
-          No events{filter.channel || filter.status ? ' match this filter' : ' yet'}.
+          No events
+          {filter.channel ||
+          filter.status ||
+          filter.q ||
+          filter.since != null ||
+          filter.until != null
+            ? ' match this filter'
+            : ' yet'}
+          .
         </p>
       )}
       {list && list.rows.length > 0 && (
@@ -206,7 +301,7 @@ export function EventsView() {
       {list?.next && (
         <p>
           <button type="button" onClick={older} disabled={loadingOlder}>
-            {loadingOlder ? 'Loading…' : 'Older events'}
+            {loadingOlder ? 'Loading…' : filter.q ? 'Search older events' : 'Older events'}
           </button>
         </p>
       )}

@@ -147,6 +147,8 @@ export interface EventDetail extends EventView {
 export interface EventPage {
   events: EventView[];
   next: string | null;
+  /** With a search only: how many events the relay examined for this page. */
+  examined: number | null;
 }
 
 function present(o: Obj, key: string): boolean {
@@ -310,5 +312,9 @@ export function decodeEventDetail(value: unknown): EventDetail {
 
 export function decodeEventPage(value: unknown): EventPage {
   const o = obj(value, 'events page');
-  return { events: list(o, 'events', decodeEvent), next: optStr(o, 'next') };
+  return {
+    events: list(o, 'events', decodeEvent),
+    next: optStr(o, 'next'),
+    examined: optNum(o, 'examined'),
+  };
 }

@@ -30,6 +30,20 @@ export function eventView(e: EventSummary, waiting?: Waiting): Record<string, un
   };
 }
 
+/** Events examined (requests read) per search request at most; `next` goes on from there. */
+export const MAX_EXAMINED = 5_000;
+const MAX_SEARCH_CHARS = 256;
+
+/** An ISO 8601 date-time, or (`ms`) milliseconds since the epoch, as ms since the epoch. */
+function parseTime(key: string, text: string, ms: boolean): number {
+  if (ms && /^\d{1,15}$/.test(text)) return Number(text);
+  const at = text.length > 64 ? Number.NaN : Date.parse(text);
+  if (Number.isNaN(at)) {
+    return fail(key, ms ? 'ms since the epoch or an ISO 8601 date-time' : 'an ISO 8601 date-time');
+  }
+  return at;
+}
+
 export function eventRoutes(router: Router, relay: RelayContext): void {
   const explainer = new WaitingExplainer({
     store: relay.store,
@@ -63,8 +77,23 @@ export function eventRoutes(router: Router, relay: RelayContext): void {
     if (status !== undefined) filter.status = readEnum({ status }, 'status', STATUSES, fail);
     const before = one('before');
     if (before !== undefined) filter.before = before;
-    const page = await relay.store.listEvents(filter);
-    ctx.body = { events: await views(page.events), next: page.next };
+    const since = one('since');
+    if (since !== undefined) filter.since = parseTime('since', since, true);
+    const until = one('until');
+    if (until !== undefined) filter.until = parseTime('until', until, true);
+    const text = one('q');
+    if (text === undefined || text === '') {
+      const page = await relay.store.listEvents(filter);
+      ctx.body = { events: await views(page.events), next: page.next };
+      return;
+    }
+    if (text.length > MAX_SEARCH_CHARS) fail('q', `at most ${MAX_SEARCH_CHARS} characters`);
+    const page = await relay.store.searchEvents({
+      ...filter,
+      text,
+      maxExamined: MAX_EXAMINED,
+    });
+    ctx.body = { events: await views(page.events), next: page.next, examined: page.examined };
   });
 
   router.get('/events/:id', async (ctx) => {
@@ -94,8 +123,7 @@ export function eventRoutes(router: Router, relay: RelayContext): void {
         : (await channelOr404(relay, readString(raw, 'channel', fail, { min: 1 }))).id;
     const time = (key: string): number | undefined => {
       if (raw[key] === undefined) return undefined;
-      const ms = Date.parse(readString(raw, key, fail, { min: 1, max: 64 }));
-      return Number.isNaN(ms) ? fail(key, 'an ISO 8601 date-time') : ms;
+      return parseTime(key, readString(raw, key, fail, { min: 1, max: 64 }), false);
     };
     const since = time('since');
     const until = time('until');

@@ -19,6 +19,8 @@ import {
   type ClaimResult,
   type ControlState,
   type EventFilter,
+  type EventSearch,
+  type SearchPage,
   type EventPayload,
   type EventStatus,
   type EventSummary,
@@ -40,6 +42,7 @@ import { foldMinutes, readMinutes } from './minutes.ts';
 import { DAY_MS, Days, pruneDedup, removeFinished } from './partitions.ts';
 import { clientConfig, createPool, scrubError } from './pool.ts';
 import { parseSummary, toJsonb } from './rows.ts';
+import { searchEvents } from '../search.ts';
 import { SharedState } from './shared.ts';
 import { redactUrl } from './url.ts';
 
@@ -632,7 +635,7 @@ export class PostgresStore implements Store {
 
   async listEvents(filter: EventFilter): Promise<ListPage> {
     await this.#seeLazy();
-    const { channelId, status, before, limit } = filter;
+    const { channelId, status, before, since, until, limit } = filter;
     if (before !== undefined) {
       const known = await this.#q('SELECT 1 FROM postern_events WHERE id = $1 LIMIT 1', [before]);
       if (known.length === 0) {
@@ -650,6 +653,8 @@ export class PostgresStore implements Store {
     if (status === 'delivering') {
       if (channelId !== undefined) where.push(`p.channel_id = ${arg(channelId)}`);
       if (before !== undefined) where.push(`p.event_id < ${arg(before)}`);
+      if (since !== undefined) where.push(`p.received_at >= ${arg(since)}`);
+      if (until !== undefined) where.push(`p.received_at < ${arg(until)}`);
       sql = `SELECT postern_summary(e, true) AS s
                FROM postern_pending p
                JOIN postern_events e ON e.id = p.event_id AND e.received_at = p.received_at
@@ -659,6 +664,9 @@ export class PostgresStore implements Store {
       if (channelId !== undefined) where.push(`e.channel_id = ${arg(channelId)}`);
       if (status !== undefined) where.push(`e.status = ${arg(status)}`);
       if (before !== undefined) where.push(`e.id < ${arg(before)}`);
+      // On the partitioning column: only the days of the range are read.
+      if (since !== undefined) where.push(`e.received_at >= ${arg(since)}`);
+      if (until !== undefined) where.push(`e.received_at < ${arg(until)}`);
       const cond = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
       sql =
         status === undefined
@@ -678,6 +686,23 @@ export class PostgresStore implements Store {
     if (events.length <= limit) return { events, next: null };
     events.length = limit;
     return { events, next: events.at(-1)!.id };
+  }
+
+  async searchEvents(search: EventSearch): Promise<SearchPage> {
+    return searchEvents(
+      {
+        listEvents: (filter) => this.listEvents(filter),
+        getEvent: (id) => this.getEvent(id),
+        // One query per group, beside dispatch's batched reads (its prefetched ones untouched).
+        readPayloads: async (ids) =>
+          (await this.#readBatch([...ids])).map((buf) => {
+            if (!buf) return undefined;
+            const record = decodeRecord(buf);
+            return record.kind === 'event' ? record.payload : undefined;
+          }),
+      },
+      search,
+    );
   }
 
   async countByStatus(): Promise<Record<EventStatus, number>> {
