@@ -127,6 +127,10 @@ function probes(): Map<string, Probe> {
       'GET /api/openapi.json',
       { path: '/api/openapi.json', canonical: { path: '/api/openapi.json', status: 200 } },
     ],
+    [
+      'GET /api/stats',
+      { path: '/api/stats', canonical: { path: '/api/stats?range=hour', status: 200 } },
+    ],
     ['GET /api/events', { path: '/api/events', canonical: { path: '/api/events', status: 200 } }],
     [
       'GET /api/events/:id',
@@ -394,13 +398,13 @@ test('the relay lists its routes, and each has a probe here', async () => {
     [...probes().keys()].sort(),
     'a route without a probe here (add one), or a probe for a route that is gone',
   );
-  assert.equal(routes.length, 23);
+  assert.equal(routes.length, 24);
 });
 
 test('every variant of every route: 401 or 404 without the token, 404 with it, nothing changed', async () => {
   const r = need(relay, 'relay');
   const routes = await listedRoutes();
-  assert.equal(routes.length, 23);
+  assert.equal(routes.length, 24);
   const before = await snapshot();
   const table = probes();
   const wrong: string[] = [];
@@ -519,7 +523,7 @@ function upgradeHead(target: string, token: string): Promise<string> {
 test('the canonical path of every route answers as usual; without the token, 401', async () => {
   const r = need(relay, 'relay');
   const routes = await listedRoutes();
-  assert.equal(routes.length, 23);
+  assert.equal(routes.length, 24);
   const table = probes();
   const got: string[] = [];
   const want: string[] = [];
