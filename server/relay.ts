@@ -4,7 +4,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
@@ -195,6 +195,12 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
   );
   let unsubscribeControl: () => void = () => undefined;
   let server: Server | null = null;
+  /**
+   * Every socket the server accepted, upgraded ones (tunnels) included: closeAllConnections
+   * knows only HTTP ones, so at the end of the grace period these are destroyed too, and a
+   * tunnel or a handshake left half-closed cannot hold the shutdown for ever.
+   */
+  const sockets = new Set<Socket>();
   let tunnel: TunnelEndpoint | null = null;
   let dispatcher: Dispatcher | null = null;
   let presence: PresenceBoard | null = null;
@@ -292,6 +298,10 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       // 60 s), so that the relay never closes a kept-alive connection as they reuse it.
       keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
       maxHeaderSize: 16 * 1024,
+    });
+    server.on('connection', (socket: Socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
     });
     try {
       await new Promise<void>((resolve, reject) => {
@@ -479,7 +489,10 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       tunnel?.goAway(1_000);
       const closed = new Promise<void>((resolve) => server!.close(() => resolve()));
       server.closeIdleConnections();
-      const grace = setTimeout(() => server?.closeAllConnections(), config.shutdownGraceMs);
+      const grace = setTimeout(() => {
+        server?.closeAllConnections();
+        for (const socket of sockets) socket.destroy();
+      }, config.shutdownGraceMs);
       await closed;
       clearTimeout(grace);
       dispatcher?.stop();

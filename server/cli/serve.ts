@@ -12,6 +12,9 @@ import { parseRelayConfig } from '../config.ts';
 import { createRelay } from '../relay.ts';
 import { redactUrl } from '../store/postgres/url.ts';
 
+/** How long a shutdown may take past the grace period before the process exits anyway. */
+const SHUTDOWN_EXTRA_MS = 15_000;
+
 const SERVE_FLAGS = {
   host: { type: 'string' },
   port: { type: 'string' },
@@ -70,6 +73,13 @@ export async function serve(args: string[], program: string, usage: string): Pro
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'signal received');
+    // Bounded whatever is under way: past the grace period and this much more (the store's
+    // last writes), the process exits anyway rather than wait for ever.
+    const deadlineMs = config.shutdownGraceMs + SHUTDOWN_EXTRA_MS;
+    setTimeout(() => {
+      logger.error({ deadlineMs }, 'shutdown did not finish in time; exiting');
+      process.exit(1);
+    }, deadlineMs).unref();
     relay.stop().then(
       () => process.exit(0),
       (err: unknown) => {

@@ -11,6 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { checkAnswer, loadOpenApi } from './openapi.ts';
 import { relayStoreArgs, releaseDatabases } from './store.ts';
 
+/** How long a process may take to exit after SIGTERM before the tests kill it. */
+const KILL_AFTER_MS = 45_000;
+
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** The admin API's document: `RelayHandle.api` checks every answer against it. */
 const openApi = loadOpenApi();
@@ -92,8 +95,19 @@ export class Proc {
     return this.waitFor((l) => l.msg === msg, timeoutMs, from);
   }
 
+  /**
+   * Sends `signal` and waits for the exit. A process still there KILL_AFTER_MS later is killed
+   * (its exit code is then null, which a test expecting 0 reports): a shutdown that hangs
+   * fails the test instead of holding the suite for ever.
+   */
   async kill(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill(signal);
+      if (signal !== 'SIGKILL') {
+        const timer = setTimeout(() => this.child.kill('SIGKILL'), KILL_AFTER_MS);
+        void this.exited.finally(() => clearTimeout(timer));
+      }
+    }
     return this.exited;
   }
 }
