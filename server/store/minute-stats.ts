@@ -3,7 +3,7 @@
  * scanning events): received, delivered and failed counts, and the delivery latency (receivedAt
  * → the end of the attempt that delivered it) in a fixed histogram of log-spaced buckets, from
  * which percentiles are read. Both stores apply the same definitions; the PostgreSQL store's
- * copy of the bucket edges is in migrations/004_minute_stats.sql (postern_latency_bucket).
+ * copy of the bucket edges is in migrations/003_dispatch_batches.sql (postern_latency_bucket).
  */
 import type { EventSummary, EventUpdate, MinuteStats } from './types.ts';
 

@@ -1,5 +1,5 @@
 /**
- * The PostgreSQL store's per-minute statistics (migrations/004_minute_stats.sql): delta rows
+ * The PostgreSQL store's per-minute statistics (migrations/003_dispatch_batches.sql): delta rows
  * written by appends and settles, summed when read, folded and pruned by retention.
  */
 import type pg from 'pg';

@@ -10,7 +10,8 @@
 -- * outcomes are recorded set by set, one statement for every event of a settle batch (a
 --   function call per event before, a quarter of a millisecond of the server's CPU each);
 --   same arguments, same result, same locks in the same order: the events, then their pending
---   rows.
+--   rows; each settle and append also counts its events in their minute (postern_minutes,
+--   for the charts).
 
 -- Changed events, as few notifications as fit (payloads are limited to 8000 bytes): summaries
 -- together up to 7000 bytes, a larger one as its id (the listener reads it).
@@ -132,6 +133,30 @@ BEGIN
   RETURN jsonb_build_object('claims', v_claims, 'wakeAt', v_wake);
 END $$;
 
+-- Per-minute delivery statistics kept as events go through (server/store/minute-stats.ts):
+-- received, delivered and failed counts, and the delivery latency of first deliveries in a
+-- fixed histogram of log-spaced buckets. Delta rows, as postern_counts: each append and settle
+-- inserts its own (inserts never wait on each other, unlike one row per minute), the reader
+-- sums them, and retention folds them (one row per minute and bucket) and drops old minutes.
+-- A row with a bucket counts first deliveries of that latency bucket (in `delivered`); rows
+-- without one count the rest.
+CREATE TABLE postern_minutes (
+  minute bigint NOT NULL,
+  bucket smallint,
+  received integer NOT NULL DEFAULT 0,
+  delivered integer NOT NULL DEFAULT 0,
+  failed integer NOT NULL DEFAULT 0
+);
+CREATE INDEX postern_minutes_minute ON postern_minutes (minute);
+
+-- The latency bucket of `ms`: how many lower edges are at or below it. The same edges as
+-- LATENCY_EDGES_MS in server/store/minute-stats.ts.
+CREATE FUNCTION postern_latency_bucket(ms bigint) RETURNS smallint
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT width_bucket(ms, ARRAY[1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000,
+    20000, 60000, 120000, 300000, 600000, 1200000, 3600000]::bigint[])::smallint
+$$;
+
 -- Records outcomes of claimed events (settle). `p_items`: [{id, epoch, update}]; returns, in
 -- the same order, each event's new summary or null when its claim no longer holds (a second
 -- item for one event is refused: the first ended the claim).
@@ -185,7 +210,7 @@ BEGIN
         ELSE e.attempts END
       FROM held h
       WHERE e.id = h.event_id AND e.received_at = h.received_at
-      RETURNING h.i, e.*
+      RETURNING h.i, h.upd AS upd, e.*
   ), requeued AS (
     UPDATE postern_pending p SET claim_owner = NULL, lease_until = NULL,
         waiting = c.next_attempt_at > 0, ready_at = c.next_attempt_at
@@ -199,6 +224,20 @@ BEGIN
       SELECT c.status, count(*) FROM changed c GROUP BY c.status
       UNION ALL
       SELECT 'delivering', -count(*) FROM changed c HAVING count(*) > 0
+  ), minuted AS (
+    -- 004: deliveries and final failures in the minute their attempt ended.
+    INSERT INTO postern_minutes (minute, bucket, delivered, failed)
+      SELECT m.end_at - m.end_at % 60000,
+             CASE WHEN m.status = 'delivered' AND m.replays = 0
+                  THEN postern_latency_bucket(greatest(0, m.end_at - m.received_at)) END,
+             count(*) FILTER (WHERE m.status = 'delivered'),
+             count(*) FILTER (WHERE m.status = 'failed')
+        FROM (SELECT c.status, c.replays, c.received_at,
+                     coalesce(floor((c.upd->'attempt'->>'at')::numeric
+                                    + (c.upd->'attempt'->>'durationMs')::numeric)::bigint,
+                              (extract(epoch FROM clock_timestamp()) * 1000)::bigint) AS end_at
+                FROM changed c WHERE c.status IN ('delivered', 'failed')) m
+        GROUP BY 1, 2
   )
   SELECT array_agg(ROW(c.id, c.channel_id, c.received_at, c.status, c.method, c.path, c.query,
                        c.size, c.reason, c.order_key, c.attempt_count, c.next_attempt_at,
