@@ -51,6 +51,11 @@ export function createMetrics() {
       help: 'Connections closed because no complete request head arrived within --header-timeout-ms of connecting',
       registers: [registry],
     }),
+    handedOff: new Counter({
+      name: 'postern_events_handed_off_total',
+      help: 'Events sent to an agent as soon as stored, claimed in the same write (the others wait in the queue for a claim)',
+      registers: [registry],
+    }),
     commitSeconds: new Histogram({
       name: 'postern_store_commit_seconds',
       help: 'Time to make an ingress event durable',

@@ -1,6 +1,7 @@
 /**
  * The few relay metrics (Prometheus text on /metrics) that explain a result: how long a
- * commit to disk takes, and how many delivery attempts did not succeed.
+ * commit to disk takes, how many delivery attempts did not succeed, and how many events went
+ * to the agent as soon as stored (claimed in their append).
  */
 import type { Relay } from './postern.ts';
 
@@ -9,6 +10,7 @@ export type RelayMetrics = {
   commitCount: number;
   /** Delivery attempts reported by agents, by outcome (`delivered`, `failed`, …). */
   attempts: Record<string, number>;
+  handedOff: number;
 };
 
 const SAMPLE = /^([a-z_]+)(?:\{([^}]*)\})?\s+(\S+)$/;
@@ -20,7 +22,7 @@ export async function scrapeMetrics(relay: Relay): Promise<RelayMetrics> {
   });
   const text = await res.text();
   if (!res.ok) throw new Error(`GET /metrics → ${res.status} ${text}`);
-  const out: RelayMetrics = { commitSecondsSum: 0, commitCount: 0, attempts: {} };
+  const out: RelayMetrics = { commitSecondsSum: 0, commitCount: 0, attempts: {}, handedOff: 0 };
   for (const line of text.split('\n')) {
     const m = SAMPLE.exec(line);
     if (!m) continue;
@@ -29,6 +31,7 @@ export async function scrapeMetrics(relay: Relay): Promise<RelayMetrics> {
     if (!Number.isFinite(value)) continue;
     if (name === 'postern_store_commit_seconds_sum') out.commitSecondsSum = value;
     else if (name === 'postern_store_commit_seconds_count') out.commitCount = value;
+    else if (name === 'postern_events_handed_off_total') out.handedOff = value;
     else if (name === 'postern_delivery_attempts_total') {
       const outcome = /outcome="([^"]*)"/.exec(labels)?.[1] ?? '';
       out.attempts[outcome] = value;
@@ -37,7 +40,7 @@ export async function scrapeMetrics(relay: Relay): Promise<RelayMetrics> {
   return out;
 }
 
-/** What happened between two scrapes: mean commit time and attempts by outcome. */
+/** What happened between two scrapes: mean commit time, attempts by outcome, hand-offs. */
 export function metricsDelta(before: RelayMetrics, after: RelayMetrics) {
   const commits = after.commitCount - before.commitCount;
   const attempts: Record<string, number> = {};
@@ -49,5 +52,6 @@ export function metricsDelta(before: RelayMetrics, after: RelayMetrics) {
     meanCommitMs:
       commits > 0 ? ((after.commitSecondsSum - before.commitSecondsSum) / commits) * 1000 : null,
     attempts,
+    handedOff: after.handedOff - before.handedOff,
   };
 }

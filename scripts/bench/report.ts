@@ -68,6 +68,7 @@ const retries = (attempts: Record<string, number>) =>
   );
 
 const pct = (x: number) => `${(x * 100).toFixed(0)} %`;
+const share = (n: number, of: number) => (of > 0 ? `${int(n)} (${pct(n / of)})` : 'n/a');
 
 function directRows(direct: DirectResult): Row[] {
   return [
@@ -112,6 +113,7 @@ function asyncRows(a: AsyncResult): Row[] {
       'relay commit mean / failed attempts',
       `${msOrNa(a.meanCommitMs)} / ${retries(a.attempts)}`,
     ],
+    ['', 'sent as soon as stored (claimed in the append)', share(a.handedOff, a.accepted)],
     ['', 'database statements / commits per accepted event', databaseRow(a.database ?? null)],
     ['', 'of which claims / settles / other (per event)', callsRow(a.database ?? null)],
   ];

@@ -37,6 +37,8 @@ export type AsyncResult = {
   meanCommitMs: number | null;
   /** Delivery attempts the agent reported, by outcome: anything but `delivered` is a retry. */
   attempts: Record<string, number>;
+  /** Events sent to the agent as soon as stored, claimed in their append (no claim after). */
+  handedOff: number;
   /** On PostgreSQL only. */
   database: DatabaseUse | null;
 };

@@ -22,10 +22,13 @@ import type { Logger } from 'pino';
 import type { AgentFrame } from '../../shared/protocol.ts';
 import { PosternError } from '../../shared/errors.ts';
 import type {
+  AppendClaim,
+  AppendedClaim,
   AppResponse,
   ChannelRecord,
   Claim,
   ClaimRef,
+  EventPayload,
   EventSummary,
   Store,
   StoreChange,
@@ -63,6 +66,14 @@ interface InFlight {
   event: EventSummary;
   /** A sync event's deadline (from its payload, once read): its answer is wanted until then. */
   respondBy?: number;
+}
+
+/** Room held in a session for an event ingress is appending (see `Dispatcher.reserve`). */
+export interface Reservation {
+  readonly channelId: string;
+  readonly sink: Sink;
+  /** What ingress passes to `Store.appendClaimed`. */
+  readonly claim: AppendClaim;
 }
 
 /** The app's answer an ack carries, if it carries one. */
@@ -227,6 +238,59 @@ export class Dispatcher {
     // A new session may bring the route that was missing (an agent restarted with new routes,
     // another agent granted the channel): what waits for one goes now, not at its parked time.
     for (const channelId of sink.channels) this.#unpark(channelId);
+  }
+
+  /**
+   * Room for a new event of the channel in one of this relay's sessions, held until `handOff`
+   * or `cancel`. With it, ingress appends the event claimed (`Store.appendClaimed`) and hands
+   * it over once stored: no claim, no read of the body back, no wait for the feed. Only for an
+   * unordered channel, and only room no other channel of the session waits for (each of them
+   * found with nothing to claim, nothing reported since): the room freed by acks still goes
+   * to the channel that has waited least. The store refuses the claim while the channel has an
+   * event waiting, so a new one never goes first. Null: appended and claimed as usual.
+   */
+  reserve(channelId: string): Reservation | null {
+    const channel = this.#channel(channelId);
+    const state = this.#channels.get(channelId);
+    if (this.#stopped || !channel || channel.ordered || !state) return null;
+    const sink = this.#sessions.pick(this.#sessions.routable(state.sinks, channelId), this.#now());
+    if (!sink || this.#sessions.room(sink) === 0) return null;
+    const waits = (c: string) => c !== channelId && this.#channels.get(c)?.dry === false;
+    if (sink.channels.some(waits)) return null;
+    this.#sessions.reserve(sink);
+    const claim = { owner: this.#owner, now: this.#now(), leaseMs: this.#leaseMs };
+    return { channelId, sink, claim };
+  }
+
+  /**
+   * The event of a reservation is stored: sent now if it was claimed in its append (to the
+   * session reserved, or another with room; released to be offered again if none is left).
+   */
+  handOff(reservation: Reservation, appended: AppendedClaim, payload: EventPayload): void {
+    this.#sessions.unreserve(reservation.sink);
+    // Queued behind an event that waits: a claim takes it, after that one.
+    if (appended.epoch === null) return;
+    const claim = { event: appended.event, epoch: appended.epoch };
+    const { channelId } = reservation;
+    const channel = this.#channel(channelId);
+    const sink =
+      this.#sessions.room(reservation.sink) > 0
+        ? reservation.sink
+        : this.#sessions.pick(
+            this.#sessions.routable(this.#state(channelId).sinks, channelId),
+            this.#now(),
+          );
+    if (this.#stopped || !channel || !sink) {
+      this.#release(claim);
+      return;
+    }
+    this.#send(sink, claim, channel, payload);
+  }
+
+  /** The event of a reservation was not stored: the room is free again. */
+  cancel(reservation: Reservation): void {
+    this.#sessions.unreserve(reservation.sink);
+    this.#schedule();
   }
 
   /** The agent a claim of this process sent the event to, while it is in flight. */
@@ -638,14 +702,15 @@ export class Dispatcher {
     }
   }
 
-  #send(sink: Sink, claim: Claim, channel: ChannelRecord): void {
+  /** Sends a claimed event; its body is read from the store unless given. */
+  #send(sink: Sink, claim: Claim, channel: ChannelRecord, payload?: EventPayload): void {
     const summary = claim.event;
     const held: InFlight = { sink, epoch: claim.epoch, event: summary };
     this.#sessions.sent(sink, summary.id, summary.size, this.#now(), channel.id);
     this.#inflight.set(summary.id, held);
     const attempt = summary.attemptCount + 1;
     // Reads run in parallel (a backlog comes from disk), sends leave in claim order.
-    const read = this.#store.readPayload(summary.id);
+    const read = payload ? Promise.resolve(payload) : this.#store.readPayload(summary.id);
     read.catch(() => undefined); // handled below, once the sends before it have left
     this.#sessions.inOrder(sink, () =>
       read.then(

@@ -29,6 +29,8 @@ interface SessionState {
   /** Channel id → its deliveries not yet acknowledged (absent when none). */
   perChannel: Map<string, number>;
   bytes: number;
+  /** Room held for events being appended to come straight here (see `reserve`). */
+  reserved: number;
   failures: number;
   benchedUntil: number;
   /** The last pending send, so that frames leave in the order they were taken. */
@@ -47,6 +49,7 @@ export class Sessions {
       inflight: new Map(),
       perChannel: new Map(),
       bytes: 0,
+      reserved: 0,
       failures: 0,
       benchedUntil: 0,
       chain: Promise.resolve(),
@@ -79,7 +82,18 @@ export class Sessions {
   room(sink: Sink): number {
     const state = this.#state.get(sink);
     if (!sink.open || state === undefined || state.bytes >= MAX_INFLIGHT_BYTES) return 0;
-    return Math.max(0, sink.window - state.inflight.size);
+    return Math.max(0, sink.window - state.inflight.size - state.reserved);
+  }
+
+  /** Holds one event's room (until `unreserve`) for an event not yet sent. */
+  reserve(sink: Sink): void {
+    const state = this.#state.get(sink);
+    if (state) state.reserved++;
+  }
+
+  unreserve(sink: Sink): void {
+    const state = this.#state.get(sink);
+    if (state && state.reserved > 0) state.reserved--;
   }
 
   /**
@@ -162,7 +176,7 @@ export class Sessions {
       const state = this.#state.get(sink)!;
       if (healthy && state.benchedUntil > now) continue;
       if (state.bytes >= MAX_INFLIGHT_BYTES) continue;
-      const free = sink.window - state.inflight.size;
+      const free = sink.window - state.inflight.size - state.reserved;
       if (free > bestFree) {
         best = sink;
         bestFree = free;

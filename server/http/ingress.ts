@@ -9,7 +9,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { isPosternError, PosternError } from '../../shared/errors.ts';
 import { pairsFromRaw } from '../../shared/http.ts';
-import type { EventPayload } from '../store/types.ts';
+import type { AppendedClaim, EventPayload } from '../store/types.ts';
 import { handshakeAnswer, replayKeyOf, verifyRequest, type ReplayKey } from '../verify/index.ts';
 import { drain, readBody } from './body.ts';
 import { refusalOf } from './channel-rules.ts';
@@ -220,14 +220,23 @@ export function ingressHandler(relay: RelayContext, deps: IngressDeps = {}) {
       (relay.dispatcher.hasSink(channel.id) || relay.servedElsewhere(channel.id));
     if (sync) payload.respondBy = receivedAt + channel.response.timeoutMs;
     let summary;
+    // Room in a session of this relay: the event is claimed as it is stored and sent at once.
+    const room = relay.dispatcher.reserve(channel.id);
+    let appended: AppendedClaim | null = null;
     try {
       // Only now, for a verified request: a forged body is never parsed for its key.
       const orderKey = keyOf(channel, headers, body);
       if (orderKey !== undefined) payload.orderKey = orderKey;
       const started = performance.now();
-      summary = await relay.store.appendEvent(payload);
+      if (room) {
+        appended = await relay.store.appendClaimed(payload, room.claim);
+        summary = appended.event;
+      } else {
+        summary = await relay.store.appendEvent(payload);
+      }
       relay.metrics.commitSeconds.observe((performance.now() - started) / 1000);
     } catch (err) {
+      if (room) relay.dispatcher.cancel(room);
       claim?.release(undefined);
       outcome('store_error');
       relay.logger.error({ err, channelId: channel.id }, 'could not store webhook; answered 503');
@@ -240,13 +249,16 @@ export function ingressHandler(relay: RelayContext, deps: IngressDeps = {}) {
     }
     claim?.release(summary.id);
     outcome('accepted');
-    const answer =
+    // Waited for before the event leaves: the delivery then asks the agent for the answer.
+    const answered =
       payload.respondBy === undefined
         ? null
-        : await relay.dispatcher.awaitResponse(
-            summary.id,
-            Math.max(0, payload.respondBy - relay.now()),
-          );
+        : relay.dispatcher.awaitResponse(summary.id, Math.max(0, payload.respondBy - relay.now()));
+    if (room && appended) {
+      if (appended.epoch !== null) relay.metrics.handedOff.inc();
+      relay.dispatcher.handOff(room, appended, payload);
+    }
+    const answer = await answered;
     if (answer) {
       // The app's own answer, as the provider expects it (Slack commands, TwiML, …).
       const headers = appAnswerHeaders(answer.headers, summary.id);

@@ -37,6 +37,8 @@ import { readEach, searchEvents } from './search.ts';
 import { SharedMemory } from './shared-memory.ts';
 import {
   MAX_REJECTED_PER_CHANNEL,
+  type AppendClaim,
+  type AppendedClaim,
   type Claim,
   type ClaimRef,
   type ClaimRequest,
@@ -235,6 +237,73 @@ export class EmbeddedStore implements Store {
   }
 
   async appendEvent(payload: EventPayload): Promise<EventSummary> {
+    const summary = await this.#append(payload);
+    this.#emit({ type: 'event', event: { ...summary } });
+    if (summary.status === 'queued') this.#emit({ type: 'work', channelId: summary.channelId });
+    return summary;
+  }
+
+  async appendClaimed(payload: EventPayload, claim: AppendClaim): Promise<AppendedClaim> {
+    if (payload.rejected) throw new TypeError('appendClaimed: a refused request is never claimed');
+    const cc = this.#channelClaims(payload.channelId);
+    if (claim.now >= cc.leasesFrom) this.#expireLeases(cc, claim.now);
+    // A due event stored before this one comes first (those stored with it do not count).
+    const behind = this.#hasDue(payload.channelId, claim.now);
+    const summary = await this.#append(payload);
+    // Or a claim took it between its commit and now: that claim delivers it.
+    if (behind || this.#claims.has(summary.id)) {
+      const event = this.#view(summary);
+      this.#emit({ type: 'event', event: { ...event } });
+      if (event.status === 'queued') this.#emit({ type: 'work', channelId: event.channelId });
+      return { event, epoch: null };
+    }
+    const epoch = this.#nextEpoch();
+    this.#hold(cc, summary.id, {
+      owner: claim.owner,
+      epoch,
+      leaseUntil: claim.now + claim.leaseMs,
+      channelId: summary.channelId,
+      orderKey: summary.orderKey,
+    });
+    this.#counts.queued--;
+    this.#counts.delivering++;
+    const event = this.#view(summary);
+    this.#emit({ type: 'event', event: { ...event } });
+    return { event, epoch };
+  }
+
+  /** Whether the channel has an event due at `now` that is not claimed (see #claimDue). */
+  #hasDue(channelId: string, now: number): boolean {
+    const db = this.#events;
+    const cc = this.#channelClaims(channelId);
+    // Retries whose time came.
+    const due = (start: Key[], end: Key[]): boolean => {
+      for (const key of db.pending.getKeys({ start, end })) {
+        const id = String((key as unknown[])[2]);
+        if (this.#claims.has(id)) continue;
+        const e = this.#current(id);
+        if (e && e.status === 'queued' && e.nextAttemptAt <= now) return true;
+      }
+      return false;
+    };
+    const ch = channelId;
+    if (due([ch, 0, TOP], [ch, now, TOP])) return true;
+    // The ready ones, from where claims start: those passed here (claimed, or finished with
+    // their commit under way) need not be looked at again, as in #claimDue.
+    for (const key of db.pending.getKeys({
+      start: cc.readyFrom === null ? [ch, 0] : [ch, 0, cc.readyFrom],
+      end: [ch, 0, TOP],
+    })) {
+      const id = String((key as unknown[])[2]);
+      const e = this.#claims.has(id) ? undefined : this.#current(id);
+      if (e?.status === 'queued') return true;
+      cc.readyFrom = id;
+    }
+    return false;
+  }
+
+  /** Writes a new event; resolves once it is durable. */
+  async #append(payload: EventPayload): Promise<EventSummary> {
     const db = this.#events;
     const summary = initialSummary(payload);
     const record = encodeEventRecord(payload);
@@ -267,8 +336,6 @@ export class EmbeddedStore implements Store {
     if (forgotten !== undefined) this.#counts.rejected--;
     if (dedupKey !== undefined)
       this.#newestDedupAt = Math.max(this.#newestDedupAt, payload.receivedAt);
-    this.#emit({ type: 'event', event: { ...summary } });
-    if (summary.status === 'queued') this.#emit({ type: 'work', channelId: summary.channelId });
     return summary;
   }
 
@@ -453,9 +520,7 @@ export class EmbeddedStore implements Store {
       if (at > req.now && (wakeAt === null || at < wakeAt)) wakeAt = at;
     };
     const take = (e: EventSummary) => {
-      // Above every epoch of an earlier process too (claims end with it, their settles must not
-      // match a new claim): microseconds of the clock, or one more than the last.
-      const epoch = (this.#epoch = Math.max(this.#epoch + 1, Date.now() * 1_000));
+      const epoch = this.#nextEpoch();
       const held: Held = {
         owner: req.owner,
         epoch,
@@ -552,6 +617,14 @@ export class EmbeddedStore implements Store {
       take(head);
       if (++n === req.limit) return;
     }
+  }
+
+  /**
+   * A new claim's epoch, above every epoch of an earlier process too (claims end with it, their
+   * settles must not match a new claim): microseconds of the clock, or one more than the last.
+   */
+  #nextEpoch(): number {
+    return (this.#epoch = Math.max(this.#epoch + 1, Date.now() * 1_000));
   }
 
   #channelClaims(channelId: string): ChannelClaims {

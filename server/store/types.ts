@@ -299,6 +299,21 @@ export interface ClaimRequest {
   leaseMs: number;
 }
 
+/** Who claims a new event in its append (`appendClaimed`), and for how long. */
+export interface AppendClaim {
+  owner: string;
+  /** The time of the claim (ms since epoch): due events are those due then; the lease starts. */
+  now: number;
+  leaseMs: number;
+}
+
+/** What `appendClaimed` did: the event (`delivering` when claimed) and its claim's epoch. */
+export interface AppendedClaim {
+  event: EventSummary;
+  /** Null: not claimed (a due event of the channel comes first); the event is queued. */
+  epoch: number | null;
+}
+
 export interface ClaimResult {
   claims: Claim[];
   /**
@@ -382,6 +397,16 @@ export interface Store {
    * MAX_REJECTED_PER_CHANNEL of them per channel: the oldest go first.
    */
   appendEvent(payload: EventPayload): Promise<EventSummary>;
+  /**
+   * `appendEvent`, the event claimed in the same write by `claim.owner` (rule 3), for a relay
+   * that can send it at once: it saves the claim that would follow, and the read of the body.
+   * The claim is refused, the event appended queued as by `appendEvent` (`epoch` null, work
+   * reported), when the channel has a due event that is not claimed (rule 5: a new event never
+   * overtakes one). Unordered channels only; never for a refused request (`payload.rejected`).
+   * Other relays are told of work on the channel either way, so that the claim of a relay that
+   * dies is found when its lease runs out.
+   */
+  appendClaimed(payload: EventPayload, claim: AppendClaim): Promise<AppendedClaim>;
   /**
    * Changes an event's delivery state outside of a claim (replay, skip). With `expect`, only if
    * its status (`delivering` when claimed) is one of them: otherwise ERR_CONFLICT (409),

@@ -83,6 +83,8 @@ class WatchedStore {
   readonly view: Store;
   /** Calls made so far, and those whose promise has not settled. */
   calls = 0;
+  /** Calls made so far by method. */
+  readonly called = new Map<string, number>();
   pending = 0;
   /** Lazy settles under way, with the fake time they were made at (see `idle`). */
   readonly settles = new Set<{ at: number }>();
@@ -108,6 +110,7 @@ class WatchedStore {
         if (typeof value !== 'function') return value;
         return (...args: unknown[]): unknown => {
           this.calls++;
+          this.called.set(String(prop), (this.called.get(String(prop)) ?? 0) + 1);
           if (prop === 'readPayload' && this.unreadable.delete(String(args[0]))) {
             return track(Promise.reject(new Error('injected read failure')));
           }
@@ -180,6 +183,12 @@ interface Harness {
   idle(): Promise<void>;
   /** Stores an event as ingress does (with its ordering key); the change feed tells dispatch. */
   add(channelId: string, orderKey?: string): Promise<string>;
+  /**
+   * Stores an event as ingress does with room in a session: reserved, appended claimed, handed
+   * over (or appended and left to a claim when there is no room to reserve). Returns its id
+   * and whether it was claimed in its append.
+   */
+  ingest(channelId: string): Promise<{ id: string; handedOff: boolean }>;
   ack(sink: Sink, eventId: string, extra?: Partial<AckFrame>): Promise<void>;
   get(id: string): Promise<EventSummary | undefined>;
   counts(): Promise<Record<EventStatus, number>>;
@@ -218,6 +227,26 @@ async function harness(
   });
   const rest = () => idle(watched, now);
   let seq = 0;
+  /** The next event, as ingress captures it. */
+  const next = (channelId: string, orderKey?: string): EventPayload => {
+    seq++;
+    return {
+      id: `evt_${String(seq).padStart(4, '0')}`,
+      channelId,
+      receivedAt: clock,
+      method: 'POST',
+      path: `/p/${seq}`,
+      query: `n=${seq}`,
+      headers: [
+        ['Content-Type', 'application/json'],
+        ['X-Seq', String(seq)],
+      ],
+      originalUrl: `https://relay.example.com/h/${channelId}/p/${seq}?n=${seq}`,
+      remoteAddress: '203.0.113.9',
+      body: Buffer.from([0xff, seq & 0xff, 0x00]),
+      ...(orderKey === undefined ? {} : { orderKey }),
+    };
+  };
   return {
     store,
     watched,
@@ -236,26 +265,24 @@ async function harness(
       }
     },
     async add(channelId, orderKey) {
-      seq++;
-      const payload: EventPayload = {
-        id: `evt_${String(seq).padStart(4, '0')}`,
-        channelId,
-        receivedAt: clock,
-        method: 'POST',
-        path: `/p/${seq}`,
-        query: `n=${seq}`,
-        headers: [
-          ['Content-Type', 'application/json'],
-          ['X-Seq', String(seq)],
-        ],
-        originalUrl: `https://relay.example.com/h/${channelId}/p/${seq}?n=${seq}`,
-        remoteAddress: '203.0.113.9',
-        body: Buffer.from([0xff, seq & 0xff, 0x00]),
-        ...(orderKey === undefined ? {} : { orderKey }),
-      };
+      const payload = next(channelId, orderKey);
       await store.appendEvent(payload);
       await rest();
       return payload.id;
+    },
+    async ingest(channelId) {
+      const payload = next(channelId);
+      const room = dispatcher.reserve(channelId);
+      let handedOff = false;
+      if (room) {
+        const appended = await store.appendClaimed(payload, room.claim);
+        handedOff = appended.epoch !== null;
+        dispatcher.handOff(room, appended, payload);
+      } else {
+        await store.appendEvent(payload);
+      }
+      await rest();
+      return { id: payload.id, handedOff };
     },
     async ack(sink, eventId, extra = {}) {
       dispatcher.ack(sink, {
@@ -1599,4 +1626,124 @@ test('each attempt records the replay it belongs to: none for the original deliv
     ],
   );
   assert.equal('replay' in skipped.attempts[0]!, false);
+});
+
+test('with room in a session, an event goes out as soon as stored: claimed in its append, never read back', async (t) => {
+  const h = await harness(t, [channelRecord(CH)]);
+  const sink = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(sink);
+  await h.idle();
+  const claims = h.watched.called.get('claim') ?? 0;
+  const first = await h.ingest(CH);
+  const second = await h.ingest(CH);
+  assert.deepEqual([first.handedOff, second.handedOff], [true, true]);
+  assert.deepEqual(sink.ids(), [first.id, second.id]);
+  assert.deepEqual(sink.frames[0]?.body, Buffer.from([0xff, 1, 0x00]), 'the body as given');
+  assert.equal(h.watched.called.get('claim') ?? 0, claims, 'no claim');
+  assert.equal(h.watched.called.get('readPayload') ?? 0, 0, 'no read');
+  assert.equal((await h.get(first.id))?.status, 'delivering');
+  await h.ack(sink, first.id);
+  await h.ack(sink, second.id, { outcome: 'failed', status: 500 });
+  assert.equal((await h.get(first.id))?.status, 'delivered');
+  const retried = await h.get(second.id);
+  assert.equal(retried?.status, 'queued');
+  assert.equal(retried?.attemptCount, 1);
+  await h.advance(20);
+  assert.deepEqual(sink.ids(), [first.id, second.id, second.id], 'its retry goes by a claim');
+});
+
+test('no room, an ordered channel, or another channel of the session waiting: stored and claimed as before', async (t) => {
+  const ordered = channelRecord('ch_ordered', { ordered: true });
+  const h = await harness(t, [channelRecord(CH), channelRecord('ch_b'), ordered]);
+  const sink = new FakeSink('s1', 1, [CH, 'ch_b', 'ch_ordered']);
+  h.dispatcher.attach(sink);
+  await h.idle();
+  const a = await h.ingest(CH);
+  assert.equal(a.handedOff, true);
+  const full = await h.ingest(CH);
+  assert.equal(full.handedOff, false, 'the window is full');
+  assert.equal((await h.get(full.id))?.status, 'queued');
+  await h.ack(sink, a.id);
+  assert.deepEqual(sink.ids(), [a.id, full.id], 'claimed once room was freed');
+  await h.ack(sink, full.id);
+
+  const ordered1 = await h.ingest('ch_ordered');
+  assert.equal(ordered1.handedOff, false, 'ordered: one per key, by a claim');
+  assert.equal(sink.ids().at(-1), ordered1.id);
+  await h.ack(sink, ordered1.id);
+
+  // An event of ch_b reported and not yet claimed: the room is kept for it.
+  const b = await h.store.appendEvent({
+    id: 'evt_b',
+    channelId: 'ch_b',
+    receivedAt: h.now(),
+    method: 'POST',
+    path: '',
+    query: '',
+    headers: [],
+    originalUrl: 'https://relay.example.com/h/ch_b',
+    remoteAddress: '203.0.113.9',
+    body: Buffer.from('b'),
+  });
+  assert.equal(h.dispatcher.reserve(CH), null, 'ch_b waits for this room');
+  await h.idle();
+  assert.equal(sink.ids().at(-1), b.id);
+  await h.ack(sink, b.id);
+  const room = h.dispatcher.reserve(CH);
+  assert.notEqual(room, null, 'room, and nothing else waits');
+  if (room) h.dispatcher.cancel(room);
+});
+
+test('a hand-off whose session ended meanwhile goes to another session, else back to the queue', async (t) => {
+  const h = await harness(t, [channelRecord(CH)]);
+  const s1 = new FakeSink('s1', 10, [CH]);
+  h.dispatcher.attach(s1);
+  await h.idle();
+  const payload = (id: string): EventPayload => ({
+    id,
+    channelId: CH,
+    receivedAt: h.now(),
+    method: 'POST',
+    path: '',
+    query: '',
+    headers: [],
+    originalUrl: `https://relay.example.com/h/${CH}`,
+    remoteAddress: '203.0.113.9',
+    body: Buffer.from('x'),
+  });
+  const room = h.dispatcher.reserve(CH);
+  assert.ok(room);
+  const appended = await h.store.appendClaimed(payload('evt_x1'), room.claim);
+  const s2 = new FakeSink('s2', 10, [CH]);
+  h.dispatcher.attach(s2);
+  s1.open = false;
+  h.dispatcher.detach(s1);
+  h.dispatcher.handOff(room, appended, payload('evt_x1'));
+  await h.idle();
+  assert.deepEqual(s2.ids(), ['evt_x1']);
+
+  const again = h.dispatcher.reserve(CH);
+  assert.ok(again);
+  const stored = await h.store.appendClaimed(payload('evt_x2'), again.claim);
+  s2.open = false;
+  h.dispatcher.detach(s2);
+  h.dispatcher.handOff(again, stored, payload('evt_x2'));
+  await h.idle();
+  assert.equal((await h.get('evt_x2'))?.status, 'queued', 'released: no session is left');
+  const s3 = new FakeSink('s3', 10, [CH]);
+  h.dispatcher.attach(s3);
+  await h.idle();
+  assert.deepEqual(s3.ids(), ['evt_x1', 'evt_x2'], 'both offered again');
+});
+
+test('a reservation whose append failed gives its room back', async (t) => {
+  const h = await harness(t, [channelRecord(CH)]);
+  const sink = new FakeSink('s1', 1, [CH]);
+  h.dispatcher.attach(sink);
+  await h.idle();
+  const room = h.dispatcher.reserve(CH);
+  assert.ok(room);
+  assert.equal(h.dispatcher.reserve(CH), null, 'the one slot is held');
+  h.dispatcher.cancel(room);
+  assert.notEqual(h.dispatcher.reserve(CH), null);
 });

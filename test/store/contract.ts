@@ -3,6 +3,7 @@
  * pass. A backend's test file calls `storeContract` with a factory of fresh stores.
  */
 import { describe } from 'node:test';
+import { appendClaimedTests } from './contract/append-claimed.ts';
 import { claimTests } from './contract/claims.ts';
 import { controlTests } from './contract/control.ts';
 import { durabilityTests } from './contract/durability.ts';
@@ -24,6 +25,7 @@ export function storeContract(name: string, backend: Backend): void {
     listTests(backend);
     searchTests(backend);
     claimTests(backend);
+    appendClaimedTests(backend);
     orderedTests(backend);
     feedTests(backend);
     controlTests(backend);

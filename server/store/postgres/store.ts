@@ -14,6 +14,8 @@ import { initialSummary } from '../event-state.ts';
 import { decodeRecord, encodeEventRecord, STATUSES } from '../records.ts';
 import {
   MAX_REJECTED_PER_CHANNEL,
+  type AppendClaim,
+  type AppendedClaim,
   type ClaimRef,
   type ClaimRequest,
   type ClaimResult,
@@ -120,6 +122,18 @@ const UNAVAILABLE = new Set([
   '53300',
 ]);
 
+/** An event to append, and who claims it in the same statement (`appendClaimed`). */
+interface AppendItem {
+  payload: EventPayload;
+  claim: AppendClaim | null;
+}
+
+/** The epoch of an event claimed in its append (the last row counts the notes: no id). */
+interface EpochRow {
+  event_id: string | null;
+  claim_epoch: string;
+}
+
 interface SettleItem {
   id: string;
   epoch: number;
@@ -181,7 +195,7 @@ export class PostgresStore implements Store {
     settleStatements: 0,
     settles: 0,
   };
-  readonly #appends = new GroupCommit<EventPayload, EventSummary>((b) => this.#appendBatch(b), {
+  readonly #appends = new GroupCommit<AppendItem, AppendedClaim>((b) => this.#appendBatch(b), {
     maxInFlight: 2,
     maxBatch: MAX_BATCH,
     lazyMs: LAZY_FLUSH_MS,
@@ -436,15 +450,34 @@ export class PostgresStore implements Store {
   // events
 
   async appendEvent(payload: EventPayload): Promise<EventSummary> {
-    const summary = await this.#appends.add(payload);
-    this.#emit({ type: 'event', event: structuredClone(summary) });
-    if (summary.status === 'queued') this.#emit({ type: 'work', channelId: summary.channelId });
-    return structuredClone(summary);
+    const { event } = await this.#appends.add({ payload, claim: null });
+    this.#emit({ type: 'event', event: structuredClone(event) });
+    if (event.status === 'queued') this.#emit({ type: 'work', channelId: event.channelId });
+    return structuredClone(event);
   }
 
-  /** One statement, one commit, for every event that came while the last one committed. */
-  async #appendBatch(payloads: EventPayload[]): Promise<EventSummary[]> {
+  async appendClaimed(payload: EventPayload, claim: AppendClaim): Promise<AppendedClaim> {
+    if (payload.rejected) throw new TypeError('appendClaimed: a refused request is never claimed');
+    const appended = await this.#appends.add({ payload, claim });
+    const { event } = appended;
+    this.#emit({ type: 'event', event: structuredClone(event) });
+    if (appended.epoch === null) this.#emit({ type: 'work', channelId: event.channelId });
+    // The body is in the caller's hands: nothing to read back.
+    return { event: structuredClone(event), epoch: appended.epoch };
+  }
+
+  /**
+   * One statement, one commit, for every event that came while the last one committed. Events
+   * to be claimed are claimed in it, unless their channel has a due event that is not claimed
+   * (looked at before the statement's own rows).
+   */
+  async #appendBatch(items: AppendItem[]): Promise<AppendedClaim[]> {
+    const payloads = items.map((i) => i.payload);
     const summaries = payloads.map(initialSummary);
+    // The feed tells other relays what is asked: a claim refused is told again below.
+    const told = summaries.map((s, i) =>
+      items[i]!.claim ? { ...s, status: 'delivering' as const } : s,
+    );
     // Replay protection keeps the latest event per key: one row per key per statement.
     const dedup = new Map<string, number>();
     payloads.forEach((p, i) => {
@@ -454,7 +487,8 @@ export class PostgresStore implements Store {
     const records = payloads.map(encodeEventRecord);
     let at = 1; // substring counts from 1
     const starts = records.map((r) => (at += r.length) - r.length);
-    const notes = eventNotes(this.#src, summaries);
+    const notes = eventNotes(this.#src, told);
+    // Claimed ones too: another relay learns of the lease, and claims if its owner dies.
     for (const channelId of new Set(
       summaries.filter((s) => s.status === 'queued').map((s) => s.channelId),
     )) {
@@ -481,15 +515,32 @@ export class PostgresStore implements Store {
       notes,
       starts,
       records.map((r) => r.length),
+      items.map((i) => i.claim?.owner ?? null),
+      items.map((i) => (i.claim ? i.claim.now + i.claim.leaseMs : null)),
+      // What is due is what is due at the latest claim's time: a stricter test for the others.
+      Math.max(0, ...items.map((i) => i.claim?.now ?? 0)),
     ];
-    const sql = `WITH input AS (
+    const sql = `WITH given AS (
         SELECT t.id, t.channel_id, t.received_at, t.status, t.method, t.path, t.query, t.size,
-               t.reason, t.order_key, substring($11::bytea FROM t.start FOR t.length) AS record
+               t.reason, t.order_key, substring($11::bytea FROM t.start FOR t.length) AS record,
+               t.owner, t.lease_until
           FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
             $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], $17::integer[],
-            $18::integer[])
+            $18::integer[], $19::text[], $20::bigint[])
             AS t(id, channel_id, received_at, status, method, path, query, size, reason,
-                 order_key, start, length)
+                 order_key, start, length, owner, lease_until)
+      ), busy AS (
+        -- Channels with a due event that is not claimed (ready, a retry or a lease run out):
+        -- it comes before the new ones, which are queued behind it unclaimed.
+        SELECT c.channel_id FROM (SELECT DISTINCT channel_id FROM given WHERE owner IS NOT NULL) c
+         WHERE EXISTS (SELECT 1 FROM postern_pending p
+                        WHERE p.channel_id = c.channel_id AND NOT p.waiting)
+            OR EXISTS (SELECT 1 FROM postern_pending p
+                        WHERE p.channel_id = c.channel_id AND p.waiting AND p.ready_at <= $21)
+      ), input AS (
+        SELECT g.*, g.owner IS NOT NULL AND g.status = 'queued'
+                    AND g.channel_id NOT IN (SELECT channel_id FROM busy) AS claimed
+          FROM given g
       ), ev AS (
         INSERT INTO postern_events (id, channel_id, received_at, status, method, path, query,
                                     size, reason, order_key)
@@ -499,15 +550,23 @@ export class PostgresStore implements Store {
         INSERT INTO postern_payloads (id, received_at, record)
         SELECT id, received_at, record FROM input
       ), pe AS (
-        INSERT INTO postern_pending (event_id, channel_id, order_key, received_at)
-        SELECT id, channel_id, order_key, received_at FROM input WHERE status = 'queued'
+        INSERT INTO postern_pending (event_id, channel_id, order_key, received_at, waiting,
+                                     ready_at, claim_owner, claim_epoch, lease_until)
+        SELECT id, channel_id, order_key, received_at, claimed,
+               CASE WHEN claimed THEN lease_until ELSE 0 END,
+               CASE WHEN claimed THEN owner END,
+               CASE WHEN claimed THEN nextval('postern_claim_epoch') END,
+               CASE WHEN claimed THEN lease_until END
+          FROM input WHERE status = 'queued'
+        RETURNING event_id, claim_epoch
       ), dd AS (
         INSERT INTO postern_dedup (channel_id, dedup_key, event_id, received_at)
         SELECT * FROM unnest($12::text[], $13::text[], $14::text[], $15::bigint[])
         ON CONFLICT (channel_id, dedup_key) DO UPDATE
           SET event_id = excluded.event_id, received_at = excluded.received_at
       ), ct AS (
-        INSERT INTO postern_counts (status, n) SELECT status, count(*) FROM input GROUP BY status
+        INSERT INTO postern_counts (status, n)
+        SELECT CASE WHEN claimed THEN 'delivering' ELSE status END, count(*) FROM input GROUP BY 1
       ), ms AS (
         INSERT INTO postern_minutes (minute, received)
         SELECT received_at - received_at % 60000, count(*) FROM input
@@ -515,13 +574,17 @@ export class PostgresStore implements Store {
       ), nt AS (
         SELECT pg_notify('postern_feed', x) FROM unnest($16::text[]) AS x
       )
-      SELECT count(*) AS notified FROM nt`;
+      SELECT event_id, claim_epoch FROM pe WHERE claim_epoch IS NOT NULL
+      UNION ALL
+      SELECT NULL, count(*) FROM nt`;
+    let rows: EpochRow[];
     try {
       await this.#days.ensure(
         this.#db,
         summaries.map((s) => s.receivedAt),
       );
-      await this.#db.query({ name: 'postern_append', text: sql, values: params });
+      rows = (await this.#db.query<EpochRow>({ name: 'postern_append', text: sql, values: params }))
+        .rows;
     } catch (err) {
       // A day dropped by another relay's retention meanwhile: create it again, once.
       if ((err as { code?: unknown }).code !== '23514') throw this.#wrap(err);
@@ -531,7 +594,9 @@ export class PostgresStore implements Store {
           this.#db,
           summaries.map((s) => s.receivedAt),
         );
-        await this.#db.query({ name: 'postern_append', text: sql, values: params });
+        rows = (
+          await this.#db.query<EpochRow>({ name: 'postern_append', text: sql, values: params })
+        ).rows;
       } catch (again) {
         throw this.#wrap(again);
       }
@@ -540,7 +605,30 @@ export class PostgresStore implements Store {
     this.#stats.appendedEvents += payloads.length;
     const refused = new Set(payloads.filter((p) => p.rejected).map((p) => p.channelId));
     if (refused.size > 0) await this.#boundRejected([...refused]);
-    return summaries;
+    const epochs = new Map<string, number>();
+    for (const row of rows)
+      if (row.event_id !== null) epochs.set(row.event_id, Number(row.claim_epoch));
+    const out = summaries.map((event): AppendedClaim => {
+      const epoch = epochs.get(event.id);
+      return epoch === undefined
+        ? { event, epoch: null }
+        : { event: { ...event, status: 'delivering' }, epoch };
+    });
+    const unclaimed = out.filter((o, i) => items[i]!.claim && o.epoch === null).map((o) => o.event);
+    if (unclaimed.length > 0) await this.#tell(eventNotes(this.#src, unclaimed));
+    return out;
+  }
+
+  /** Sends notes on the feed outside of the statement that made the change (rare cases). */
+  async #tell(notes: string[]): Promise<void> {
+    try {
+      await this.#db.query("SELECT pg_notify('postern_feed', x) FROM unnest($1::text[]) AS x", [
+        notes,
+      ]);
+    } catch (err) {
+      // The change is committed; a relay that missed the note reads the event when it looks.
+      this.#log.warn({ err: String(this.#wrap(err)) }, 'change feed: could not send a note');
+    }
   }
 
   /**
