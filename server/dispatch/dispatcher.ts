@@ -588,15 +588,19 @@ export class Dispatcher {
         const share = Math.floor(room / order.length) + (i < room % order.length ? 1 : 0);
         const max = Math.min(share, this.#sessions.room(sink));
         if (max === 0) continue;
-        if ((await this.#fill(channelId, max)) > 0) sent = progressed = true;
+        if ((await this.#fill(sink, channelId, max)) > 0) sent = progressed = true;
         else if (this.#state(channelId).dry) progressed = true; // its share goes to the others
       }
       if (!progressed) return sent;
     }
   }
 
-  /** Claims up to `max` events of the channel and sends each to the session with most room. */
-  async #fill(channelId: string, max: number): Promise<number> {
+  /**
+   * Claims up to `max` events of the channel for the room of `sink` (held while the claim is
+   * under way: events ingress hands over meanwhile do not take it) and sends each to the
+   * session with most room.
+   */
+  async #fill(sink: Sink, channelId: string, max: number): Promise<number> {
     const state = this.#state(channelId);
     const channel = this.#channel(channelId);
     const sinks = this.#sessions.routable(state.sinks, channelId);
@@ -605,6 +609,7 @@ export class Dispatcher {
     const limit = Math.min(max, CLAIM_BATCH);
     const now = this.#now();
     let result;
+    this.#sessions.reserve(sink, limit);
     try {
       result = await this.#store.claim({
         owner: this.#owner,
@@ -615,18 +620,20 @@ export class Dispatcher {
         leaseMs: this.#leaseMs,
       });
     } catch (err) {
+      this.#sessions.unreserve(sink, limit);
       this.#log.error({ err, channelId }, 'could not claim events; will try again');
       state.dry = true;
       this.#wakeAt(channelId, now + CLAIM_RETRY_MS);
       return 0;
     }
+    this.#sessions.unreserve(sink, limit);
     if (result.claims.length < limit && state.generation === generation) state.dry = true;
     if (result.wakeAt !== null) this.#wakeAt(channelId, result.wakeAt);
     let sent = 0;
     for (const claim of result.claims) {
-      const sink = this.#sessions.pick(sinks, this.#now());
-      if (sink) {
-        this.#send(sink, claim, channel);
+      const to = this.#sessions.pick(sinks, this.#now());
+      if (to) {
+        this.#send(to, claim, channel);
         sent++;
       } else {
         // The room went meanwhile (a session ended): the event is offered again.

@@ -85,15 +85,15 @@ export class Sessions {
     return Math.max(0, sink.window - state.inflight.size - state.reserved);
   }
 
-  /** Holds one event's room (until `unreserve`) for an event not yet sent. */
-  reserve(sink: Sink): void {
+  /** Holds the room of `n` events (until `unreserve`) for events not yet sent. */
+  reserve(sink: Sink, n = 1): void {
     const state = this.#state.get(sink);
-    if (state) state.reserved++;
+    if (state) state.reserved += n;
   }
 
-  unreserve(sink: Sink): void {
+  unreserve(sink: Sink, n = 1): void {
     const state = this.#state.get(sink);
-    if (state && state.reserved > 0) state.reserved--;
+    if (state) state.reserved = Math.max(0, state.reserved - n);
   }
 
   /**
