@@ -4,7 +4,9 @@
  * from another's event loop. Scenarios:
  *
  *   1. direct: load straight at the app, the reference;
- *   2. async: load at an async channel, every accepted webhook followed to the app;
+ *   2. async: load at an async channel, every accepted webhook followed to the app; with
+ *      `--store both`, then in turns too (2 paired: short rounds E P P E E P on two relays up
+ *      at once), which is what PostgreSQL's rate targets are judged on;
  *   3. sync: one connection through a sync channel, beside one connection direct;
  *   4. backlog: N webhooks queued while the agent is away, then drained;
  *   5. CPU seconds of the relay and the agent per 1,000 webhooks of scenario 2;
@@ -35,16 +37,10 @@ import {
   type BenchOptions,
   type ScenarioName,
 } from './bench/options.ts';
-import {
-  createChannel,
-  pairAgent,
-  startAgent,
-  startRelay,
-  stopRelay,
-  writeAgentConfig,
-} from './bench/postern.ts';
+import { startPipeline } from './bench/pipeline.ts';
 import { machine, storeTargets, table, type Results, type StoreScenarios } from './bench/report.ts';
 import { runAsync } from './bench/scenario-async.ts';
+import { runPairs } from './bench/scenario-pairs.ts';
 import { runBacklog, type BacklogResult } from './bench/scenario-backlog.ts';
 import { runDirect } from './bench/scenario-direct.ts';
 import { checkReplicas, runReplicas } from './bench/scenario-replicas.ts';
@@ -52,32 +48,16 @@ import { checkScale, runScale } from './bench/scenario-scale.ts';
 import { runSync } from './bench/scenario-sync.ts';
 import { redactUrl } from '../server/store/postgres/url.ts';
 
-const SYNC_TIMEOUT_MS = 5_000;
-
 /** Scenarios 2, 3 and 5 share one relay and agent. */
 async function runThroughRelay(b: Bench, want: Set<ScenarioName>): Promise<StoreScenarios> {
-  const { opts, kids } = b;
+  const { opts } = b;
   const out: StoreScenarios = {};
-  const relay = await startRelay(kids, b.databases);
-  const channel = await createChannel(relay, { name: 'bench' });
-  const syncChannel = await createChannel(relay, {
-    name: 'bench-sync',
-    response: { mode: 'sync', timeoutMs: SYNC_TIMEOUT_MS },
-  });
-  const { stateDir } = await pairAgent(kids, relay, 'bench-agent', [channel.id, syncChannel.id]);
-  const config = await writeAgentConfig(stateDir, [
-    { channel: channel.name, target: `${b.app.url}/` },
-    { channel: syncChannel.name, target: `${b.app.url}/`, sync: true },
-  ]);
-  const agent = await startAgent(kids, stateDir, config);
-  b.progress(
-    `relay on ${relay.url} (pid ${relay.proc.pid}, ${b.store} store), ` +
-      `agent connected (pid ${agent.proc.pid})`,
-  );
+  const pipe = await startPipeline(b);
+  const { relay } = pipe;
 
   if (want.has('async')) {
     b.progress(`2 async: ${opts.connections} connections for ${opts.durationS} s`);
-    const asyncRun = await runAsync(b, relay, channel.ingress, agent.proc.pid);
+    const asyncRun = await runAsync(b, relay, pipe.ingress, pipe.agentPid);
     const a = asyncRun.async;
     b.progress(`2 async: done, ${Math.round(a.acceptedPerS)} accepted/s, ${a.lost} lost`);
     b.check(
@@ -96,7 +76,7 @@ async function runThroughRelay(b: Bench, want: Set<ScenarioName>): Promise<Store
 
   if (want.has('sync')) {
     b.progress(`3 sync: 1 connection for ${opts.durationS} s, direct then through the relay`);
-    const sync = await runSync(b, syncChannel.ingress);
+    const sync = await runSync(b, pipe.syncIngress);
     b.progress(`3 sync: done, p50 ${sync.relay.latencyMs.p50.toFixed(2)} ms through the relay`);
     b.check(
       'sync: nothing accepted was lost',
@@ -110,8 +90,7 @@ async function runThroughRelay(b: Bench, want: Set<ScenarioName>): Promise<Store
     );
     out.sync = sync;
   }
-  await kids.stop(agent.proc.child);
-  await stopRelay(kids, relay);
+  await pipe.stop();
   return out;
 }
 
@@ -175,6 +154,12 @@ async function runAll(b: Bench): Promise<Results['scenarios']> {
     b.store = store;
     b.progress(`the relay's scenarios on the ${store} store`);
     out[store] = await runOnStore(b, want);
+  }
+  if (opts.store === 'both' && want.has('async')) {
+    b.progress(
+      `2 paired: async rounds of ${Math.max(1, Math.round(opts.durationS / 2))} s in turns`,
+    );
+    out.paired = await runPairs(b);
   }
   return out;
 }
