@@ -45,9 +45,12 @@ export class PresenceBoard {
   }
 
   start(): void {
-    this.#unsubscribe = this.#deps.store.subscribe((change) => {
-      if (change.type === 'presence') this.#read();
-    });
+    this.#unsubscribe = this.#deps.store.subscribe(
+      (change) => {
+        if (change.type === 'presence') this.#read();
+      },
+      { events: false },
+    );
     this.#timer = setInterval(
       () => {
         this.changed();

@@ -343,9 +343,12 @@ export function createRelay(config: RelayConfig, deps: RelayDeps): Relay {
       await closeServer();
       throw err;
     }
-    unsubscribeControl = store.subscribe((change) => {
-      if (change.type === 'control') control.changed();
-    });
+    unsubscribeControl = store.subscribe(
+      (change) => {
+        if (change.type === 'control') control.changed();
+      },
+      { events: false },
+    );
     // Nothing else is served until the handlers below are attached, in this same tick.
     server.off('request', whileStarting);
     dispatcher = new Dispatcher({

@@ -154,7 +154,9 @@ export class Dispatcher {
   /** Listens to the store's changes and keeps this process's claims alive. */
   start(): void {
     this.#stopped = false;
-    this.#unsubscribe = this.#store.subscribe((change) => this.#changed(change));
+    this.#unsubscribe = this.#store.subscribe((change) => this.#changed(change), {
+      events: false,
+    });
     this.#renewal = setInterval(() => this.#renew(), Math.max(1, Math.floor(this.#leaseMs / 3)));
     this.#renewal.unref();
   }

@@ -56,6 +56,7 @@ import {
   type Store,
   type StoreChange,
   type StoreHealth,
+  type SubscribeOptions,
   type AppResponse,
   type Presence,
   type RateLimit,
@@ -149,7 +150,8 @@ export class EmbeddedStore implements Store {
   readonly #claims = new Map<string, Held>();
   readonly #byChannel = new Map<string, ChannelClaims>();
   #epoch = 0;
-  readonly #listeners = new Set<(change: StoreChange) => void>();
+  /** Each listener, and whether it wants `event` changes. */
+  readonly #listeners = new Map<(change: StoreChange) => void, boolean>();
   readonly #counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<EventStatus, number>;
   /** Lazy changes waiting for a commit to ride along with (see settle). */
   readonly #lazy = new Map<string, EventSummary>();
@@ -750,8 +752,8 @@ export class EmbeddedStore implements Store {
     return n;
   }
 
-  subscribe(listener: (change: StoreChange) => void): () => void {
-    this.#listeners.add(listener);
+  subscribe(listener: (change: StoreChange) => void, opts: SubscribeOptions = {}): () => void {
+    this.#listeners.set(listener, opts.events !== false);
     return () => this.#listeners.delete(listener);
   }
 
@@ -779,7 +781,9 @@ export class EmbeddedStore implements Store {
   }
 
   #emit(change: StoreChange): void {
-    for (const listener of this.#listeners) listener(change);
+    for (const [listener, events] of this.#listeners) {
+      if (events || change.type !== 'event') listener(change);
+    }
   }
 
   async readPayload(id: string): Promise<EventPayload> {

@@ -325,6 +325,11 @@ export interface ClaimResult {
   wakeAt: number | null;
 }
 
+export interface SubscribeOptions {
+  /** Whether the listener wants `event` changes (default true). */
+  events?: boolean;
+}
+
 /** What the change feed reports (see rule 6). */
 export type StoreChange =
   | { type: 'event'; event: EventSummary }
@@ -479,8 +484,12 @@ export interface Store {
     now: number,
     leaseMs: number,
   ): Promise<number>;
-  /** Calls `listener` with each change (rule 6); returns an unsubscribe. */
-  subscribe(listener: (change: StoreChange) => void): () => void;
+  /**
+   * Calls `listener` with each change (rule 6); returns an unsubscribe. `events: false`: not
+   * the `event` changes (dispatch and caches want work and control only); a store shared by
+   * several relays reads other relays' changed events only while a listener wants them.
+   */
+  subscribe(listener: (change: StoreChange) => void, opts?: SubscribeOptions): () => void;
 
   // shared between relays (rule 8)
   /**

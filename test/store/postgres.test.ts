@@ -390,6 +390,32 @@ describe('several store instances on one database', () => {
     assert.equal(own, 1, 'each change once');
   });
 
+  test('the other instance reads changed events only for a listener that wants them', async (t) => {
+    const a = await openStore(t, url);
+    const b = await openStore(t, url);
+    const workOnly: StoreChange[] = [];
+    b.subscribe((c) => workOnly.push(c), { events: false });
+    const first = await a.appendEvent(payload(25_000, { channelId: 'ch_watch' }));
+    await waitFor(
+      workOnly,
+      (s) => s.some((c) => c.type === 'work' && c.channelId === 'ch_watch'),
+      'work on the other instance',
+    );
+    const seen = record(b);
+    const second = await a.appendEvent(payload(25_001, { channelId: 'ch_watch' }));
+    await waitFor(
+      seen,
+      (s) => s.some((c) => c.type === 'event' && c.event.id === second.id),
+      'the second event, read for the listener that wants events',
+    );
+    assert.ok(!seen.some((c) => c.type === 'event' && c.event.id === first.id));
+    assert.deepEqual(
+      workOnly.filter((c) => c.type === 'event'),
+      [],
+      'no event changes for a listener that wants none',
+    );
+  });
+
   test('after its connection is killed the feed reconnects and reports every channel', async (t) => {
     const a = await openStore(t, url);
     const b = await openStore(t, url, { feedBackoff: () => 20 });

@@ -7,16 +7,13 @@
 import pg from 'pg';
 import { isObject } from '../../../shared/fields.ts';
 import { scrubError } from './pool.ts';
-import { parseSummary } from './rows.ts';
-import type { EventSummary } from '../types.ts';
 
 export const FEED_CHANNEL = 'postern_feed';
 
 /** A change reported by another store instance. */
 export type RemoteChange =
-  | { type: 'event'; event: EventSummary }
-  /** An event changed whose summary did not fit in a notification: read it. */
-  | { type: 'eventId'; id: string }
+  /** Events added or changed: read them, if anybody here wants to see them. */
+  | { type: 'events'; ids: string[] }
   | { type: 'work'; channelId: string }
   | { type: 'control' }
   | { type: 'response'; eventId: string }
@@ -43,21 +40,14 @@ function fullJitter(attempt: number): number {
 }
 
 /**
- * A notification's payload limit is 8000 bytes: summaries travel together up to this many
- * bytes, and one larger than it as its id.
+ * Ids of changed events per notification at most: about 30 bytes each, under the payload limit
+ * of 8000 bytes. The same bound as in postern_notify_events (migrations/).
  */
-export const MAX_NOTIFY_BYTES = 7_000;
-/** Ids of large events per notification at most (about 30 bytes each). */
-const IDS_PER_NOTE = 100;
+const IDS_PER_NOTE = 200;
 
 /** What a notification carries, after the name of the store instance that sent it. */
 export type NoteBody =
-  | { t: 'e'; e: EventSummary[] }
-  | { t: 'i'; i: string[] }
-  | { t: 'w'; c: string }
-  | { t: 'c' }
-  | { t: 'r'; i: string }
-  | { t: 'p' };
+  { t: 'i'; i: string[] } | { t: 'w'; c: string } | { t: 'c' } | { t: 'r'; i: string } | { t: 'p' };
 
 /**
  * A notification's payload: the store instance that made the change, a space, and the change
@@ -67,30 +57,14 @@ export function note(src: string, body: NoteBody): string {
   return `${src} ${JSON.stringify(body)}`;
 }
 
-/** The payloads telling other relays of changed events: several per notification. */
-export function eventNotes(src: string, summaries: readonly EventSummary[]): string[] {
+/**
+ * The payloads telling other relays of changed events: their ids, many per notification (a
+ * relay reads the events only when something of its own shows them live).
+ */
+export function eventNotes(src: string, ids: readonly string[]): string[] {
   const out: string[] = [];
-  let part: string[] = [];
-  let bytes = 0;
-  const large: string[] = [];
-  for (const summary of summaries) {
-    const json = JSON.stringify(summary);
-    const size = Buffer.byteLength(json);
-    if (size > MAX_NOTIFY_BYTES) {
-      large.push(summary.id);
-      continue;
-    }
-    if (bytes + size > MAX_NOTIFY_BYTES) {
-      out.push(`${src} {"t":"e","e":[${part.join(',')}]}`);
-      part = [];
-      bytes = 0;
-    }
-    part.push(json);
-    bytes += size + 1;
-  }
-  if (part.length > 0) out.push(`${src} {"t":"e","e":[${part.join(',')}]}`);
-  for (let i = 0; i < large.length; i += IDS_PER_NOTE) {
-    out.push(note(src, { t: 'i', i: large.slice(i, i + IDS_PER_NOTE) }));
+  for (let i = 0; i < ids.length; i += IDS_PER_NOTE) {
+    out.push(note(src, { t: 'i', i: ids.slice(i, i + IDS_PER_NOTE) }));
   }
   return out;
 }
@@ -109,12 +83,10 @@ export function decodeNotification(payload: string, src: string): RemoteChange[]
   const strings = (v: unknown) =>
     Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
   switch (value['t']) {
-    case 'e':
-      return Array.isArray(value['e'])
-        ? value['e'].map((e: unknown) => ({ type: 'event', event: parseSummary(e) }))
-        : [];
-    case 'i':
-      return strings(value['i']).map((id) => ({ type: 'eventId', id }));
+    case 'i': {
+      const ids = strings(value['i']);
+      return ids.length > 0 ? [{ type: 'events', ids }] : [];
+    }
     case 'w':
       return typeof value['c'] === 'string' ? [{ type: 'work', channelId: value['c'] }] : [];
     case 'c':

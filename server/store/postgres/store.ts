@@ -32,6 +32,7 @@ import {
   type Store,
   type StoreChange,
   type StoreHealth,
+  type SubscribeOptions,
   type AppResponse,
   type Presence,
   type RateLimit,
@@ -182,7 +183,8 @@ export class PostgresStore implements Store {
   #churn = 0;
   readonly #atRest: AtRest | null;
   readonly #days = new Days();
-  readonly #listeners = new Set<(change: StoreChange) => void>();
+  /** Each listener, and whether it wants `event` changes. */
+  readonly #listeners = new Map<(change: StoreChange) => void, boolean>();
   readonly #shared = new SharedState({
     query: (sql, params) => this.#q(sql, params),
     src: this.#src,
@@ -474,10 +476,6 @@ export class PostgresStore implements Store {
   async #appendBatch(items: AppendItem[]): Promise<AppendedClaim[]> {
     const payloads = items.map((i) => i.payload);
     const summaries = payloads.map(initialSummary);
-    // The feed tells other relays what is asked: a claim refused is told again below.
-    const told = summaries.map((s, i) =>
-      items[i]!.claim ? { ...s, status: 'delivering' as const } : s,
-    );
     // Replay protection keeps the latest event per key: one row per key per statement.
     const dedup = new Map<string, number>();
     payloads.forEach((p, i) => {
@@ -487,7 +485,10 @@ export class PostgresStore implements Store {
     const records = payloads.map(encodeEventRecord);
     let at = 1; // substring counts from 1
     const starts = records.map((r) => (at += r.length) - r.length);
-    const notes = eventNotes(this.#src, told);
+    const notes = eventNotes(
+      this.#src,
+      summaries.map((s) => s.id),
+    );
     // Claimed ones too: another relay learns of the lease, and claims if its owner dies.
     for (const channelId of new Set(
       summaries.filter((s) => s.status === 'queued').map((s) => s.channelId),
@@ -614,21 +615,7 @@ export class PostgresStore implements Store {
         ? { event, epoch: null }
         : { event: { ...event, status: 'delivering' }, epoch };
     });
-    const unclaimed = out.filter((o, i) => items[i]!.claim && o.epoch === null).map((o) => o.event);
-    if (unclaimed.length > 0) await this.#tell(eventNotes(this.#src, unclaimed));
     return out;
-  }
-
-  /** Sends notes on the feed outside of the statement that made the change (rare cases). */
-  async #tell(notes: string[]): Promise<void> {
-    try {
-      await this.#db.query("SELECT pg_notify('postern_feed', x) FROM unnest($1::text[]) AS x", [
-        notes,
-      ]);
-    } catch (err) {
-      // The change is committed; a relay that missed the note reads the event when it looks.
-      this.#log.warn({ err: String(this.#wrap(err)) }, 'change feed: could not send a note');
-    }
   }
 
   /**
@@ -1010,13 +997,14 @@ export class PostgresStore implements Store {
     return this.#shared.readPresence(now);
   }
 
-  subscribe(listener: (change: StoreChange) => void): () => void {
-    this.#listeners.add(listener);
+  subscribe(listener: (change: StoreChange) => void, opts: SubscribeOptions = {}): () => void {
+    this.#listeners.set(listener, opts.events !== false);
     return () => this.#listeners.delete(listener);
   }
 
   #emit(change: StoreChange): void {
-    for (const listener of this.#listeners) {
+    for (const [listener, events] of this.#listeners) {
+      if (!events && change.type === 'event') continue;
       try {
         listener(change);
       } catch (err) {
@@ -1025,15 +1013,30 @@ export class PostgresStore implements Store {
     }
   }
 
+  /** Whether a listener wants `event` changes. */
+  #watched(): boolean {
+    for (const events of this.#listeners.values()) if (events) return true;
+    return false;
+  }
+
   /** A change another relay made (or this one, through another instance). */
   #remote(change: RemoteChange): void {
-    if (change.type !== 'eventId') {
+    if (change.type !== 'events') {
       this.#emit(change);
       return;
     }
-    this.getEvent(change.id).then(
-      (event) => event && this.#emit({ type: 'event', event }),
-      (err: unknown) => this.#log.warn({ err: String(err) }, 'change feed: reading an event'),
+    // Changed events come as ids: read only for a listener that shows them.
+    if (!this.#watched()) return;
+    this.#q<{ s: unknown }>(
+      `SELECT postern_summary(e, p.claim_owner IS NOT NULL) AS s
+         FROM postern_events e LEFT JOIN postern_pending p ON p.event_id = e.id
+        WHERE e.id = ANY ($1::text[]) ORDER BY e.id`,
+      [change.ids],
+    ).then(
+      (rows) => {
+        for (const row of rows) this.#emit({ type: 'event', event: parseSummary(row.s) });
+      },
+      (err: unknown) => this.#log.warn({ err: String(err) }, 'change feed: reading events'),
     );
   }
 

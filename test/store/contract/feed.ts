@@ -20,6 +20,7 @@ import {
   waitFor,
   type Backend,
 } from './support.ts';
+import type { StoreChange } from '../../../server/store/types.ts';
 
 export function feedTests(backend: Backend): void {
   test('feed: event changes for an append and each state change, work where claimable', async (t) => {
@@ -102,6 +103,27 @@ export function feedTests(backend: Backend): void {
     await waitFor('the skipped head', () => feed.hasEvent(eventId(2), 'failed'));
     await waitFor('work when the head is skipped', () => feed.hasWork(ch));
     assert.equal((await claimHead(START + 5)).event.id, eventId(3));
+  });
+
+  test('feed: a listener that wants no event changes gets work and control only', async (t) => {
+    const { store } = await fresh(t, backend);
+    const seen: StoreChange[] = [];
+    const stop = store.subscribe((c) => seen.push(c), { events: false });
+    t.after(stop);
+    const all = new FeedLog(store);
+    t.after(() => all.stop());
+    await store.appendEvent(payload(1));
+    await store.updateControl((state) => {
+      state.agents.push(agent('ag_quiet'));
+    });
+    await waitFor('the event, for the other listener', () => all.hasEvent(eventId(1), 'queued'));
+    await waitFor('work and control', () =>
+      ['work', 'control'].every((type) => seen.some((c) => c.type === type)),
+    );
+    assert.deepEqual(
+      seen.filter((c) => c.type === 'event'),
+      [],
+    );
   });
 
   test('feed: control changes; unsubscribe stops the changes', async (t) => {

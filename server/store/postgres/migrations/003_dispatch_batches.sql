@@ -1,8 +1,9 @@
 -- Dispatch at the cost of a few statements per batch of events, not a few per event, and
 -- nothing stuck by a lost answer:
--- * the change feed carries a batch of summaries per notification (one per event before), and
---   each payload starts with the name of the store instance that sent it, so that a relay
---   skips its own without parsing them: `<src> {"t":"e","e":[summary, …]}`;
+-- * the change feed carries the ids of changed events, up to 200 per notification (a summary
+--   per notification before), and each payload starts with the name of the store instance
+--   that sent it, so that a relay skips its own without parsing them: `<src> {"t":"i","i":[…]}`;
+--   a relay reads the events only while something of its own shows them live;
 -- * a claim's wake-up time counts the leases of its own owner too: a claim whose answer was
 --   lost on the way back (the connection reset after the commit) leaves rows claimed by a relay
 --   that does not know it holds them; the relay renews only the claims it names, so those run
@@ -13,35 +14,15 @@
 --   rows; each settle and append also counts its events in their minute (postern_minutes,
 --   for the charts).
 
--- Changed events, as few notifications as fit (payloads are limited to 8000 bytes): summaries
--- together up to 7000 bytes, a larger one as its id (the listener reads it).
+-- Changed events (their summaries, as the functions below have them): their ids, 200 per
+-- notification (IDS_PER_NOTE in server/store/postgres/feed.ts).
 CREATE FUNCTION postern_notify_events(p_src text, p_events jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
-DECLARE
-  v_part text := '';
-  v_large text[] := ARRAY[]::text[];
-  v text;
-  x jsonb;
 BEGIN
-  FOR x IN SELECT value FROM jsonb_array_elements(p_events) LOOP
-    v := x::text;
-    IF octet_length(v) > 7000 THEN
-      v_large := v_large || (x->>'id');
-      CONTINUE;
-    END IF;
-    IF octet_length(v_part) + octet_length(v) > 7000 THEN
-      PERFORM pg_notify('postern_feed', p_src || ' {"t":"e","e":[' || v_part || ']}');
-      v_part := '';
-    END IF;
-    v_part := CASE WHEN v_part = '' THEN v ELSE v_part || ',' || v END;
-  END LOOP;
-  IF v_part <> '' THEN
-    PERFORM pg_notify('postern_feed', p_src || ' {"t":"e","e":[' || v_part || ']}');
-  END IF;
-  FOR i IN 1 .. coalesce(array_length(v_large, 1), 0) BY 100 LOOP
-    PERFORM pg_notify('postern_feed',
-      p_src || ' ' || jsonb_build_object('t', 'i', 'i', to_jsonb(v_large[i:i + 99]))::text);
-  END LOOP;
+  PERFORM pg_notify('postern_feed',
+      p_src || ' ' || jsonb_build_object('t', 'i', 'i', jsonb_agg(x->'id' ORDER BY k))::text)
+    FROM jsonb_array_elements(p_events) WITH ORDINALITY AS t(x, k)
+   GROUP BY (k - 1) / 200;
 END $$;
 
 CREATE OR REPLACE FUNCTION postern_notify_event(p_src text, s jsonb) RETURNS void
