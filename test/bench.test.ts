@@ -180,6 +180,41 @@ test(
 );
 
 test(
+  'with both stores, the async scenario runs in turns too and the rate targets are judged on its pairs',
+  { timeout: 180_000 },
+  async () => {
+    dir ??= await tempDir('postern-bench-test-');
+    const out = path.join(dir, 'both.json');
+    const args = ['--quick', '--store', 'both', '--scenarios', 'async', '--duration', '2'];
+    const { code, output } = await run([...args, '--out', out]);
+    assert.equal(code, 0, `bench exited ${code}:\n${output}`);
+    const results: unknown = JSON.parse(await readFile(out, 'utf8'));
+    assert.equal(at(results, 'ok'), true, JSON.stringify(at(results, 'checks')));
+    const rounds = at(results, 'scenarios', 'paired', 'rounds');
+    assert.ok(Array.isArray(rounds));
+    assert.deepEqual(
+      rounds.map((r) => at(r, 'store')),
+      ['embedded', 'postgres', 'postgres', 'embedded', 'embedded', 'postgres'],
+    );
+    for (const r of rounds) {
+      assert.ok(Number(at(r, 'accepted')) > 0, 'each round accepted webhooks');
+      assert.equal(at(r, 'lost'), 0);
+    }
+    const ratios = at(results, 'scenarios', 'paired', 'ingestRatios');
+    assert.ok(Array.isArray(ratios) && ratios.length === 3, 'one ratio per pair');
+    const sorted = [...(ratios as number[])].sort((a, b) => a - b);
+    assert.equal(at(results, 'scenarios', 'paired', 'ingestMedian'), sorted[1]);
+    const targets = at(results, 'targets');
+    assert.ok(Array.isArray(targets));
+    assert.deepEqual(targets.map((t) => at(t, 'name')).slice(0, 2), [
+      'ingest, accepted/s (2 paired)',
+      'delivered end to end, delivered/s (2 paired)',
+    ]);
+    assert.ok(output.includes('2 paired, 1 s rounds'), 'the table shows the rounds');
+  },
+);
+
+test(
   'the quick replica scenario: 1 relay then 3 on one database, a relay killed, nothing lost',
   { timeout: 240_000 },
   async () => {

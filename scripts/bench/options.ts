@@ -20,7 +20,9 @@ export const USAGE = `Usage: npm run bench -- [options]
   --scenarios LIST  comma-separated, from direct, async, sync, backlog, scale
                     (default direct,async,sync,backlog; async includes the CPU figures)
   --store S         the relay's store: embedded, postgres, or both (each scenario but
-                    direct runs on each store, printed side by side)  (default embedded)
+                    direct runs on each store, printed side by side; then async rounds
+                    of half --duration in turns, E P P E E P, which PostgreSQL's rate
+                    targets are judged on)                        (default embedded)
   --database-url U  the PostgreSQL server: each relay gets a fresh database on it, dropped
                     after       (default POSTERN_TEST_DATABASE_URL, else
                     postgres://postgres@127.0.0.1:5432/postgres)
