@@ -37,14 +37,17 @@ export function createPool(opts: PoolOptions): pg.Pool {
   if (!Number.isInteger(max) || max < 1) {
     throw new PosternError('ERR_CONFIG', `pool size: expected an integer above 0, got ${max}`);
   }
-  const pool = new pg.Pool({ ...clientConfig(opts), max, idleTimeoutMillis: 30_000 });
+  const pool = new pg.Pool({
+    ...clientConfig(opts),
+    max,
+    idleTimeoutMillis: 30_000,
+    // Durable before 202 whatever the server's default: each commit waits for its WAL flush.
+    // Awaited before the connection is handed out (a failure ends it and fails the caller), so
+    // no statement runs without it.
+    onConnect: (client) => client.query('SET synchronous_commit = on'),
+  });
   // An idle connection that dies (database restarted) must not crash the process.
   pool.on('error', (err) => opts.onError?.(scrubError(err, opts.url)));
-  // Durable before 202 whatever the server's default: each commit waits for its WAL flush.
-  // Queued ahead of the connection's first query, so no statement runs without it.
-  pool.on('connect', (client) => {
-    client.query('SET synchronous_commit = on').catch(() => undefined);
-  });
   return pool;
 }
 
