@@ -1628,6 +1628,22 @@ test('each attempt records the replay it belongs to: none for the original deliv
   assert.equal('replay' in skipped.attempts[0]!, false);
 });
 
+/** A POST with no headers and a one-byte body. */
+function plainPayload(id: string, channelId: string, receivedAt: number): EventPayload {
+  return {
+    id,
+    channelId,
+    receivedAt,
+    method: 'POST',
+    path: '',
+    query: '',
+    headers: [],
+    originalUrl: `https://relay.example.com/h/${channelId}`,
+    remoteAddress: '203.0.113.9',
+    body: Buffer.from('x'),
+  };
+}
+
 test('with room in a session, an event goes out as soon as stored: claimed in its append, never read back', async (t) => {
   const h = await harness(t, [channelRecord(CH)]);
   const sink = new FakeSink('s1', 10, [CH]);
@@ -1673,18 +1689,7 @@ test('no room, an ordered channel, or another channel of the session waiting: st
   await h.ack(sink, ordered1.id);
 
   // An event of ch_b reported and not yet claimed: the room is kept for it.
-  const b = await h.store.appendEvent({
-    id: 'evt_b',
-    channelId: 'ch_b',
-    receivedAt: h.now(),
-    method: 'POST',
-    path: '',
-    query: '',
-    headers: [],
-    originalUrl: 'https://relay.example.com/h/ch_b',
-    remoteAddress: '203.0.113.9',
-    body: Buffer.from('b'),
-  });
+  const b = await h.store.appendEvent(plainPayload('evt_b', 'ch_b', h.now()));
   assert.equal(h.dispatcher.reserve(CH), null, 'ch_b waits for this room');
   await h.idle();
   assert.equal(sink.ids().at(-1), b.id);
@@ -1699,18 +1704,7 @@ test('a hand-off whose session ended meanwhile goes to another session, else bac
   const s1 = new FakeSink('s1', 10, [CH]);
   h.dispatcher.attach(s1);
   await h.idle();
-  const payload = (id: string): EventPayload => ({
-    id,
-    channelId: CH,
-    receivedAt: h.now(),
-    method: 'POST',
-    path: '',
-    query: '',
-    headers: [],
-    originalUrl: `https://relay.example.com/h/${CH}`,
-    remoteAddress: '203.0.113.9',
-    body: Buffer.from('x'),
-  });
+  const payload = (id: string) => plainPayload(id, CH, h.now());
   const room = h.dispatcher.reserve(CH);
   assert.ok(room);
   const appended = await h.store.appendClaimed(payload('evt_x1'), room.claim);
