@@ -267,11 +267,12 @@ export class Dispatcher {
   /**
    * The event of a reservation is stored: sent now if it was claimed in its append (to the
    * session reserved, or another with room; released to be offered again if none is left).
+   * Returns whether it was sent.
    */
-  handOff(reservation: Reservation, appended: AppendedClaim, payload: EventPayload): void {
+  handOff(reservation: Reservation, appended: AppendedClaim, payload: EventPayload): boolean {
     this.#sessions.unreserve(reservation.sink);
     // Queued behind an event that waits: a claim takes it, after that one.
-    if (appended.epoch === null) return;
+    if (appended.epoch === null) return false;
     const claim = { event: appended.event, epoch: appended.epoch };
     const { channelId } = reservation;
     const channel = this.#channel(channelId);
@@ -284,9 +285,10 @@ export class Dispatcher {
           );
     if (this.#stopped || !channel || !sink) {
       this.#release(claim);
-      return;
+      return false;
     }
     this.#send(sink, claim, channel, payload);
+    return true;
   }
 
   /** The event of a reservation was not stored: the room is free again. */

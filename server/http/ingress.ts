@@ -254,9 +254,8 @@ export function ingressHandler(relay: RelayContext, deps: IngressDeps = {}) {
       payload.respondBy === undefined
         ? null
         : relay.dispatcher.awaitResponse(summary.id, Math.max(0, payload.respondBy - relay.now()));
-    if (room && appended) {
-      if (appended.epoch !== null) relay.metrics.handedOff.inc();
-      relay.dispatcher.handOff(room, appended, payload);
+    if (room && appended && relay.dispatcher.handOff(room, appended, payload)) {
+      relay.metrics.handedOff.inc();
     }
     const answer = await answered;
     if (answer) {

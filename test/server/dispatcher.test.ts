@@ -276,8 +276,7 @@ async function harness(
       let handedOff = false;
       if (room) {
         const appended = await store.appendClaimed(payload, room.claim);
-        handedOff = appended.epoch !== null;
-        dispatcher.handOff(room, appended, payload);
+        handedOff = dispatcher.handOff(room, appended, payload);
       } else {
         await store.appendEvent(payload);
       }
@@ -1712,7 +1711,7 @@ test('a hand-off whose session ended meanwhile goes to another session, else bac
   h.dispatcher.attach(s2);
   s1.open = false;
   h.dispatcher.detach(s1);
-  h.dispatcher.handOff(room, appended, payload('evt_x1'));
+  assert.equal(h.dispatcher.handOff(room, appended, payload('evt_x1')), true);
   await h.idle();
   assert.deepEqual(s2.ids(), ['evt_x1']);
 
@@ -1721,7 +1720,7 @@ test('a hand-off whose session ended meanwhile goes to another session, else bac
   const stored = await h.store.appendClaimed(payload('evt_x2'), again.claim);
   s2.open = false;
   h.dispatcher.detach(s2);
-  h.dispatcher.handOff(again, stored, payload('evt_x2'));
+  assert.equal(h.dispatcher.handOff(again, stored, payload('evt_x2')), false, 'not sent');
   await h.idle();
   assert.equal((await h.get('evt_x2'))?.status, 'queued', 'released: no session is left');
   const s3 = new FakeSink('s3', 10, [CH]);
