@@ -185,7 +185,8 @@ test(
   async () => {
     dir ??= await tempDir('postern-bench-test-');
     const out = path.join(dir, 'both.json');
-    const args = ['--quick', '--store', 'both', '--scenarios', 'async', '--duration', '2'];
+    const args = ['--quick', '--store', 'both', '--scenarios', 'async'];
+    args.push('--duration', '1', '--connections', '8');
     const { code, output } = await run([...args, '--out', out]);
     assert.equal(code, 0, `bench exited ${code}:\n${output}`);
     const results: unknown = JSON.parse(await readFile(out, 'utf8'));
