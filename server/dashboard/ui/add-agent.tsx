@@ -1,5 +1,6 @@
 /** The "add agent" form: a name and the channels it may serve; shows the one-time pairing code. */
 import { useState } from 'preact/hooks';
+import { ChannelPicker } from './channel-picker.tsx';
 import { errorText } from './format.ts';
 import type { NewAgent } from './model.ts';
 import { PairingNotice } from './pairing-notice.tsx';
@@ -12,13 +13,6 @@ export function AddAgent(props: { onAdded: () => void }) {
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const [added, setAdded] = useState<NewAgent | null>(null);
-
-  const toggle = (id: string, on: boolean) => {
-    const next = new Set(chosen);
-    if (on) next.add(id);
-    else next.delete(id);
-    setChosen(next);
-  };
 
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -57,20 +51,12 @@ export function AddAgent(props: { onAdded: () => void }) {
           maxLength={64}
           onInput={(e) => setName(e.currentTarget.value)}
         />
-        <fieldset>
-          <legend>Channels it may deliver</legend>
-          {(channels ?? []).length === 0 && <p class="muted">Create a channel first.</p>}
-          {(channels ?? []).map((c) => (
-            <label key={c.id} class="check">
-              <input
-                type="checkbox"
-                checked={chosen.has(c.id)}
-                onChange={(e) => toggle(c.id, e.currentTarget.checked)}
-              />{' '}
-              {c.name}
-            </label>
-          ))}
-        </fieldset>
+        <ChannelPicker
+          legend="Channels it may deliver"
+          chosen={chosen}
+          onChange={setChosen}
+          whenNone="Create a channel first."
+        />
         {error && (
           <p class="error" role="alert">
             {error}

@@ -1,5 +1,6 @@
 /** Changing the channels an agent is granted: one checkbox per channel. */
 import { useState } from 'preact/hooks';
+import { ChannelPicker } from './channel-picker.tsx';
 import { errorText } from './format.ts';
 import type { Agent } from './model.ts';
 import { useSession } from './session.ts';
@@ -9,18 +10,11 @@ export function AgentChannelsForm(props: {
   onDone: (note: string) => void;
   onCancel: () => void;
 }) {
-  const { api, channels } = useSession();
+  const { api } = useSession();
   const { agent } = props;
   const [chosen, setChosen] = useState<ReadonlySet<string>>(() => new Set(agent.channels));
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
-
-  const toggle = (id: string, on: boolean) => {
-    const next = new Set(chosen);
-    if (on) next.add(id);
-    else next.delete(id);
-    setChosen(next);
-  };
 
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -43,19 +37,11 @@ export function AgentChannelsForm(props: {
 
   return (
     <form onSubmit={submit} class="stack" aria-label={`Channels of ${agent.name}`}>
-      <fieldset>
-        <legend>Channels {agent.name} may deliver</legend>
-        {(channels ?? []).map((c) => (
-          <label key={c.id} class="check">
-            <input
-              type="checkbox"
-              checked={chosen.has(c.id)}
-              onChange={(e) => toggle(c.id, e.currentTarget.checked)}
-            />{' '}
-            {c.name}
-          </label>
-        ))}
-      </fieldset>
+      <ChannelPicker
+        legend={`Channels ${agent.name} may deliver`}
+        chosen={chosen}
+        onChange={setChosen}
+      />
       {error && (
         <p class="error" role="alert">
           {error}
