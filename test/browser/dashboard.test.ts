@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import type { Locator } from 'playwright-core';
 import { request } from 'undici';
 import { startApp } from '../helpers/app.ts';
 import { launchChromium } from '../helpers/browser.ts';
+import { textMatches } from '../helpers/dashboard.ts';
 import {
   ROOT,
   eventually,
@@ -22,23 +22,6 @@ import {
 } from '../helpers/processes.ts';
 
 const SCREENSHOT = path.join(ROOT, 'test', 'artifacts', 'dashboard.png');
-
-/** Waits until the locator's text matches. */
-async function textMatches(locator: Locator, re: RegExp, what: string): Promise<string> {
-  let last = '';
-  try {
-    return await eventually(
-      async () => {
-        last = (await locator.count()) > 0 ? await locator.first().innerText() : '';
-        return re.test(last) ? last : undefined;
-      },
-      10_000,
-      what,
-    );
-  } catch (err) {
-    throw new Error(`${(err as Error).message}; last text: ${JSON.stringify(last)}`);
-  }
-}
 
 test('dashboard: login, live events, detail, replay', { timeout: 90_000 }, async (t) => {
   // The app fails while `healthy` is false; the channel makes a single attempt, so a failure
