@@ -255,7 +255,7 @@ export class Dispatcher {
     const channel = this.#channel(channelId);
     const state = this.#channels.get(channelId);
     if (this.#stopped || !channel || channel.ordered || !state) return null;
-    const sink = this.#sessions.pick(this.#sessions.routable(state.sinks, channelId), this.#now());
+    const sink = this.#pickFor(channelId);
     if (!sink || this.#sessions.room(sink) === 0) return null;
     const waits = (c: string) => c !== channelId && this.#channels.get(c)?.dry === false;
     if (sink.channels.some(waits)) return null;
@@ -277,18 +277,19 @@ export class Dispatcher {
     const { channelId } = reservation;
     const channel = this.#channel(channelId);
     const sink =
-      this.#sessions.room(reservation.sink) > 0
-        ? reservation.sink
-        : this.#sessions.pick(
-            this.#sessions.routable(this.#state(channelId).sinks, channelId),
-            this.#now(),
-          );
+      this.#sessions.room(reservation.sink) > 0 ? reservation.sink : this.#pickFor(channelId);
     if (this.#stopped || !channel || !sink) {
       this.#release(claim);
       return false;
     }
     this.#send(sink, claim, channel, payload);
     return true;
+  }
+
+  /** The session a new event of the channel would go to now (see Sessions.pick). */
+  #pickFor(channelId: string): Sink | undefined {
+    const sinks = this.#sessions.routable(this.#state(channelId).sinks, channelId);
+    return this.#sessions.pick(sinks, this.#now());
   }
 
   /** The event of a reservation was not stored: the room is free again. */

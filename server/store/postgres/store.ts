@@ -87,6 +87,9 @@ const SILENT: StoreLog = { info() {}, warn() {} };
 
 /** Longest a lazy settle waits for company (as the embedded store's LAZY_FLUSH_MS). */
 export const LAZY_FLUSH_MS = 50;
+/** Events' summaries as readers see them (`delivering` while claimed); add WHERE, ORDER BY. */
+const SUMMARIES = `SELECT postern_summary(e, p.claim_owner IS NOT NULL) AS s
+  FROM postern_events e LEFT JOIN postern_pending p ON p.event_id = e.id`;
 /** Calls per group commit at most. */
 const MAX_BATCH = 256;
 /** Days of partitions kept ready ahead of the clock. */
@@ -677,12 +680,7 @@ export class PostgresStore implements Store {
 
   async getEvent(id: string): Promise<EventSummary | undefined> {
     await this.#seeLazy();
-    const rows = await this.#q<{ s: unknown }>(
-      `SELECT postern_summary(e, p.claim_owner IS NOT NULL) AS s
-         FROM postern_events e LEFT JOIN postern_pending p ON p.event_id = e.id
-        WHERE e.id = $1 LIMIT 1`,
-      [id],
-    );
+    const rows = await this.#q<{ s: unknown }>(`${SUMMARIES} WHERE e.id = $1 LIMIT 1`, [id]);
     return rows[0] ? parseSummary(rows[0].s) : undefined;
   }
 
@@ -745,9 +743,7 @@ export class PostgresStore implements Store {
       const cond = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
       sql =
         status === undefined
-          ? `SELECT postern_summary(e, p.claim_owner IS NOT NULL) AS s
-               FROM postern_events e LEFT JOIN postern_pending p ON p.event_id = e.id
-               ${cond} ORDER BY e.id DESC LIMIT $1`
+          ? `${SUMMARIES} ${cond} ORDER BY e.id DESC LIMIT $1`
           : status === 'queued'
             ? `SELECT postern_summary(e, false) AS s FROM postern_events e ${cond}
                  AND NOT EXISTS (SELECT 1 FROM postern_pending p
@@ -1027,12 +1023,9 @@ export class PostgresStore implements Store {
     }
     // Changed events come as ids: read only for a listener that shows them.
     if (!this.#watched()) return;
-    this.#q<{ s: unknown }>(
-      `SELECT postern_summary(e, p.claim_owner IS NOT NULL) AS s
-         FROM postern_events e LEFT JOIN postern_pending p ON p.event_id = e.id
-        WHERE e.id = ANY ($1::text[]) ORDER BY e.id`,
-      [change.ids],
-    ).then(
+    this.#q<{ s: unknown }>(`${SUMMARIES} WHERE e.id = ANY ($1::text[]) ORDER BY e.id`, [
+      change.ids,
+    ]).then(
       (rows) => {
         for (const row of rows) this.#emit({ type: 'event', event: parseSummary(row.s) });
       },
