@@ -54,6 +54,9 @@ export function EventsView() {
   const load = useCallback(async () => {
     const gen = ++generation.current;
     const f = filterRef.current;
+    // A reload (the stream came back): what it showed, so that an event received live while
+    // the page loads still counts as new once listed.
+    const shown = listRef.current ? new Set(listRef.current.rows.map((r) => r.id)) : null;
     pending.current = [];
     setError(null);
     try {
@@ -64,8 +67,17 @@ export function EventsView() {
         next: page.next,
         ...(page.examined === null ? {} : { examined: page.examined }),
       };
-      for (const e of pending.current) l = applyLive(l, e, f).list;
+      const arrived = new Set<string>();
+      for (const e of pending.current) {
+        const applied = applyLive(l, e, f);
+        l = applied.list;
+        if (shown && applied.change !== 'ignored' && !shown.has(e.id)) arrived.add(e.id);
+      }
       setList(l);
+      if (arrived.size > 0) {
+        setLiveCount((n) => n + arrived.size);
+        setFresh((s) => new Set([...s, ...arrived]));
+      }
     } catch (err) {
       if (gen === generation.current) setError(`Could not load events: ${errorText(err)}`);
     } finally {
